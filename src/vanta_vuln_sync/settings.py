@@ -1,0 +1,117 @@
+"""Settings, read from the environment once (at cold start or CLI start) into one typed object.
+
+Every variable is documented in the README's configuration table; keep the two in step.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+DEFAULT_BASE_URL = "https://api.vanta.com/v1"
+DEFAULT_AUTH_URL = "https://api.vanta.com/oauth/token"
+
+
+class SettingsError(ValueError):
+    """A setting is missing or malformed; the message names the variable and what it expects."""
+
+
+@dataclass(frozen=True, slots=True)
+class VantaSettings:
+    """How to reach Vanta. The credentials are either given directly (CLI) or by a secret ARN (Lambda)."""
+
+    base_url: str = DEFAULT_BASE_URL
+    auth_url: str = DEFAULT_AUTH_URL
+    rate_limit_per_minute: int = 50
+    client_id: str | None = None
+    client_secret: str | None = None
+    secret_arn: str | None = None
+    request_timeout: float = 30.0
+
+    def __repr__(self) -> str:  # never print the secret
+        return (
+            f"VantaSettings(base_url={self.base_url!r}, auth_url={self.auth_url!r}, "
+            f"rate_limit_per_minute={self.rate_limit_per_minute}, client_id={self.client_id!r}, "
+            f"client_secret={'***' if self.client_secret else None}, secret_arn={self.secret_arn!r})"
+        )
+
+    __str__ = __repr__
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything a handler needs, from the Lambda environment (see template.yaml)."""
+
+    vanta: VantaSettings
+    state_table: str
+    data_bucket: str
+    page_queue_url: str
+    request_queue_url: str
+    page_budget: int = 50
+    ranges_in_flight: int = 10
+    page_size: int = 100
+    aws_endpoint_url: str | None = None
+
+
+def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int = 1) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a whole number, got {raw!r}") from None
+    if value < minimum:
+        raise SettingsError(f"{name} must be at least {minimum}, got {value}")
+    return value
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a number of seconds, got {raw!r}") from None
+    if value <= 0:
+        raise SettingsError(f"{name} must be positive, got {value}")
+    return value
+
+
+def vanta_settings_from_env(env: Mapping[str, str] | None = None) -> VantaSettings:
+    """Vanta settings from `VANTA_*` variables; raises SettingsError on a malformed value."""
+    env = os.environ if env is None else env
+    return VantaSettings(
+        base_url=env.get("VANTA_BASE_URL") or DEFAULT_BASE_URL,
+        auth_url=env.get("VANTA_AUTH_URL") or DEFAULT_AUTH_URL,
+        rate_limit_per_minute=_int(env, "VANTA_RATE_LIMIT_PER_MINUTE", 50),
+        client_id=env.get("VANTA_CLIENT_ID") or None,
+        client_secret=env.get("VANTA_CLIENT_SECRET") or None,
+        secret_arn=env.get("VANTA_SECRET_ARN") or None,
+        request_timeout=_float(env, "VANTA_REQUEST_TIMEOUT", 30.0),
+    )
+
+
+def settings_from_env(env: Mapping[str, str] | None = None) -> Settings:
+    """All handler settings; raises SettingsError naming the first missing or malformed variable."""
+    env = os.environ if env is None else env
+
+    def required(name: str) -> str:
+        value = env.get(name)
+        if not value:
+            raise SettingsError(f"{name} is not set; the template sets it for every function")
+        return value
+
+    return Settings(
+        vanta=vanta_settings_from_env(env),
+        state_table=required("STATE_TABLE"),
+        data_bucket=required("DATA_BUCKET"),
+        page_queue_url=required("PAGE_QUEUE_URL"),
+        request_queue_url=required("REQUEST_QUEUE_URL"),
+        page_budget=_int(env, "PAGE_BUDGET", 50),
+        ranges_in_flight=_int(env, "RANGES_IN_FLIGHT", 10),
+        page_size=min(_int(env, "PAGE_SIZE", 100), 100),
+        aws_endpoint_url=env.get("AWS_ENDPOINT_URL") or None,
+    )

@@ -1,0 +1,62 @@
+"""Shared fixtures: moto server (real AWS APIs over loopback) and the Vanta simulator.
+
+Nothing here mocks our own code: AWS is `moto.server.ThreadedMotoServer`, Vanta is our simulator.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from typing import Any
+
+import pytest
+from moto.server import ThreadedMotoServer
+
+from vanta_vuln_sync.simulator import Simulator, SimulatorConfig
+
+AWS_REGION = "us-east-1"
+
+
+@pytest.fixture(autouse=True)
+def _aws_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test may reach a real AWS account: clear AWS_* and set dummy credentials."""
+    for name in list(os.environ):
+        if name.startswith("AWS_") or name.startswith("VANTA_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", AWS_REGION)
+    monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "VantaVulnSyncTest")
+    monkeypatch.setenv("POWERTOOLS_SERVICE_NAME", "vanta-vuln-sync")
+    monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "true")
+
+
+@pytest.fixture(scope="session")
+def moto_server() -> Iterator[str]:
+    """One moto server for the session; yields its endpoint URL. Tests isolate by unique names."""
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+async def simulator() -> AsyncIterator[Callable[..., Awaitable[Simulator]]]:
+    """Factory: `sim = await simulator(vulnerabilities=500, cursor_style="opaque")`, started on loopback.
+
+    Every simulator started through it is closed when the test ends.
+    """
+    started: list[Simulator] = []
+
+    async def start(**overrides: Any) -> Simulator:
+        sim = Simulator(SimulatorConfig(**overrides))
+        await sim.start()
+        started.append(sim)
+        return sim
+
+    yield start
+    for sim in started:
+        await sim.close()
