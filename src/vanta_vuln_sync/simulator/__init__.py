@@ -1,0 +1,25 @@
+"""A Vanta API simulator (aiohttp) with a realistic, seeded tenant, Vanta's limits and injected faults.
+
+`Simulator(SimulatorConfig(...))`, `await sim.start()` / `await sim.close()` (or `async with`), then
+`sim.base_url`, `sim.auth_url`, `sim.client_id`, `sim.client_secret`, `sim.dataset`, `sim.counters`.
+Run it standalone with `python -m vanta_vuln_sync.simulator --help`.
+"""
+
+from __future__ import annotations
+
+from vanta_vuln_sync.simulator.config import DEFAULT_NOW, SimulatorConfig, SimulatorConfigError
+from vanta_vuln_sync.simulator.counters import SimCounters
+from vanta_vuln_sync.simulator.dataset import RESOURCES, Dataset, Evolution, Resource
+from vanta_vuln_sync.simulator.server import Simulator
+
+__all__ = [
+    "DEFAULT_NOW",
+    "RESOURCES",
+    "Dataset",
+    "Evolution",
+    "Resource",
+    "SimCounters",
+    "Simulator",
+    "SimulatorConfig",
+    "SimulatorConfigError",
+]

@@ -1,0 +1,331 @@
+"""The Vanta API simulator: an aiohttp app with Vanta's auth, pagination, limits and injected faults.
+
+Order of checks for an API request (`GET /v1/<resource>`): rate limit (429, answered at once) →
+latency → token (401) → `pageSize`, filters and cursor (400) → injected fault (5xx, stall, truncated
+body) → page. Every request that passes the rate limit counts against it, whatever its answer;
+throttled ones count in `counters.requests` and `counters.throttled` but use up no budget.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, cast
+
+import orjson
+from aiohttp import web
+
+from vanta_vuln_sync.simulator.config import SimulatorConfig, SimulatorConfigError
+from vanta_vuln_sync.simulator.counters import SimCounters, SlidingWindow, retry_after_header
+from vanta_vuln_sync.simulator.dataset import RESOURCES, Dataset, Resource
+from vanta_vuln_sync.simulator.filters import FilterError, Selector, filter_key, parse_filters
+from vanta_vuln_sync.simulator.paging import CursorBook, CursorError, paginate
+
+SCOPE = "vanta-api.all:read"
+DEFAULT_PAGE_SIZE = 10
+MAX_PAGE_SIZE = 100
+
+
+@dataclass(slots=True)
+class _LiveToken:
+    value: str
+    expires_at: float
+
+
+def _json(status: int, payload: Any, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(
+        status=status, body=orjson.dumps(payload), content_type="application/json", headers=headers
+    )
+
+
+def _error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> web.Response:
+    return _json(status, {"error": code, "message": message}, headers)
+
+
+class Simulator:
+    """A running simulated Vanta tenant on loopback.
+
+    `async with Simulator(SimulatorConfig(vulnerabilities=500)) as sim:` then point a client at
+    `sim.base_url` and `sim.auth_url` with `sim.client_id` / `sim.client_secret`.
+    `clock` (monotonic seconds) drives token expiry, rate windows and the request log.
+    """
+
+    def __init__(
+        self,
+        config: SimulatorConfig | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        host: str = "127.0.0.1",
+        port: int = 0,
+    ) -> None:
+        self._config = config or SimulatorConfig()
+        self._clock = clock
+        self._host = host
+        self._port = port
+        self.dataset = Dataset(
+            seed=self._config.seed,
+            vulnerabilities=self._config.vulnerabilities,
+            remediations=self._config.remediation_count,
+            assets=self._config.asset_count,
+            now=self._config.now,
+        )
+        self.counters = SimCounters()
+        self._selector = Selector(self.dataset)
+        self._cursors = CursorBook(self._config.cursor_style)
+        self._api_window = SlidingWindow(self._config.rate_limit_per_minute)
+        self._token_window = SlidingWindow(self._config.token_requests_per_minute)
+        self._rng = random.Random(self._config.seed ^ 0x5EED)
+        self._token: _LiveToken | None = None
+        self._runner: web.AppRunner | None = None
+        self.app = self._make_app()
+
+    # -- lifecycle ----------------------------------------------------------------------------------
+
+    def _make_app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_post("/oauth/token", self._token_endpoint)
+        for resource in RESOURCES:
+            app.router.add_get(f"/v1/{resource}", self._list_handler(resource))
+        app.router.add_get("/_sim/counters", self._counters_endpoint)
+        app.router.add_get("/_sim/config", self._config_endpoint)
+        app.router.add_post("/_sim/config", self._configure_endpoint)
+        app.router.add_post("/_sim/revoke-token", self._revoke_endpoint)
+        app.router.add_post("/_sim/evolve", self._evolve_endpoint)
+        return app
+
+    async def start(self) -> None:
+        """Listen on the configured host and port (a free port by default)."""
+        # A short shutdown timeout: a stalled request must not hold up close().
+        self._runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=0.2)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self._host, self._port)
+        await site.start()
+        self._port = cast(tuple[str, int], self._runner.addresses[0])[1]
+
+    async def close(self) -> None:
+        """Stop listening; in-flight requests are cancelled."""
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def __aenter__(self) -> Simulator:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    # -- public knobs -------------------------------------------------------------------------------
+
+    @property
+    def config(self) -> SimulatorConfig:
+        return self._config
+
+    @property
+    def origin(self) -> str:
+        return f"http://{self._host}:{self._port}"
+
+    @property
+    def base_url(self) -> str:
+        return f"{self.origin}/v1"
+
+    @property
+    def auth_url(self) -> str:
+        return f"{self.origin}/oauth/token"
+
+    @property
+    def client_id(self) -> str:
+        return self._config.client_id
+
+    @property
+    def client_secret(self) -> str:
+        return self._config.client_secret
+
+    def revoke_token(self) -> None:
+        """Revoke the live token now: requests using it get 401 until a new one is minted."""
+        self._token = None
+
+    def configure(self, **changes: Any) -> SimulatorConfig:
+        """Change limits and fault rates while running (see config.RUNTIME_FIELDS); returns the new config.
+
+        Raises SimulatorConfigError for an unknown, unchangeable or out-of-range value.
+        """
+        self._config = self._config.with_changes(changes)
+        self._api_window.limit = self._config.rate_limit_per_minute
+        self._token_window.limit = self._config.token_requests_per_minute
+        self._cursors.style = self._config.cursor_style
+        return self._config
+
+    # -- token endpoint -----------------------------------------------------------------------------
+
+    async def _token_endpoint(self, request: web.Request) -> web.Response:
+        response = await self._mint(request)
+        counts = self.counters.token_by_status
+        counts[response.status] = counts.get(response.status, 0) + 1
+        return response
+
+    async def _mint(self, request: web.Request) -> web.Response:
+        config, counters = self._config, self.counters
+        counters.token_requests += 1
+        wait = self._token_window.try_acquire(self._clock())
+        if wait is not None:
+            counters.token_throttled += 1
+            headers = self._retry_after(wait)
+            limit = config.token_requests_per_minute
+            return _error(429, "rate_limited", f"Too many token requests: at most {limit} a minute.", headers)
+        if config.token_error_rate and self._rng.random() < config.token_error_rate:
+            counters.token_errors_injected += 1
+            status = self._rng.choice((503, 504))
+            return _error(status, "unavailable", "The token service is temporarily unavailable.")
+        try:
+            body = orjson.loads(await request.read())
+        except orjson.JSONDecodeError:
+            return _error(400, "invalid_request", "The body must be a JSON object.")
+        if not isinstance(body, dict):
+            return _error(400, "invalid_request", "The body must be a JSON object.")
+        if body.get("client_id") != config.client_id or body.get("client_secret") != config.client_secret:
+            return _error(401, "invalid_client", "Client authentication failed.")
+        if body.get("grant_type") != "client_credentials":
+            return _error(400, "unsupported_grant_type", "grant_type must be client_credentials.")
+        if body.get("scope") != SCOPE:
+            return _error(400, "invalid_scope", f"scope must be {SCOPE}.")
+        # One live token per application: minting replaces (revokes) the previous one.
+        self._token = _LiveToken(f"vat_{secrets.token_urlsafe(32)}", self._clock() + config.token_ttl_seconds)
+        counters.tokens_minted += 1
+        return _json(
+            200,
+            {
+                "access_token": self._token.value,
+                "expires_in": int(config.token_ttl_seconds),
+                "token_type": "Bearer",
+            },
+        )
+
+    # -- API endpoints ------------------------------------------------------------------------------
+
+    def _list_handler(self, resource: Resource) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+        async def handle(request: web.Request) -> web.StreamResponse:
+            response = await self._serve_list(resource, request)
+            counts = self.counters.by_status
+            counts[response.status] = counts.get(response.status, 0) + 1
+            return response
+
+        return handle
+
+    def _authorized(self, request: web.Request) -> bool:
+        header = request.headers.get("Authorization", "")
+        token = self._token
+        if token is None or not header.startswith("Bearer "):
+            return False
+        if not secrets.compare_digest(header[len("Bearer ") :].encode(), token.value.encode()):
+            return False
+        return self._clock() < token.expires_at
+
+    async def _serve_list(self, resource: Resource, request: web.Request) -> web.StreamResponse:
+        config, counters = self._config, self.counters
+        counters.requests += 1
+        now = self._clock()
+        wait = self._api_window.try_acquire(now)
+        if wait is not None:
+            counters.throttled += 1
+            headers = self._retry_after(wait)
+            return _error(429, "rate_limited", "Rate limit exceeded; back off and retry.", headers)
+        counters.record_accepted(now)
+        await self._latency()
+        if not self._authorized(request):
+            counters.unauthorized += 1
+            return _error(401, "unauthorized", "The access token is missing, expired or revoked.")
+        query = request.query
+        raw_size = query.get("pageSize", str(DEFAULT_PAGE_SIZE))
+        if not raw_size.isdigit() or not 1 <= int(raw_size) <= MAX_PAGE_SIZE:
+            return _error(400, "invalid_request", f"pageSize must be an integer from 1 to {MAX_PAGE_SIZE}.")
+        try:
+            filters = parse_filters(resource, query)
+            key = filter_key(filters)
+            cursor = query.get("pageCursor")
+            after = None if cursor is None else self._cursors.decode(key, cursor)
+        except (FilterError, CursorError) as exc:
+            return _error(400, "invalid_request", str(exc))
+        fault = self._rng.random()
+        if fault < config.error_rate:
+            counters.errors_injected += 1
+            status = self._rng.choice((500, 502, 503))
+            return _error(status, "internal_error", "Injected server error.")
+        fault -= config.error_rate
+        truncate = fault < config.truncate_rate
+        fault -= config.truncate_rate
+        if not truncate and fault < config.stall_rate:
+            counters.stalled += 1
+            await asyncio.sleep(config.stall_seconds)
+        page = paginate(
+            self._selector.select(resource, filters),
+            after=after,
+            size=int(raw_size),
+            book=self._cursors,
+            filters=key,
+        )
+        data = [self.dataset.render(resource, row) for row in page.rows]
+        body = orjson.dumps({"results": {"data": data, "pageInfo": page.page_info}})
+        if truncate:
+            counters.truncated += 1
+            # A 200 whose body stops mid-JSON; Content-Length matches what is sent, so the client
+            # reads it cleanly and only the JSON parse fails.
+            body = body[: self._rng.randrange(1, len(body))]
+        return web.Response(status=200, body=body, content_type="application/json")
+
+    def _retry_after(self, wait: float) -> dict[str, str] | None:
+        config = self._config
+        if not config.retry_after:
+            return None
+        return {"Retry-After": retry_after_header(wait, http_date=config.retry_after_format == "http-date")}
+
+    async def _latency(self) -> None:
+        config = self._config
+        if config.latency_seconds <= 0 and config.latency_jitter <= 0:
+            return
+        jitter = self._rng.uniform(-config.latency_jitter, config.latency_jitter)
+        await asyncio.sleep(max(0.0, config.latency_seconds + jitter))
+
+    # -- control endpoints (not Vanta's; never counted as API requests) ----------------------------
+
+    async def _counters_endpoint(self, request: web.Request) -> web.Response:
+        return _json(200, self.counters.as_dict())
+
+    async def _config_endpoint(self, request: web.Request) -> web.Response:
+        return _json(200, self._config.public_dict())
+
+    async def _configure_endpoint(self, request: web.Request) -> web.Response:
+        try:
+            changes = orjson.loads(await request.read())
+            if not isinstance(changes, dict):
+                raise SimulatorConfigError("the body must be a JSON object of config changes")
+            self.configure(**changes)
+        except (orjson.JSONDecodeError, SimulatorConfigError) as exc:
+            return _error(400, "invalid_config", str(exc))
+        return _json(200, self._config.public_dict())
+
+    async def _revoke_endpoint(self, request: web.Request) -> web.Response:
+        self.revoke_token()
+        return _json(200, {"revoked": True})
+
+    async def _evolve_endpoint(self, request: web.Request) -> web.Response:
+        raw = request.query.get("seed", "1")
+        if not raw.isdigit():
+            return _error(400, "invalid_request", "seed must be a non-negative integer")
+        change = self.dataset.evolve(int(raw))
+        return _json(
+            200,
+            {
+                "fixed": len(change.fixed),
+                "new": len(change.new),
+                "deactivated": len(change.deactivated),
+                "remediations": len(change.remediations),
+            },
+        )
