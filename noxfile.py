@@ -23,6 +23,7 @@ def lint(session: nox.Session) -> None:
     session.run("ruff", "format", "--check", "src", "tests", "loadtest", "noxfile.py")
     session.run("mypy")
     session.run("cfn-lint", "template.yaml")
+    session.notify("security")  # checkov on template.yaml, in its own venv (see `security`)
 
 
 # ---- Infrastructure: validate, build and deploy template.yaml (AWS SAM, python3.13 on arm64).
@@ -158,3 +159,34 @@ def bench_finalize(session: nox.Session) -> None:
     """
     session.install("-e", ".")
     session.run("python", "loadtest/bench_finalize.py", *session.posargs)
+
+
+@nox.session
+def demo(session: nox.Session) -> None:
+    """The whole system on this machine: `vuln-sync local --out out/` against the simulator.
+
+    20,000 vulnerabilities (about 350 pages) at a simulated limit of 600 requests/min, so it ends in
+    about a minute; then open out/report.html. Options after `--`, e.g. `-- --vulnerabilities 2000`.
+    """
+    session.install("-e", ".[local]")
+    session.run("vuln-sync", "local", "--out", "out", *session.posargs)
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Vanta client throughput (pages/s) next to a bare aiohttp + orjson loop, as a ratio (target >= 0.8).
+
+    Against a zero-latency simulator with no rate limit; options after `--`, e.g. `-- --rounds 9`.
+    """
+    session.install("-e", ".")
+    session.run("python", "loadtest/bench_client.py", *session.posargs)
+
+
+@nox.session
+def security(session: nox.Session) -> None:
+    """checkov on template.yaml (offline; every skip justified in .checkov.yaml). `nox -s lint` runs it.
+
+    checkov has its own venv: it is large (~290 MB, ~2 min to install once) and pins its own AWS SDK.
+    """
+    session.install("checkov>=3.2,<4")
+    session.run("checkov", "--config-file", ".checkov.yaml")

@@ -1,0 +1,275 @@
+"""The async Vanta API client: every request goes through one funnel that applies the token, the rate
+limit, the timeout, the retry policy and the error mapping."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import orjson
+from yarl import URL
+
+from ..settings import DEFAULT_BASE_URL
+from .auth import TokenProvider
+from .errors import (
+    AuthError,
+    ClientError,
+    InvalidFilterError,
+    ProtocolError,
+    RateLimitedError,
+    ServerError,
+    VantaError,
+)
+from .ratelimit import LocalRateLimiter, RateLimiter
+from .resources import FilterValue, resource_spec, validate_filters
+from .retry import RetryPolicy, parse_retry_after
+
+log = logging.getLogger(__name__)
+
+MAX_PAGE_SIZE = 100
+
+Clock = Callable[[], float]
+Sleep = Callable[[float], Awaitable[None]]
+
+
+@dataclass(slots=True)
+class Page:
+    """One page of a list endpoint: the records exactly as Vanta sent them, and where the next starts."""
+
+    records: list[dict[str, Any]]
+    has_next_page: bool
+    end_cursor: str | None
+
+
+@dataclass(slots=True)
+class ClientCounters:
+    """Requests sent (every attempt), retries made, and 429 answers received."""
+
+    requests: int = 0
+    retries: int = 0
+    throttled: int = 0
+
+
+class VantaClient:
+    """Lists Vanta resources page by page.
+
+    The aiohttp `session` is injected (one per event loop) and never closed here. `tokens` supplies
+    bearer tokens (InProcessTokenProvider or TokenBroker), `limiter` paces request starts
+    (LocalRateLimiter(50) unless given; a FleetRateLimiter in Lambda), `retry` says how often and how
+    long to retry 429, 5xx, timeouts, connection errors and truncated or invalid JSON. `clock` and
+    `sleep` are monotonic time for the retry budget, `wall_clock` reads HTTP-date Retry-After headers.
+    """
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        base_url: str = DEFAULT_BASE_URL,
+        *,
+        tokens: TokenProvider,
+        limiter: RateLimiter | None = None,
+        retry: RetryPolicy | None = None,
+        timeout: float = 30.0,
+        clock: Clock = time.monotonic,
+        wall_clock: Clock = time.time,
+        sleep: Sleep = asyncio.sleep,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._session = session
+        self._base_url = base_url.rstrip("/")
+        self._tokens = tokens
+        self._limiter: RateLimiter = limiter if limiter is not None else LocalRateLimiter(50)
+        self._retry = retry or RetryPolicy()
+        self._timeout_seconds = timeout
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._clock = clock
+        self._wall_clock = wall_clock
+        self._sleep = sleep
+        self._rng = rng or random.Random()
+        self._urls: dict[str, URL] = {}
+        self._auth_token = ""
+        self._auth_headers: dict[str, str] = {}
+        self.counters = ClientCounters()
+
+    async def fetch_page(
+        self,
+        resource: str,
+        filters: Mapping[str, FilterValue] | None = None,
+        cursor: str | None = None,
+        page_size: int = MAX_PAGE_SIZE,
+    ) -> Page:
+        """The page of `resource` after `cursor` (the first page when None).
+
+        Filters are validated first (InvalidFilterError, before any request). Raises AuthError,
+        RateLimitedError, ServerError, ClientError or ProtocolError when Vanta fails beyond retrying.
+        """
+        params = self._params(resource, filters, page_size)
+        if cursor is not None:
+            params["pageCursor"] = cursor
+        return await self._request("GET", resource_spec(resource).path, params)
+
+    def iter_pages(
+        self,
+        resource: str,
+        filters: Mapping[str, FilterValue] | None = None,
+        cursor: str | None = None,
+        page_size: int = MAX_PAGE_SIZE,
+    ) -> AsyncIterator[Page]:
+        """Pages of `resource` from the one after `cursor` to the last, following `endCursor`.
+
+        Filters are validated here, at the call, before any request (InvalidFilterError); iterating
+        raises what `fetch_page` raises.
+        """
+        params = self._params(resource, filters, page_size)
+        return self._walk(resource_spec(resource).path, params, cursor)
+
+    async def _walk(self, path: str, params: dict[str, str], cursor: str | None) -> AsyncIterator[Page]:
+        while True:
+            if cursor is not None:
+                params["pageCursor"] = cursor
+            page = await self._request("GET", path, params)
+            more, cursor = page.has_next_page, page.end_cursor
+            yield page
+            if not more:
+                return
+            del page  # let the consumer's page go before the next one is parsed
+
+    def _params(
+        self, resource: str, filters: Mapping[str, FilterValue] | None, page_size: int
+    ) -> dict[str, str]:
+        if not 1 <= page_size <= MAX_PAGE_SIZE:
+            raise InvalidFilterError(f"page size must be between 1 and {MAX_PAGE_SIZE}, got {page_size}")
+        params = validate_filters(resource, filters)
+        params["pageSize"] = str(page_size)
+        return params
+
+    def _url(self, path: str) -> URL:
+        url = self._urls.get(path)
+        if url is None:
+            url = self._urls[path] = URL(self._base_url + path)
+        return url
+
+    def _headers(self, token: str) -> dict[str, str]:
+        # Reused while the token is unchanged: no per-request header dict.
+        if token != self._auth_token:
+            self._auth_token = token
+            self._auth_headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
+        return self._auth_headers
+
+    async def _request(self, method: str, path: str, params: Mapping[str, str]) -> Page:
+        """The funnel: token, rate limit, request with timeout, status mapping, parse, envelope check,
+        retries. Returns the page or raises a VantaError."""
+        url = self._url(path)
+        started = self._clock()
+        failures = 0
+        reauthenticated = False
+        while True:
+            token = await self._tokens.token()
+            await self._limiter.acquire()
+            self.counters.requests += 1
+            retry_after: float | None = None
+            cause: BaseException | None = None
+            try:
+                async with self._session.request(
+                    method, url, params=params, headers=self._headers(token), timeout=self._timeout
+                ) as response:
+                    status = response.status
+                    body = await response.read()
+                    if status == 429:
+                        retry_after = parse_retry_after(
+                            response.headers.get("Retry-After"), self._wall_clock()
+                        )
+            except TimeoutError as exc:
+                failure: VantaError = ServerError(
+                    f"Vanta did not answer {path} within {self._timeout_seconds:g}s"
+                )
+                cause = exc
+            except aiohttp.ClientPayloadError as exc:
+                failure, cause = ProtocolError(f"Vanta's answer to {path} was cut short"), exc
+            except aiohttp.ClientError as exc:
+                failure = ServerError(f"the connection to Vanta failed ({type(exc).__name__}) on {path}")
+                cause = exc
+            else:
+                if status == 200:
+                    try:
+                        document = orjson.loads(body)
+                    except orjson.JSONDecodeError as exc:
+                        failure, cause = ProtocolError(f"Vanta's answer to {path} was not valid JSON"), exc
+                    else:
+                        return _page(document, path)
+                elif status == 401:
+                    if reauthenticated:
+                        raise AuthError(
+                            "Vanta rejected a freshly minted token (HTTP 401); check that the app's "
+                            "credentials are valid and have the vanta-api.all:read scope"
+                        )
+                    reauthenticated = True
+                    self.counters.retries += 1
+                    log.info("Vanta answered 401 on %s; re-authenticating once", path)
+                    await self._tokens.invalidate(token)
+                    continue
+                elif status == 429:
+                    self.counters.throttled += 1
+                    failure = RateLimitedError(
+                        f"Vanta kept answering 429 on {path}; lower VANTA_RATE_LIMIT_PER_MINUTE"
+                    )
+                elif status >= 500:
+                    failure = ServerError(f"Vanta answered HTTP {status} on {path}; try again later", status)
+                else:
+                    raise ClientError(_client_error_message(status, path, body, token), status)
+            failures += 1
+            if failures >= self._retry.attempts:
+                raise _gave_up(failure, f"after {failures} attempts") from cause
+            delay = self._retry.delay(failures - 1, self._rng, retry_after)
+            if self._clock() - started + delay > self._retry.total_seconds:
+                raise _gave_up(failure, f"within {self._retry.total_seconds:g}s") from cause
+            self.counters.retries += 1
+            log.debug("retrying %s in %.2fs after: %s", path, delay, failure)
+            await self._sleep(delay)
+
+
+def _gave_up(failure: VantaError, how: str) -> VantaError:
+    failure.args = (f"{failure.args[0]} (gave up {how})",)
+    return failure
+
+
+def _page(document: Any, path: str) -> Page:
+    """Validates the list envelope once, where the payload enters."""
+    try:
+        results = document["results"]
+        records = results["data"]
+        info = results["pageInfo"]
+        has_next = info["hasNextPage"]
+        end_cursor = info.get("endCursor")
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise ProtocolError(
+            f"Vanta's answer to {path} lacks results.data/results.pageInfo; check VANTA_BASE_URL"
+        ) from exc
+    if (
+        type(records) is not list
+        or type(has_next) is not bool
+        or (end_cursor is not None and type(end_cursor) is not str)
+        or (has_next and not end_cursor)
+    ):
+        raise ProtocolError(f"Vanta's answer to {path} has a malformed page envelope")
+    return Page(records, has_next, end_cursor)
+
+
+def _client_error_message(status: int, path: str, body: bytes, token: str) -> str:
+    detail = ""
+    try:
+        document = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        document = None
+    if isinstance(document, dict):
+        for key in ("message", "error_description", "error"):
+            if isinstance(document.get(key), str):
+                detail = document[key]
+                break
+    detail = detail.replace(token, "<redacted>")[:300] if detail else "no details"
+    return f"Vanta rejected the request to {path} (HTTP {status}): {detail}; retrying cannot help"

@@ -1,0 +1,358 @@
+"""The request funnel against the real simulator over loopback: faults, limits, tokens, filters."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from types import SimpleNamespace
+from typing import Any
+
+import aiohttp
+import pytest
+from vanta_helpers import VirtualClock, make_client, max_in_any_window
+
+from vanta_vuln_sync.simulator import Simulator, SimulatorConfig
+from vanta_vuln_sync.vanta import (
+    AuthError,
+    ClientError,
+    InProcessTokenProvider,
+    InvalidFilterError,
+    RateLimitedError,
+    RetryPolicy,
+    ServerError,
+    Token,
+    VantaClient,
+    token_fetcher,
+)
+
+RESOURCE_NAMES = ("vulnerabilities", "vulnerability-remediations", "vulnerable-assets", "integrations")
+
+
+class RequestLog:
+    """What went over the wire, seen through aiohttp tracing: start times, answers, bearer tokens."""
+
+    def __init__(self, clock: VirtualClock | None = None) -> None:
+        self.clock = clock
+        self.events: list[tuple[str, float, int, str | None]] = []  # (kind, time, status, retry-after)
+        self.bearers: set[str] = set()
+        self.config = aiohttp.TraceConfig()
+        self.config.on_request_start.append(self._start)
+        self.config.on_request_end.append(self._end)
+
+    def _now(self) -> float:
+        return self.clock() if self.clock is not None else 0.0
+
+    async def _start(self, _: Any, __: SimpleNamespace, params: aiohttp.TraceRequestStartParams) -> None:
+        auth = params.headers.get("Authorization", "")
+        if auth.startswith("Bearer "):
+            self.bearers.add(auth[len("Bearer ") :])
+        if "/oauth/" not in str(params.url):
+            self.events.append(("start", self._now(), 0, None))
+
+    async def _end(self, _: Any, __: SimpleNamespace, params: aiohttp.TraceRequestEndParams) -> None:
+        if "/oauth/" not in str(params.url):
+            self.events.append(
+                ("end", self._now(), params.response.status, params.response.headers.get("Retry-After"))
+            )
+
+
+async def list_all(client: VantaClient, resource: str, page_size: int = 100) -> list[dict[str, Any]]:
+    records: list[dict[str, Any]] = []
+    async for page in client.iter_pages(resource, page_size=page_size):
+        records.extend(page.records)
+    return records
+
+
+@pytest.fixture
+async def virtual_sim(virtual_clock: VirtualClock) -> AsyncIterator[Any]:
+    """Factory of simulators running on the virtual clock (their rate windows pass in virtual time)."""
+    started: list[Simulator] = []
+
+    async def start(**overrides: Any) -> Simulator:
+        sim = Simulator(SimulatorConfig(**overrides), clock=virtual_clock)
+        await sim.start()
+        started.append(sim)
+        return sim
+
+    yield start
+    for sim in started:
+        await sim.close()
+
+
+async def test_each_resource_is_listed_completely_and_once_when_vanta_fails_truncates_and_throttles(
+    virtual_sim: Any, virtual_clock: VirtualClock, http: aiohttp.ClientSession
+) -> None:
+    # Given opaque cursors, 5 % server errors, 5 % truncated bodies and a 600/min limit that the
+    # four concurrent listings (about 700 requests at 5 records a page) must run into
+    sim = await virtual_sim(
+        vulnerabilities=2000,
+        cursor_style="opaque",
+        error_rate=0.05,
+        truncate_rate=0.05,
+        rate_limit_per_minute=600,
+    )
+    client, _ = make_client(
+        http,
+        sim,
+        clock=virtual_clock,
+        wall_clock=virtual_clock,
+        sleep=virtual_clock.sleep,
+        retry=RetryPolicy(base=0.5, cap=20, attempts=8, total_seconds=300),
+    )
+    # When every resource is listed at once
+    listed = await asyncio.gather(*(list_all(client, name, page_size=5) for name in RESOURCE_NAMES))
+    # Then each is exactly the dataset, in order, nothing missing and nothing twice
+    for name, records in zip(RESOURCE_NAMES, listed, strict=True):
+        assert records == sim.dataset.records(name), name
+    assert sim.counters.errors_injected > 0
+    assert sim.counters.truncated > 0
+    assert sim.counters.throttled > 0
+    assert client.counters.throttled == sim.counters.throttled
+    assert client.counters.requests == sim.counters.requests
+
+
+async def test_no_request_is_sent_before_retry_after_has_passed(
+    virtual_sim: Any, virtual_clock: VirtualClock
+) -> None:
+    sim = await virtual_sim(vulnerabilities=100, rate_limit_per_minute=10)
+    wire = RequestLog(virtual_clock)
+    async with aiohttp.ClientSession(trace_configs=[wire.config]) as session:
+        client, _ = make_client(
+            session,
+            sim,
+            clock=virtual_clock,
+            wall_clock=virtual_clock,
+            sleep=virtual_clock.sleep,
+            retry=RetryPolicy(base=0.01, cap=0.05, attempts=8, total_seconds=600),
+        )
+        records = await list_all(client, "vulnerabilities", page_size=4)
+    assert records == sim.dataset.records("vulnerabilities")
+    throttled = [(i, t, after) for i, (kind, t, status, after) in enumerate(wire.events) if status == 429]
+    assert len(throttled) >= 2
+    for index, answered_at, retry_after in throttled:
+        assert retry_after is not None
+        next_start = next(t for kind, t, _, _ in wire.events[index + 1 :] if kind == "start")
+        assert next_start >= answered_at + float(retry_after)
+
+
+async def test_client_re_authenticates_when_vanta_expires_the_token_first(
+    virtual_sim: Any, virtual_clock: VirtualClock, http: aiohttp.ClientSession
+) -> None:
+    # Given a token Vanta expires after 60 s while the client's clock says it is still fresh
+    sim = await virtual_sim(vulnerabilities=300, token_ttl_seconds=60)
+    client, _ = make_client(http, sim)
+    pages = client.iter_pages("vulnerabilities", page_size=100)
+    records = (await anext(pages)).records
+    await virtual_clock.sleep(120)
+    # When the listing goes on, Vanta answers 401 once and the client mints a new token
+    async for page in pages:
+        records.extend(page.records)
+    assert records == sim.dataset.records("vulnerabilities")
+    assert sim.counters.unauthorized == 1
+    assert sim.counters.tokens_minted == 2
+
+
+async def test_client_replaces_an_expiring_token_before_vanta_rejects_it(
+    virtual_sim: Any, virtual_clock: VirtualClock, http: aiohttp.ClientSession
+) -> None:
+    sim = await virtual_sim(vulnerabilities=300, token_ttl_seconds=60)
+    tokens = InProcessTokenProvider(
+        token_fetcher(http, sim.auth_url, sim.client_id, sim.client_secret, clock=virtual_clock),
+        clock=virtual_clock,
+        sleep=virtual_clock.sleep,
+    )
+    client, _ = make_client(http, sim, tokens=tokens)
+    pages = client.iter_pages("vulnerabilities", page_size=100)
+    records = (await anext(pages)).records
+    await virtual_clock.sleep(57)  # inside the safety margin (a tenth of the 60 s lifetime)
+    async for page in pages:
+        records.extend(page.records)
+    assert records == sim.dataset.records("vulnerabilities")
+    assert sim.counters.unauthorized == 0
+    assert sim.counters.tokens_minted == 2
+
+
+async def test_client_recovers_when_the_token_is_revoked_mid_listing(
+    simulator: Any, http: aiohttp.ClientSession
+) -> None:
+    sim = await simulator(vulnerabilities=500)
+    client, tokens = make_client(http, sim)
+    records: list[dict[str, Any]] = []
+    async for page in client.iter_pages("vulnerabilities", page_size=100):
+        records.extend(page.records)
+        if len(records) == 200:
+            sim.revoke_token()
+    assert records == sim.dataset.records("vulnerabilities")
+    assert sim.counters.unauthorized == 1
+    assert tokens.minted == 2
+
+
+async def test_misspelled_filter_is_rejected_before_any_request(
+    simulator: Any, http: aiohttp.ClientSession
+) -> None:
+    sim = await simulator(vulnerabilities=50)
+    client, _ = make_client(http, sim)
+    with pytest.raises(InvalidFilterError, match="slaDeadlineAfterDate"):
+        client.iter_pages("vulnerabilities", {"slaDeadlineAfter": "2024-01-01T00:00:00Z"})
+    with pytest.raises(InvalidFilterError, match="isRemediatedOnTime"):
+        await client.fetch_page("vulnerability-remediations", {"remediatedOnTime": "true"})
+    with pytest.raises(InvalidFilterError):
+        await client.fetch_page("vulnerabilities", page_size=101)
+    assert sim.counters.requests == 0
+    assert sim.counters.token_requests == 0
+
+
+async def test_filters_reach_vanta_and_narrow_the_listing(
+    simulator: Any, http: aiohttp.ClientSession
+) -> None:
+    sim = await simulator(vulnerabilities=400)
+    client, _ = make_client(http, sim)
+    critical: list[dict[str, Any]] = []
+    async for page in client.iter_pages("vulnerabilities", {"severity": "critical"}):
+        critical.extend(page.records)
+    expected = [r for r in sim.dataset.records("vulnerabilities") if r["severity"] == "CRITICAL"]
+    assert critical == expected
+    assert 0 < len(critical) < 400
+
+
+async def test_a_rejected_request_raises_client_error_without_retrying(
+    simulator: Any, http: aiohttp.ClientSession
+) -> None:
+    sim = await simulator(vulnerabilities=50, cursor_style="opaque")
+    client, _ = make_client(http, sim)
+    with pytest.raises(ClientError, match="400") as caught:
+        await client.fetch_page("vulnerabilities", cursor="forged-cursor")
+    assert "not issued" in str(caught.value)  # Vanta's own message is passed on
+    assert sim.counters.requests == 1
+
+
+async def test_client_gives_up_with_server_error_when_vanta_keeps_failing(
+    simulator: Any, http: aiohttp.ClientSession
+) -> None:
+    sim = await simulator(vulnerabilities=50, error_rate=1.0)
+    client, _ = make_client(http, sim, retry=RetryPolicy(base=0.001, cap=0.01, attempts=3, total_seconds=10))
+    with pytest.raises(ServerError, match="gave up after 3 attempts"):
+        await client.fetch_page("vulnerabilities")
+    assert sim.counters.requests == 3
+    assert client.counters.retries == 2
+
+
+async def test_client_retries_requests_that_stall_past_the_timeout(
+    simulator: Any, http: aiohttp.ClientSession
+) -> None:
+    sim = await simulator(vulnerabilities=300, stall_rate=0.3, stall_seconds=5)
+    client, _ = make_client(http, sim, timeout=0.2)
+    assert await list_all(client, "vulnerabilities", page_size=50) == sim.dataset.records("vulnerabilities")
+    assert sim.counters.stalled > 0
+
+
+async def test_wrong_credentials_raise_auth_error_naming_the_settings(
+    simulator: Any, http: aiohttp.ClientSession
+) -> None:
+    sim = await simulator(vulnerabilities=10)
+    tokens = InProcessTokenProvider(token_fetcher(http, sim.auth_url, sim.client_id, "wrong-secret"))
+    client, _ = make_client(http, sim, tokens=tokens)
+    with pytest.raises(AuthError, match="VANTA_CLIENT_SECRET"):
+        await client.fetch_page("vulnerabilities")
+    assert sim.counters.requests == 0
+
+
+async def test_secret_and_tokens_never_appear_in_logs_or_errors(
+    simulator: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    sim = await simulator(
+        vulnerabilities=300, error_rate=0.1, truncate_rate=0.1, token_error_rate=0.3, rate_limit_per_minute=0
+    )
+    wire = RequestLog()
+    errors: list[str] = []
+    async with aiohttp.ClientSession(trace_configs=[wire.config]) as session:
+        client, _ = make_client(session, sim)
+        records: list[dict[str, Any]] = []
+        async for page in client.iter_pages("vulnerabilities", page_size=20):
+            records.extend(page.records)
+            if len(records) % 100 == 0:
+                sim.revoke_token()
+        assert records == sim.dataset.records("vulnerabilities")
+        for bad in (
+            client.fetch_page("vulnerabilities", cursor="not-a-cursor"),
+            make_client(
+                session,
+                sim,
+                tokens=InProcessTokenProvider(
+                    token_fetcher(session, sim.auth_url, sim.client_id, "nope"), attempts=1
+                ),
+            )[0].fetch_page("vulnerabilities"),
+        ):
+            with pytest.raises(Exception) as caught:
+                await bad
+            errors.append(f"{caught.value!r} {caught.value} {caught.value.__cause__!r}")
+    assert len(wire.bearers) >= 3
+    text = caplog.text + "\n".join(errors)
+    assert sim.client_secret not in text
+    for token in wire.bearers:
+        assert token not in text
+
+
+async def test_retry_after_given_as_an_http_date_is_waited_out_before_the_next_request(
+    simulator: Any, http: aiohttp.ClientSession
+) -> None:
+    # Given Vanta allowing 2 requests a minute and answering 429 with an HTTP-date Retry-After
+    sim = await simulator(vulnerabilities=300, rate_limit_per_minute=2, retry_after_format="http-date")
+    waits: list[float] = []
+
+    async def record_wait(seconds: float) -> None:  # note the wait, skip it: the window stays full
+        waits.append(seconds)
+
+    client, _ = make_client(
+        http, sim, sleep=record_wait, retry=RetryPolicy(base=0.01, cap=0.1, attempts=3, total_seconds=600)
+    )
+    await client.fetch_page("vulnerabilities", page_size=100)
+    await client.fetch_page("vulnerabilities", page_size=100)
+    # When a third request is throttled until the window frees, about a minute later
+    with pytest.raises(RateLimitedError, match="VANTA_RATE_LIMIT_PER_MINUTE"):
+        await client.fetch_page("vulnerabilities", page_size=100)
+    # Then each retry waited for the date, not just the jittered backoff (at most 0.1 s here)
+    assert len(waits) == 2
+    assert all(55 <= wait <= 62 for wait in waits)
+    assert client.counters.throttled == 3
+
+
+async def test_in_process_provider_never_requests_more_than_five_tokens_a_minute(
+    virtual_sim: Any, virtual_clock: VirtualClock, http: aiohttp.ClientSession
+) -> None:
+    sim = await virtual_sim(vulnerabilities=10)
+    requested_at: list[float] = []
+    vanta_fetch = token_fetcher(http, sim.auth_url, sim.client_id, sim.client_secret, clock=virtual_clock)
+
+    async def fetch() -> Token:
+        requested_at.append(virtual_clock())
+        return await vanta_fetch()
+
+    tokens = InProcessTokenProvider(fetch, clock=virtual_clock, sleep=virtual_clock.sleep)
+    for _ in range(7):  # every token rejected as soon as it arrives
+        await tokens.invalidate(await tokens.token())
+    assert len(requested_at) == 7
+    assert max_in_any_window(requested_at) <= 5
+    assert sim.counters.token_throttled == 0
+    assert sim.counters.tokens_minted == 7
+
+
+async def test_client_gives_up_with_server_error_when_vanta_cannot_be_reached(
+    http: aiohttp.ClientSession, simulator: Any
+) -> None:
+    sim = await simulator(vulnerabilities=10)
+    tokens = InProcessTokenProvider(token_fetcher(http, sim.auth_url, sim.client_id, sim.client_secret))
+    client = VantaClient(
+        http,
+        "http://127.0.0.1:9/v1",  # the discard port: nothing listens there
+        tokens=tokens,
+        limiter=None,
+        retry=RetryPolicy(base=0.001, cap=0.01, attempts=3, total_seconds=10),
+        timeout=2.0,
+    )
+    with pytest.raises(ServerError, match="connection to Vanta failed") as caught:
+        await client.fetch_page("integrations")
+    assert client.counters.requests == 3
+    assert isinstance(caught.value.__cause__, aiohttp.ClientError)
