@@ -1,0 +1,76 @@
+"""What Finalize hands to the statistics step, and the vocabulary the statistics share."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Literal
+
+SCHEMA_VERSION = 1
+
+VULNERABILITIES = "vulnerabilities"
+REMEDIATIONS = "vulnerability-remediations"
+ASSETS = "vulnerable-assets"
+RESOURCES = (VULNERABILITIES, REMEDIATIONS, ASSETS)
+
+# Every severity key is present in every per-severity map, in this order (most severe first).
+# A severity Vanta sends outside these four is kept under its own upper-cased key, after them.
+SEVERITIES = ("CRITICAL", "HIGH", "MEDIUM", "LOW")
+
+# Scope key of the full scheduled sync; only runs of this scope update `latest/`.
+FULL_SCOPE = "all"
+
+SyncMode = Literal["full", "incremental"]
+
+
+@dataclass(frozen=True, slots=True)
+class RawObject:
+    """One raw S3 object of a run, as listed in its manifest: gzip NDJSON records of one resource."""
+
+    resource: str
+    key: str
+    records: int
+
+
+@dataclass(frozen=True, slots=True)
+class RunInfo:
+    """A finished run as Finalize knows it.
+
+    `started_at`/`finished_at` are timezone-aware UTC datetimes; `started_at` is the statistics' `as_of`.
+    `mode` says per resource whether the run fetched everything (`full`) or only what changed
+    (`incremental`, remediations only); a resource missing from it counts as `full` when the run wrote
+    objects for it and as an empty increment otherwise.
+    """
+
+    id: str
+    scope: str
+    started_at: datetime
+    finished_at: datetime
+    requests: int = 0
+    retries: int = 0
+    throttled: int = 0
+    objects: list[RawObject] = field(default_factory=list)
+    mode: Mapping[str, SyncMode] = field(default_factory=dict)
+
+    def mode_of(self, resource: str) -> SyncMode:
+        """The sync mode of `resource` in this run (see the class docstring for the default)."""
+        if resource in self.mode:
+            return self.mode[resource]
+        return "full" if any(obj.resource == resource for obj in self.objects) else "incremental"
+
+
+def severity_key(raw: object) -> str:
+    """Vanta's severity normalised to upper case (remediations send lower case); `UNKNOWN` when absent."""
+    if isinstance(raw, str) and raw.strip():
+        return raw.strip().upper()
+    return "UNKNOWN"
+
+
+def severity_map(counts: Mapping[str, int]) -> dict[str, int]:
+    """A per-severity count map with every standard severity present, then any others sorted."""
+    out = {sev: int(counts.get(sev, 0)) for sev in SEVERITIES}
+    for sev in sorted(counts):
+        if sev not in out:
+            out[sev] = int(counts[sev])
+    return out

@@ -1,0 +1,87 @@
+"""Finalize's statistics step: stats.json, report.html, the per-run artefacts and the history index."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from .compute import compute_run_statistics
+from .history import HistoryEntry, load_history, save_history
+from .model import FULL_SCOPE, RunInfo
+from .report_html import render_report
+from .sources import S3Source
+from .timestamps import format_rfc3339
+
+if TYPE_CHECKING:
+    from types_aiobotocore_s3 import S3Client
+
+STATS_CONTENT_TYPE = "application/json"
+REPORT_CONTENT_TYPE = "text/html; charset=utf-8"
+TREND_RUNS = 30  # runs the report's trend chart shows
+
+
+def run_prefix(run_id: str) -> str:
+    """Where a run's outputs live."""
+    return f"runs/{run_id}/"
+
+
+async def write_run_outputs(s3: S3Client, bucket: str, run: RunInfo) -> dict[str, Any]:
+    """Compute `run`'s statistics from its raw objects and publish them; returns the stats.json dict.
+
+    Writes `runs/<id>/stats.json`, `runs/<id>/report.html`, the run's compact artefacts
+    (`active.ndjson.gz`, `remediations.ndjson.gz`) and its history entry; a run of scope "all" also
+    replaces `latest/stats.json` and `latest/report.html`. Idempotent: a retried Finalize rewrites the
+    same objects and replaces its own history entry. Raises RawObjectError for a corrupt raw object and
+    botocore's ClientError when S3 refuses a request.
+    """
+    history = await load_history(s3, bucket, run.scope)
+    started = format_rfc3339(run.started_at)
+    previous = history.previous(run.id, started)
+    computed = await compute_run_statistics(S3Source(s3, bucket), run, previous)
+    stats = computed.stats
+
+    prefix = run_prefix(run.id)
+    active_key, remediations_key = f"{prefix}active.ndjson.gz", f"{prefix}remediations.ndjson.gz"
+    # Artefacts first, history last: an entry never names artefacts that are not there yet.
+    await _put(s3, bucket, active_key, computed.active_ids, "application/gzip")
+    await _put(s3, bucket, remediations_key, computed.remediation_snapshot, "application/gzip")
+    history.record(
+        HistoryEntry(
+            run_id=run.id,
+            started_at=started,
+            finished_at=format_rfc3339(run.finished_at),
+            active_key=active_key,
+            remediations_key=remediations_key,
+            headline=headline(stats),
+        )
+    )
+    stats_body = orjson.dumps(stats, option=orjson.OPT_INDENT_2)
+    report_body = render_report(stats, history.entries[-TREND_RUNS:]).encode()
+    await _put(s3, bucket, f"{prefix}stats.json", stats_body, STATS_CONTENT_TYPE)
+    await _put(s3, bucket, f"{prefix}report.html", report_body, REPORT_CONTENT_TYPE)
+    if run.scope == FULL_SCOPE and history.entries[-1].run_id == run.id:
+        # `latest/` only moves forward: a late retry of an older run leaves it alone.
+        await _put(s3, bucket, "latest/stats.json", stats_body, STATS_CONTENT_TYPE)
+        await _put(s3, bucket, "latest/report.html", report_body, REPORT_CONTENT_TYPE)
+    await save_history(s3, bucket, history)
+    return stats
+
+
+def headline(stats: dict[str, Any]) -> dict[str, Any]:
+    """The few numbers per run the history keeps for the trend chart."""
+    vulns = stats["vulnerabilities"]
+    trend = stats["trend"]
+    return {
+        "active": vulns["active"],
+        "by_severity": vulns["by_severity"],
+        "overdue": vulns["sla"]["overdue"],
+        "due_7d": vulns["sla"]["due_7d"],
+        "remediations": stats["remediations"]["total"],
+        "new": None if trend["new"] is None else trend["new"]["total"],
+        "resolved": None if trend["resolved"] is None else trend["resolved"]["total"],
+    }
+
+
+async def _put(s3: S3Client, bucket: str, key: str, body: bytes, content_type: str) -> None:
+    await s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType=content_type)
