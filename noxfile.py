@@ -190,3 +190,11 @@ def security(session: nox.Session) -> None:
     """
     session.install("checkov>=3.2,<4")
     session.run("checkov", "--config-file", ".checkov.yaml")
+
+
+@nox.session
+def chaos(session: nox.Session) -> None:
+    """Every fault-injection scenario (tests/chaos), alone and combined, on larger data; prints the results
+    table and writes it to tests/chaos/last_run.md for the README. `nox -s tests` runs the short version."""
+    session.install("-e", ".[dev]")
+    session.run("pytest", "-q", "tests/chaos", *session.posargs, env={"VVS_CHAOS": "full"})
