@@ -52,6 +52,9 @@ class Settings:
     ranges_in_flight: int = 10
     page_size: int = 100
     aws_endpoint_url: str | None = None
+    # Poison messages go straight to these (not through maxReceiveCount); see pipeline/records.py.
+    page_dlq_url: str | None = None
+    request_dlq_url: str | None = None
 
 
 def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int = 1) -> int:
@@ -114,4 +117,6 @@ def settings_from_env(env: Mapping[str, str] | None = None) -> Settings:
         ranges_in_flight=_int(env, "RANGES_IN_FLIGHT", 10),
         page_size=min(_int(env, "PAGE_SIZE", 100), 100),
         aws_endpoint_url=env.get("AWS_ENDPOINT_URL") or None,
+        page_dlq_url=env.get("PAGE_DLQ_URL") or None,
+        request_dlq_url=env.get("REQUEST_DLQ_URL") or None,
     )

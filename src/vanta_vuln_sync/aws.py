@@ -1,0 +1,49 @@
+"""aiobotocore clients, opened once per event loop and closed with it.
+
+aiobotocore clients are bound to the loop that opened them (their connector and its sockets live there),
+so the caller owns an `AsyncExitStack` per loop: the Lambda container's (see `container.py`), or a test's.
+Nothing here runs at import time. botocore honours `AWS_ENDPOINT_URL`, which points every client at moto
+server in tests and in the embedded runtime.
+"""
+
+from __future__ import annotations
+
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+
+from aiobotocore.config import AioConfig
+from aiobotocore.session import AioSession, get_session
+from types_aiobotocore_dynamodb import DynamoDBClient
+from types_aiobotocore_s3 import S3Client
+from types_aiobotocore_secretsmanager import SecretsManagerClient
+from types_aiobotocore_sqs import SQSClient
+
+# Ten ranges in flight each write S3, DynamoDB and SQS: keep enough pooled connections per client.
+_CONFIG = AioConfig(max_pool_connections=50, retries={"mode": "standard", "max_attempts": 5})
+
+
+@dataclass(frozen=True, slots=True)
+class AwsClients:
+    """The AWS clients the pipeline uses, all opened on one event loop."""
+
+    s3: S3Client
+    sqs: SQSClient
+    dynamodb: DynamoDBClient
+    secrets: SecretsManagerClient
+
+
+async def open_clients(
+    stack: AsyncExitStack, *, region: str | None = None, session: AioSession | None = None
+) -> AwsClients:
+    """Open the four clients on the running loop; they close when `stack` closes."""
+    session = session or get_session()
+    return AwsClients(
+        s3=await stack.enter_async_context(session.create_client("s3", region_name=region, config=_CONFIG)),
+        sqs=await stack.enter_async_context(session.create_client("sqs", region_name=region, config=_CONFIG)),
+        dynamodb=await stack.enter_async_context(
+            session.create_client("dynamodb", region_name=region, config=_CONFIG)
+        ),
+        secrets=await stack.enter_async_context(
+            session.create_client("secretsmanager", region_name=region, config=_CONFIG)
+        ),
+    )

@@ -1,0 +1,210 @@
+"""The Lambda container's state: one event loop kept across warm invocations, and the clients on it.
+
+A handler call runs its batch on the container's own loop (`loop.run_until_complete`), never through
+`asyncio.run`, which would make a new loop per invocation and strand every client made in the previous
+one ("attached to a different loop", "Event loop is closed"). Settings are read once; the aiohttp
+session, the aiobotocore clients, the secret, the token broker and the rate limiter are made lazily
+inside the loop on first use and reused by every later invocation.
+
+State is per thread (`threading.local`): Lambda runs one thread per container, and the embedded runtime
+emulates several containers as threads of one process, each with its own loop; the same code serves both.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import threading
+from collections.abc import Awaitable, Callable, Coroutine
+from contextlib import AsyncExitStack
+from typing import Any, TypeVar
+
+import aiohttp
+import orjson
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.metrics import Metrics
+from aws_lambda_powertools.utilities.batch import AsyncBatchProcessor, EventType
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from vanta_vuln_sync.aws import AwsClients, open_clients
+from vanta_vuln_sync.pipeline.services import Services
+from vanta_vuln_sync.pipeline.state import RunStore
+from vanta_vuln_sync.settings import Settings, SettingsError, settings_from_env
+from vanta_vuln_sync.vanta import FleetRateLimiter, RetryPolicy, TokenBroker, VantaClient, token_fetcher
+
+T = TypeVar("T")
+# Not a child logger: children made before the handler's logger (import order) are orphaned; Logger
+# instances of one service share one handler and one set of context keys anyway.
+logger = Logger()
+RecordHandler = Callable[[SQSRecord], Awaitable[None]]
+
+
+class ContainerBatchProcessor(AsyncBatchProcessor):
+    """Powertools' async SQS batch processor, run on the container's loop instead of `asyncio.run`.
+
+    Powertools keeps the loop only when LAMBDA_TASK_ROOT is set; owning the loop here makes Lambda, the
+    embedded runtime and the tests take the same path. Never raises for a fully failed batch: the
+    partial batch response lists every failed record either way.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__(
+            event_type=EventType.SQS,
+            raise_on_entire_batch_failure=False,
+            logger=logging.getLogger(logger.name),
+        )
+        self._loop = loop
+
+    def async_process(self) -> list[tuple[Any, ...]]:
+        async def every_record() -> list[tuple[Any, ...]]:
+            return list(await asyncio.gather(*(self._async_process_record(r) for r in self.records)))
+
+        return self._loop.run_until_complete(every_record())
+
+
+class Container:
+    """One Lambda container: its loop, its settings, and (after first use) its clients."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.loop = asyncio.new_event_loop()
+        self._stack: AsyncExitStack | None = None
+        self._services: Services | None = None
+        self._opening: asyncio.Lock | None = None
+
+    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Run `coro` to completion on the container's loop."""
+        return self.loop.run_until_complete(coro)
+
+    def process_batch(
+        self, event: dict[str, Any], record_handler: RecordHandler, context: LambdaContext
+    ) -> dict[str, Any]:
+        """Every record of an SQS event through `record_handler`, concurrently; the partial batch
+        response (`{"batchItemFailures": [...]}`) lists the records that raised."""
+        processor = ContainerBatchProcessor(self.loop)
+        with processor(records=event.get("Records", []), handler=record_handler, lambda_context=context):
+            processor.async_process()
+        return dict(processor.response())
+
+    async def services(self, metrics: Metrics | None = None) -> Services:
+        """The container's clients, opened on first use inside the running loop and then reused."""
+        if self._services is not None:
+            return self._services
+        if self._opening is None:
+            self._opening = asyncio.Lock()
+        async with self._opening:
+            if self._services is None:
+                self._services = await self._open(metrics)
+        return self._services
+
+    async def _open(self, metrics: Metrics | None) -> Services:
+        self._stack = AsyncExitStack()
+        region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+        aws = await open_clients(self._stack, region=region)
+        return await build_services(self._stack, self.settings, aws, metrics=metrics)
+
+    def close(self) -> None:
+        """Close the clients and the loop (the embedded runtime and tests; Lambda never calls it)."""
+        if self._stack is not None:
+            self.loop.run_until_complete(self._stack.aclose())
+            self._stack = None
+        self._services = None
+        self.loop.run_until_complete(self.loop.shutdown_asyncgens())
+        self.loop.close()
+
+
+async def build_services(
+    stack: AsyncExitStack, settings: Settings, aws: AwsClients, *, metrics: Metrics | None = None
+) -> Services:
+    """The pipeline's services on the running loop: an aiohttp session (closed with `stack`), the
+    fleet's TokenBroker and FleetRateLimiter on the state table, and `aws` as given."""
+    session = await stack.enter_async_context(
+        aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=max(20, settings.ranges_in_flight * 2)),
+            trace_configs=_trace_configs(),
+        )
+    )
+    client_id, client_secret = await _credentials(aws, settings)
+    fetch = token_fetcher(
+        session,
+        settings.vanta.auth_url,
+        client_id,
+        client_secret,
+        request_timeout=settings.vanta.request_timeout,
+    )
+    broker = TokenBroker(aws.dynamodb, settings.state_table, fetch)
+    limiter = FleetRateLimiter(aws.dynamodb, settings.state_table, settings.vanta.rate_limit_per_minute)
+    retry = RetryPolicy()
+
+    def vanta() -> VantaClient:
+        return VantaClient(
+            session,
+            settings.vanta.base_url,
+            tokens=broker,
+            limiter=limiter,
+            retry=retry,
+            timeout=settings.vanta.request_timeout,
+        )
+
+    return Services(
+        settings=settings,
+        aws=aws,
+        store=RunStore(aws.dynamodb, settings.state_table),
+        vanta=vanta,
+        metrics=metrics,
+        http=session,
+        in_flight=asyncio.Semaphore(settings.ranges_in_flight),
+    )
+
+
+async def _credentials(aws: AwsClients, settings: Settings) -> tuple[str, str]:
+    """Client id and secret: from the settings when given directly (CLI, local runs), else from the
+    Secrets Manager secret. Read through the container's aiobotocore client rather than Powertools
+    parameters: those use boto3, whose blocking call would stall every range running on the loop. Read
+    once per container (the container state caches it); a rotated secret reaches new containers."""
+    vanta = settings.vanta
+    if vanta.client_id and vanta.client_secret:
+        return vanta.client_id, vanta.client_secret
+    if not vanta.secret_arn:
+        raise SettingsError("VANTA_SECRET_ARN is not set (nor VANTA_CLIENT_ID and VANTA_CLIENT_SECRET)")
+    reply = await aws.secrets.get_secret_value(SecretId=vanta.secret_arn)
+    try:
+        secret = orjson.loads(reply["SecretString"])
+        return str(secret["client_id"]), str(secret["client_secret"])
+    except (KeyError, TypeError, orjson.JSONDecodeError):
+        raise SettingsError(
+            f'secret {vanta.secret_arn} must be JSON {{"client_id": ..., "client_secret": ...}}'
+        ) from None
+
+
+def _trace_configs() -> list[aiohttp.TraceConfig]:
+    """X-Ray subsegments for Vanta calls when tracing is on (aiobotocore is patched by Tracer itself)."""
+    if os.environ.get("POWERTOOLS_TRACE_DISABLED", "").lower() in ("1", "true"):
+        return []
+    try:
+        from aws_xray_sdk.ext.aiohttp.client import aws_xray_trace_config
+    except ImportError:  # tracing extra not installed
+        return []
+    config: aiohttp.TraceConfig = aws_xray_trace_config()
+    return [config]
+
+
+_local = threading.local()
+
+
+def current_container() -> Container:
+    """This thread's container, created (settings read from the environment) on first call."""
+    container: Container | None = getattr(_local, "container", None)
+    if container is None:
+        container = _local.container = Container(settings_from_env())
+    return container
+
+
+def shutdown_container() -> None:
+    """Close and forget this thread's container, if any (for the embedded runtime and tests)."""
+    container: Container | None = getattr(_local, "container", None)
+    if container is not None:
+        _local.container = None
+        container.close()

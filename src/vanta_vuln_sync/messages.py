@@ -1,0 +1,247 @@
+"""The three queue messages (versioned JSON, orjson) and their validation at the edge.
+
+RequestQueue carries `SyncRequest`; PageQueue carries `PageRange` and `Finalize`. Every message is a JSON
+object with `"v": 1` and a `"type"`. Anything that does not validate raises `MessageError` with a reason a
+person can act on: the handlers park such a message in the queue's DLQ on its first receive (poison).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import orjson
+
+from vanta_vuln_sync.vanta.errors import InvalidFilterError
+from vanta_vuln_sync.vanta.resources import validate_filters
+
+VERSION = 1
+# The resources a sync can cover (`integrations` is reference data, not synced).
+SYNC_RESOURCES = ("vulnerabilities", "vulnerability-remediations", "vulnerable-assets")
+SyncMode = Literal["full", "incremental"]
+_MODES: tuple[SyncMode, ...] = ("full", "incremental")
+# Run ids start with the run's UTC start time, so a worker can name the S3 `dt=` partition from the id
+# alone (deterministic keys without a lookup).
+_RUN_ID = re.compile(r"^\d{8}T\d{6}Z-[0-9a-z]{1,32}$")
+_SHARD = re.compile(r"^[a-z0-9][a-z0-9_-]{0,99}$")
+_MAX_PAGE_BUDGET = 10_000
+
+
+class MessageError(ValueError):
+    """A message that cannot be processed as sent; `reason` says why (it becomes the DLQ attribute)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class SyncRequest:
+    """Sync `resources` (all with their own `filters`, rendered as Vanta wants them).
+
+    `mode="incremental"` syncs remediations from the last successful run's watermark; every other
+    resource is always listed in full.
+    """
+
+    resources: tuple[str, ...]
+    filters: dict[str, dict[str, str]] = field(default_factory=dict)
+    mode: SyncMode = "incremental"
+    reason: str = "manual"
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(
+            {
+                "v": VERSION,
+                "type": "SyncRequest",
+                "resources": list(self.resources),
+                "filters": self.filters,
+                "mode": self.mode,
+                "reason": self.reason,
+            }
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class PageRange:
+    """One step of one range of a run: fetch up to `page_budget` pages, starting at `cursor`.
+
+    Offset ranges (arrayconnection cursors) also carry `offset` (the first item of this step) and
+    `end_offset` (exclusive end of the range; None = until `hasNextPage` is false). Shard chains carry
+    only `cursor` (None = the first page). `seq` numbers the steps of a range: 0, 1, 2, ...
+    """
+
+    run_id: str
+    resource: str
+    shard: str
+    filters: dict[str, str]
+    seq: int
+    page_budget: int
+    cursor: str | None = None
+    offset: int | None = None
+    end_offset: int | None = None
+
+    @property
+    def range_key(self) -> str:
+        """Names the range (all its steps) within the run."""
+        return f"{self.resource}#{self.shard}"
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(
+            {
+                "v": VERSION,
+                "type": "PageRange",
+                "run_id": self.run_id,
+                "resource": self.resource,
+                "shard": self.shard,
+                "filters": self.filters,
+                "seq": self.seq,
+                "page_budget": self.page_budget,
+                "cursor": self.cursor,
+                "offset": self.offset,
+                "end_offset": self.end_offset,
+            }
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Finalize:
+    """All ranges of `run_id` have committed: write its manifest and statistics, mark it succeeded."""
+
+    run_id: str
+
+    def to_json(self) -> bytes:
+        return orjson.dumps({"v": VERSION, "type": "Finalize", "run_id": self.run_id})
+
+
+PageMessage = PageRange | Finalize
+Message = SyncRequest | PageRange | Finalize
+
+
+def parse_message(body: str | bytes) -> Message:
+    """Any of the three messages; raises MessageError (bad JSON, version, type, field or filter)."""
+    payload = _load(body)
+    kind = payload.get("type")
+    if kind == "SyncRequest":
+        return _sync_request(payload)
+    if kind == "PageRange":
+        return _page_range(payload)
+    if kind == "Finalize":
+        return Finalize(run_id=_run_id(payload))
+    raise MessageError(f"unknown message type {kind!r}; expected SyncRequest, PageRange or Finalize")
+
+
+def parse_sync_request(body: str | bytes) -> SyncRequest:
+    """A RequestQueue message; raises MessageError for anything else."""
+    message = parse_message(body)
+    if not isinstance(message, SyncRequest):
+        raise MessageError(f"{type(message).__name__} does not belong on the request queue")
+    return message
+
+
+def parse_page_message(body: str | bytes) -> PageMessage:
+    """A PageQueue message (PageRange or Finalize); raises MessageError for anything else."""
+    message = parse_message(body)
+    if isinstance(message, SyncRequest):
+        raise MessageError("SyncRequest does not belong on the page queue; send it to the request queue")
+    return message
+
+
+def run_id_date(run_id: str) -> str:
+    """The `YYYY-MM-DD` a run started on (UTC), from its id."""
+    return f"{run_id[0:4]}-{run_id[4:6]}-{run_id[6:8]}"
+
+
+def _load(body: str | bytes) -> dict[str, Any]:
+    try:
+        payload = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise MessageError(f"body is not valid JSON: {exc}") from exc
+    if not isinstance(payload, dict):
+        raise MessageError(f"body must be a JSON object, got {type(payload).__name__}")
+    version = payload.get("v")
+    if version != VERSION or isinstance(version, bool):
+        raise MessageError(f"unsupported message version {version!r}; this code reads v={VERSION}")
+    return payload
+
+
+def _sync_request(payload: dict[str, Any]) -> SyncRequest:
+    resources = payload.get("resources")
+    if not isinstance(resources, list) or not resources:
+        raise MessageError("SyncRequest.resources must be a non-empty list of resource names")
+    for name in resources:
+        if name not in SYNC_RESOURCES:
+            raise MessageError(f"unknown resource {name!r}; expected one of {', '.join(SYNC_RESOURCES)}")
+    if len(set(resources)) != len(resources):
+        raise MessageError("SyncRequest.resources lists a resource twice")
+    raw_filters = payload.get("filters") or {}
+    if not isinstance(raw_filters, dict):
+        raise MessageError("SyncRequest.filters must be an object {resource: {filter: value}}")
+    filters: dict[str, dict[str, str]] = {}
+    for name, given in raw_filters.items():
+        if name not in resources:
+            raise MessageError(f"filters given for {name!r}, which is not in resources")
+        filters[name] = _filters(name, given)
+    mode = payload.get("mode", "incremental")
+    if mode not in _MODES:
+        raise MessageError(f"SyncRequest.mode must be 'full' or 'incremental', got {mode!r}")
+    reason = payload.get("reason", "manual")
+    if not isinstance(reason, str) or not reason:
+        raise MessageError("SyncRequest.reason must be a non-empty string")
+    return SyncRequest(resources=tuple(resources), filters=filters, mode=mode, reason=reason[:200])
+
+
+def _page_range(payload: dict[str, Any]) -> PageRange:
+    resource = payload.get("resource")
+    if resource not in SYNC_RESOURCES:
+        raise MessageError(f"PageRange.resource must be one of {', '.join(SYNC_RESOURCES)}, got {resource!r}")
+    shard = payload.get("shard")
+    if not isinstance(shard, str) or not _SHARD.match(shard):
+        raise MessageError(f"PageRange.shard must be a short lower-case name, got {shard!r}")
+    cursor = payload.get("cursor")
+    if cursor is not None and (not isinstance(cursor, str) or not cursor):
+        raise MessageError("PageRange.cursor must be a non-empty string or null")
+    offset = _optional_int(payload, "offset", minimum=0)
+    end_offset = _optional_int(payload, "end_offset", minimum=1)
+    if end_offset is not None and (offset is None or end_offset <= offset):
+        raise MessageError("PageRange.end_offset needs an offset below it")
+    return PageRange(
+        run_id=_run_id(payload),
+        resource=resource,
+        shard=shard,
+        filters=_filters(resource, payload.get("filters") or {}),
+        seq=_int(payload, "seq", minimum=0),
+        page_budget=_int(payload, "page_budget", minimum=1, maximum=_MAX_PAGE_BUDGET),
+        cursor=cursor,
+        offset=offset,
+        end_offset=end_offset,
+    )
+
+
+def _filters(resource: str, given: Any) -> dict[str, str]:
+    if not isinstance(given, dict):
+        raise MessageError(f"filters for {resource} must be an object {{filter: value}}")
+    try:
+        return validate_filters(resource, given)
+    except InvalidFilterError as exc:
+        raise MessageError(f"invalid filter for {resource}: {exc}") from exc
+
+
+def _run_id(payload: dict[str, Any]) -> str:
+    run_id = payload.get("run_id")
+    if not isinstance(run_id, str) or not _RUN_ID.match(run_id):
+        raise MessageError(f"run_id must look like 20260101T000000Z-abc123, got {run_id!r}")
+    return run_id
+
+
+def _int(payload: dict[str, Any], name: str, *, minimum: int, maximum: int | None = None) -> int:
+    value = payload.get(name)
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise MessageError(f"{name} must be a whole number, got {value!r}")
+    if value < minimum or (maximum is not None and value > maximum):
+        raise MessageError(f"{name} must be in [{minimum}, {maximum or 'inf'}], got {value}")
+    return value
+
+
+def _optional_int(payload: dict[str, Any], name: str, *, minimum: int) -> int | None:
+    return None if payload.get(name) is None else _int(payload, name, minimum=minimum)

@@ -1,0 +1,137 @@
+"""The state table's records as typed values: runs, ranges, scopes, and what a range step commits."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from vanta_vuln_sync.messages import PageRange, parse_message
+
+RUNNING, SUCCEEDED, FAILED = "running", "succeeded", "failed"
+OPEN, DONE = "open", "done"
+
+
+@dataclass(frozen=True, slots=True)
+class RunState:
+    """A run as the state table holds it."""
+
+    run_id: str
+    scope: str
+    status: str
+    started_at: datetime
+    plan: list[PageRange]
+    modes: dict[str, str]
+    reason: str = ""
+    ranges_done: int = 0
+    # Requests made while planning; the ranges' own counts live on their items (see RangeState).
+    requests: int = 0
+    finalize_sent: bool = False
+    finished_at: datetime | None = None
+    failure: str | None = None
+
+    @property
+    def ranges_total(self) -> int:
+        return len(self.plan)
+
+    @property
+    def all_ranges_done(self) -> bool:
+        return self.ranges_done >= self.ranges_total
+
+
+@dataclass(frozen=True, slots=True)
+class RangeState:
+    """One range's committed progress: the next step to run and where it starts."""
+
+    resource: str
+    shard: str
+    next_seq: int
+    status: str
+    next_cursor: str | None
+    next_offset: int | None
+    handed_on: int
+    records: int
+    pages: int = 0
+    requests: int = 0
+    retries: int = 0
+    throttled: int = 0
+    objects: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class ScopeState:
+    """Who runs a scope now, and what its last successful run left behind."""
+
+    scope: str
+    running_run_id: str | None = None
+    running_since: int = 0
+    last_success_run_id: str | None = None
+    last_success_started_at: datetime | None = None
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class StepCommit:
+    """What one range step did, to be committed at once with the run's counters."""
+
+    seq: int
+    records: int
+    pages: int
+    object_key: str | None
+    done: bool
+    next_cursor: str | None
+    next_offset: int | None
+    requests: int = 0
+    retries: int = 0
+    throttled: int = 0
+
+
+def iso(moment: datetime) -> str:
+    """RFC 3339 in UTC with a `Z`, as the state table and the manifest store times."""
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def parse_iso(text: str) -> datetime:
+    """The datetime `iso` wrote."""
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def run_from_item(run_id: str, item: dict[str, Any]) -> RunState:
+    """A run from its item's plain values (see `dynamo.from_item`)."""
+    plan = [parse_message(orjson.dumps(raw)) for raw in orjson.loads(item["plan"])]
+    finished = item.get("finished_at")
+    return RunState(
+        run_id=run_id,
+        scope=item["scope"],
+        status=item["status"],
+        started_at=parse_iso(item["started_at"]),
+        plan=[p for p in plan if isinstance(p, PageRange)],
+        modes=dict(item.get("modes") or {}),
+        reason=item.get("reason", ""),
+        ranges_done=int(item.get("ranges_done", 0)),
+        requests=int(item.get("requests", 0)),
+        finalize_sent=bool(item.get("finalize_sent", False)),
+        finished_at=parse_iso(finished) if finished else None,
+        failure=item.get("failure"),
+    )
+
+
+def range_from_item(item: dict[str, Any]) -> RangeState:
+    """A range from its item's plain values."""
+    return RangeState(
+        resource=item["resource"],
+        shard=item["shard"],
+        next_seq=int(item["next_seq"]),
+        status=item["status"],
+        next_cursor=item.get("next_cursor"),
+        next_offset=item.get("next_offset"),
+        handed_on=int(item.get("handed_on", -1)),
+        records=int(item.get("records", 0)),
+        pages=int(item.get("pages", 0)),
+        requests=int(item.get("requests", 0)),
+        retries=int(item.get("retries", 0)),
+        throttled=int(item.get("throttled", 0)),
+        objects=list(item.get("objects") or []),
+    )

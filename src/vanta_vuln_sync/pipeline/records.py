@@ -1,0 +1,88 @@
+"""One SQS record of each queue, from body to outcome, with poison messages parked on first receive.
+
+A poison message (invalid JSON, unknown type or version, missing fields, filters Vanta does not know, a
+run the table does not hold) can never succeed, so it goes straight to its queue's DLQ with the reason as
+a message attribute and counts as processed: SQS deletes it and the rest of the batch goes on. Every
+other failure raises, so the batch reports this record as failed and SQS redelivers it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from aws_lambda_powertools import Logger
+
+from vanta_vuln_sync.messages import Finalize, MessageError, parse_page_message, parse_sync_request
+from vanta_vuln_sync.pipeline.finalize import finalize_run
+from vanta_vuln_sync.pipeline.queue import park_poison
+from vanta_vuln_sync.pipeline.schedule import start_run
+from vanta_vuln_sync.pipeline.services import Services
+from vanta_vuln_sync.pipeline.step import UnknownRunError, run_step
+
+# Not a child logger: children made before the handler's logger (import order) are orphaned; Logger
+# instances of one service share one handler and one set of context keys anyway.
+logger = Logger()
+
+
+async def process_sync_request(
+    body: str, message_id: str, sent_at: datetime | None, *, services: Services
+) -> str:
+    """Start, resume or join the run a RequestQueue message asks for; park it if it is poison.
+
+    Returns `started` (ranges enqueued), `joined` (the scope's running run covers it) or `parked`.
+    """
+    try:
+        request = parse_sync_request(body)
+        sent = sent_at or datetime.now(UTC)
+        start = await start_run(request, message_id=message_id, sent_at=sent, services=services)
+    except MessageError as exc:
+        await _park(body, message_id, exc.reason, services.settings.request_dlq_url, services)
+        return "parked"
+    return "joined" if start.joined else "started"
+
+
+async def process_page_message(
+    body: str, message_id: str, *, services: Services, remaining: Callable[[], float]
+) -> str:
+    """Run the PageRange step or the Finalize a PageQueue message carries; park it if it is poison.
+
+    Returns what happened: `step` (a step committed), `succeeded` (this Finalize completed the run),
+    `failed` (Vanta refused the step for good; the run failed), `noop` (a duplicate, or a message for an
+    ended run) or `parked` (poison).
+
+    At most `settings.ranges_in_flight` of these run at once per container (they share its session,
+    token and rate limit).
+    """
+    try:
+        message = parse_page_message(body)
+    except MessageError as exc:
+        await _park(body, message_id, exc.reason, services.settings.page_dlq_url, services)
+        return "parked"
+    # Context-variable keys: each record runs in its own task, so concurrent ranges keep their own keys
+    # (Logger.append_keys would be shared by all of them).
+    if isinstance(message, Finalize):
+        logger.thread_safe_append_keys(run_id=message.run_id, message_id=message_id)
+    else:
+        range_name = f"{message.shard}#{message.seq}"
+        logger.thread_safe_append_keys(
+            run_id=message.run_id, resource=message.resource, range=range_name, message_id=message_id
+        )
+    try:
+        async with services.in_flight:
+            if isinstance(message, Finalize):
+                marked = await finalize_run(message.run_id, services=services)
+                return "succeeded" if marked else "noop"
+            result = await run_step(message, services=services, remaining=remaining)
+            return "failed" if result.failed else "step" if result.committed else "noop"
+    except UnknownRunError as exc:
+        await _park(body, message_id, str(exc), services.settings.page_dlq_url, services)
+        return "parked"
+
+
+async def _park(body: str, message_id: str, reason: str, dlq_url: str | None, services: Services) -> None:
+    if dlq_url is None:
+        # Without a DLQ to park it in, fail the record: SQS's redrive moves it after maxReceiveCount.
+        raise MessageError(f"poison message and no DLQ configured: {reason}")
+    await park_poison(services.aws.sqs, dlq_url, body, reason, message_id)
+    logger.error("poison message parked in the DLQ", extra={"message_id": message_id, "reason": reason})

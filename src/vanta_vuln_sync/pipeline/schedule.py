@@ -1,0 +1,152 @@
+"""Starting a run from a SyncRequest: claim the scope (or join its running run), plan, enqueue.
+
+Replay-safe: the run id comes from the request message (its send time and id), the plan is stored with
+the run before anything is enqueued, and a redelivered request re-enqueues that same plan (duplicate
+PageRange messages are no-ops at the worker).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import orjson
+from aws_lambda_powertools import Logger, Tracer
+
+from vanta_vuln_sync.messages import SYNC_RESOURCES, MessageError, PageRange, SyncRequest
+from vanta_vuln_sync.pipeline.queue import send_messages
+from vanta_vuln_sync.pipeline.services import Services
+from vanta_vuln_sync.pipeline.state import RUNNING, RunState, ScopeState
+from vanta_vuln_sync.planner import effective_filters, plan_resource
+from vanta_vuln_sync.stats import FULL_SCOPE
+from vanta_vuln_sync.vanta import ClientError
+
+# Not a child logger: children made before the handler's logger (import order) are orphaned; Logger
+# instances of one service share one handler and one set of context keys anyway.
+logger = Logger()
+tracer = Tracer()
+
+# A claim older than this is treated as abandoned (no run of ours lasts this long).
+STALE_CLAIM_SECONDS = 12 * 3600.0
+# A claim whose run item does not exist yet may be a scheduler still planning; leave it this long.
+PLANNING_GRACE_SECONDS = 15 * 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class RunStart:
+    """What became of a request: the run it started (or re-enqueued) or the running run it joined."""
+
+    run_id: str
+    scope: str
+    joined: bool
+    ranges: int
+
+
+def scope_key(request: SyncRequest) -> str:
+    """The scope a request syncs: `all` for every resource unfiltered (the schedule's scope), otherwise
+    the resources and a digest of the filters. Two requests of one scope never run side by side."""
+    user_filters = {
+        name: {k: v for k, v in filters.items() if k != "includeVulnerabilitiesWithoutSlas" or v != "true"}
+        for name, filters in request.filters.items()
+    }
+    user_filters = {name: f for name, f in user_filters.items() if f}
+    if set(request.resources) == set(SYNC_RESOURCES) and not user_filters:
+        return FULL_SCOPE
+    key = ".".join(sorted(request.resources))
+    if user_filters:
+        digest = hashlib.sha256(orjson.dumps(user_filters, option=orjson.OPT_SORT_KEYS)).hexdigest()
+        key += "_" + digest[:12]
+    return key
+
+
+def run_id_for(message_id: str, sent_at: datetime) -> str:
+    """A run id unique to the request message and stable across its redeliveries."""
+    digest = hashlib.sha256(message_id.encode()).hexdigest()[:10]
+    return f"{sent_at.astimezone(UTC):%Y%m%dT%H%M%SZ}-{digest}"
+
+
+@tracer.capture_method
+async def start_run(
+    request: SyncRequest, *, message_id: str, sent_at: datetime, services: Services
+) -> RunStart:
+    """Start (or resume) the run for `request`, or join the scope's running run.
+
+    Raises MessageError when Vanta rejects the request's filters (400/403: poison, never retried),
+    the client's VantaError or botocore's ClientError for transient failures (the message is retried).
+    """
+    store = services.store
+    scope = scope_key(request)
+    run_id = run_id_for(message_id, sent_at)
+    holder = await _claim(services, scope, run_id)
+    if holder != run_id:
+        logger.info("scope already has a running run; joining it", extra={"scope": scope, "run_id": holder})
+        return RunStart(run_id=holder, scope=scope, joined=True, ranges=0)
+    run = await store.get_run(run_id)
+    if run is None:
+        scope_state = await store.get_scope(scope)
+        try:
+            run = await store.create_run(await _plan(request, run_id, scope_state, services, sent_at))
+        except ClientError as exc:
+            await store.release_scope(scope, run_id, None, started_at=sent_at)
+            raise MessageError(f"Vanta rejected the request ({exc.status}): {exc}") from exc
+    if run.status != RUNNING:
+        # A replay of a request whose run already ended: nothing to enqueue, just drop our claim.
+        await store.release_scope(scope, run_id, None, started_at=run.started_at)
+        return RunStart(run_id=run_id, scope=scope, joined=False, ranges=0)
+    await send_messages(services.aws.sqs, services.settings.page_queue_url, run.plan)
+    logger.info(
+        "run planned and enqueued",
+        extra={"run_id": run_id, "scope": scope, "ranges": run.ranges_total, "reason": run.reason},
+    )
+    return RunStart(run_id=run_id, scope=scope, joined=False, ranges=run.ranges_total)
+
+
+async def _claim(services: Services, scope: str, run_id: str) -> str:
+    """Make `run_id` the scope's running run, or return the id of the run that really is running."""
+    store = services.store
+    for _ in range(5):
+        if await store.claim_scope(scope, run_id, stale_after=STALE_CLAIM_SECONDS):
+            return run_id
+        state = await store.get_scope(scope)
+        holder = state.running_run_id
+        if holder is None:
+            continue  # released between our claim and our read: claim again
+        held = await store.get_run(holder)
+        if held is not None and held.status == RUNNING:
+            return holder
+        if held is None and services.clock() - state.running_since < PLANNING_GRACE_SECONDS:
+            return holder  # its scheduler is still planning: join it
+        await store.take_over_scope(scope, run_id, holder)
+    raise RuntimeError(f"could not claim scope {scope!r}: it keeps changing hands")
+
+
+async def _plan(
+    request: SyncRequest, run_id: str, scope: ScopeState, services: Services, started_at: datetime
+) -> RunState:
+    settings = services.settings
+    client = services.vanta()
+    plan: list[PageRange] = []
+    modes: dict[str, str] = {}
+    for resource in request.resources:
+        filters, mode = effective_filters(request, resource, scope.last_success_started_at)
+        modes[resource] = mode
+        plan += await plan_resource(
+            client,
+            run_id,
+            resource,
+            filters,
+            previous_count=scope.counts.get(resource) if mode == "full" else None,
+            page_budget=settings.page_budget,
+            page_size=settings.page_size,
+        )
+    return RunState(
+        run_id=run_id,
+        scope=scope.scope,
+        status=RUNNING,
+        started_at=started_at,
+        plan=plan,
+        modes=modes,
+        reason=request.reason,
+        requests=client.counters.requests,
+    )

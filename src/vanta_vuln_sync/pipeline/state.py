@@ -1,0 +1,393 @@
+"""Run state in the DynamoDB state table: runs, their ranges, and the scope each run belongs to.
+
+Items (pk / sk):
+- `run#<run_id>` / `run`: the run (status, plan, ranges total and done, counters).
+- `run#<run_id>` / `range#<resource>#<shard>`: one range's progress (`next_seq`, next cursor or offset,
+  status, the S3 objects its steps wrote).
+- `scope#<scope>` / `scope`: the run going on for the scope and the last successful one (watermark and
+  record counts, which size the next plan).
+
+Progress moves only by conditional writes: a step commits only if the range's `next_seq` is the step's
+`seq`; a finished range is counted into its run only if its name is not yet in the run's set of done
+ranges; a run completes or fails only from `running`. A duplicate or replayed write therefore fails its
+condition and changes nothing.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from botocore.exceptions import ClientError
+from types_aiobotocore_dynamodb import DynamoDBClient
+
+from vanta_vuln_sync.messages import PageRange
+from vanta_vuln_sync.pipeline.dynamo import from_item, to_attr, to_item
+from vanta_vuln_sync.pipeline.models import (
+    DONE,
+    FAILED,
+    OPEN,
+    RUNNING,
+    SUCCEEDED,
+    RangeState,
+    RunState,
+    ScopeState,
+    StepCommit,
+    iso,
+    parse_iso,
+    range_from_item,
+    run_from_item,
+)
+
+# The records live in models.py; importing them from here keeps working.
+__all__ = [
+    "DONE",
+    "FAILED",
+    "OPEN",
+    "RUNNING",
+    "SUCCEEDED",
+    "RangeState",
+    "RunState",
+    "RunStore",
+    "ScopeState",
+    "StepCommit",
+]
+
+
+_RUN_SK, _SCOPE_SK = "run", "scope"
+# Run and range items expire after this; the scope item (watermark, counts) is kept.
+_RUN_TTL_SECONDS = 30 * 24 * 3600
+
+
+def _conditional_failed(exc: ClientError) -> bool:
+    code = exc.response.get("Error", {}).get("Code", "")
+    return code in ("ConditionalCheckFailedException", "TransactionCanceledException")
+
+
+def _run_key(run_id: str, sk: str = _RUN_SK) -> dict[str, Any]:
+    return {"pk": {"S": f"run#{run_id}"}, "sk": {"S": sk}}
+
+
+def _range_sk(resource: str, shard: str) -> str:
+    return f"range#{resource}#{shard}"
+
+
+class RunStore:
+    """Conditional reads and writes of runs, ranges and scopes; takes the DynamoDB client and table."""
+
+    def __init__(self, ddb: DynamoDBClient, table: str, clock: Callable[[], float] = time.time) -> None:
+        self._ddb = ddb
+        self._table = table
+        self._clock = clock
+
+    async def claim_scope(self, scope: str, run_id: str, *, stale_after: float) -> bool:
+        """Make `run_id` the scope's running run unless another run holds it (claimed less than
+        `stale_after` seconds ago). True when `run_id` holds the scope afterwards."""
+        now = int(self._clock())
+        try:
+            await self._ddb.update_item(
+                TableName=self._table,
+                Key={"pk": {"S": f"scope#{scope}"}, "sk": {"S": _SCOPE_SK}},
+                UpdateExpression="SET running_run_id = :me, running_since = :now",
+                ConditionExpression=(
+                    "attribute_not_exists(running_run_id) OR running_run_id = :me OR running_since < :stale"
+                ),
+                ExpressionAttributeValues={
+                    ":me": {"S": run_id},
+                    ":now": {"N": str(now)},
+                    ":stale": {"N": str(int(now - stale_after))},
+                },
+            )
+        except ClientError as exc:
+            if _conditional_failed(exc):
+                return False
+            raise
+        return True
+
+    async def take_over_scope(self, scope: str, run_id: str, previous: str) -> bool:
+        """Replace a finished run's leftover claim on the scope with `run_id`; True on success."""
+        try:
+            await self._ddb.update_item(
+                TableName=self._table,
+                Key={"pk": {"S": f"scope#{scope}"}, "sk": {"S": _SCOPE_SK}},
+                UpdateExpression="SET running_run_id = :me, running_since = :now",
+                ConditionExpression="running_run_id = :previous",
+                ExpressionAttributeValues={
+                    ":me": {"S": run_id},
+                    ":now": {"N": str(int(self._clock()))},
+                    ":previous": {"S": previous},
+                },
+            )
+        except ClientError as exc:
+            if _conditional_failed(exc):
+                return False
+            raise
+        return True
+
+    async def get_scope(self, scope: str) -> ScopeState:
+        """The scope's state (empty when it never ran)."""
+        reply = await self._ddb.get_item(
+            TableName=self._table,
+            Key={"pk": {"S": f"scope#{scope}"}, "sk": {"S": _SCOPE_SK}},
+            ConsistentRead=True,
+        )
+        if "Item" not in reply:
+            return ScopeState(scope=scope)
+        item = from_item(reply["Item"])
+        started = item.get("last_success_started_at")
+        return ScopeState(
+            scope=scope,
+            running_run_id=item.get("running_run_id"),
+            running_since=int(item.get("running_since", 0)),
+            last_success_run_id=item.get("last_success_run_id"),
+            last_success_started_at=parse_iso(started) if started else None,
+            counts={k: int(v) for k, v in (item.get("counts") or {}).items()},
+        )
+
+    async def release_scope(
+        self, scope: str, run_id: str, counts: dict[str, int] | None, *, started_at: datetime
+    ) -> None:
+        """Drop `run_id`'s claim on `scope`; with `counts` (a success), record the run as the scope's last
+        success (watermark `started_at`, record counts for sizing the next plan).
+
+        Idempotent: a finalize that is replayed writes the same values again.
+        """
+        key = {"pk": {"S": f"scope#{scope}"}, "sk": {"S": _SCOPE_SK}}
+        try:
+            await self._ddb.update_item(
+                TableName=self._table,
+                Key=key,
+                UpdateExpression="REMOVE running_run_id, running_since",
+                ConditionExpression="running_run_id = :me",
+                ExpressionAttributeValues={":me": {"S": run_id}},
+            )
+        except ClientError as exc:
+            if not _conditional_failed(exc):
+                raise
+        if counts is None:
+            return
+        try:
+            # Only a newer run may move the watermark (two runs of one scope can finish out of order
+            # only after a stale claim was taken over).
+            await self._ddb.update_item(
+                TableName=self._table,
+                Key=key,
+                UpdateExpression=(
+                    "SET last_success_run_id = :me, last_success_started_at = :started, counts = :counts"
+                ),
+                ConditionExpression=(
+                    "attribute_not_exists(last_success_started_at) OR last_success_started_at <= :started"
+                ),
+                ExpressionAttributeValues={
+                    ":me": {"S": run_id},
+                    ":started": {"S": iso(started_at)},
+                    ":counts": to_attr(counts),
+                },
+            )
+        except ClientError as exc:
+            if not _conditional_failed(exc):
+                raise
+
+    async def create_run(self, run: RunState) -> RunState:
+        """Store a new run with its plan; if the run already exists (a redelivered request), the stored
+        one is returned unchanged, so a replay enqueues the same plan."""
+        values = {
+            "pk": f"run#{run.run_id}",
+            "sk": _RUN_SK,
+            "run_id": run.run_id,
+            "scope": run.scope,
+            "status": RUNNING,
+            "started_at": iso(run.started_at),
+            "reason": run.reason,
+            "plan": orjson.dumps([orjson.loads(p.to_json()) for p in run.plan]).decode(),
+            "modes": run.modes,
+            "ranges_total": run.ranges_total,
+            "ranges_done": 0,
+            "requests": run.requests,
+            "ttl": int(self._clock()) + _RUN_TTL_SECONDS,
+        }
+        try:
+            await self._ddb.put_item(
+                TableName=self._table,
+                Item=to_item(values),
+                ConditionExpression="attribute_not_exists(pk)",
+            )
+        except ClientError as exc:
+            if not _conditional_failed(exc):
+                raise
+        stored = await self.get_run(run.run_id)
+        assert stored is not None
+        return stored
+
+    async def get_run(self, run_id: str) -> RunState | None:
+        """The run, read consistently; None when there is no such run (or it expired)."""
+        reply = await self._ddb.get_item(TableName=self._table, Key=_run_key(run_id), ConsistentRead=True)
+        if "Item" not in reply:
+            return None
+        return run_from_item(run_id, from_item(reply["Item"]))
+
+    async def get_range(self, run_id: str, resource: str, shard: str) -> RangeState | None:
+        """A range's committed progress; None before its first step commits."""
+        reply = await self._ddb.get_item(
+            TableName=self._table, Key=_run_key(run_id, _range_sk(resource, shard)), ConsistentRead=True
+        )
+        return range_from_item(from_item(reply["Item"])) if "Item" in reply else None
+
+    async def list_ranges(self, run_id: str) -> list[RangeState]:
+        """Every range of the run that has committed at least one step, in key order."""
+        ranges: list[RangeState] = []
+        start: dict[str, Any] | None = None
+        while True:
+            kwargs: dict[str, Any] = {
+                "TableName": self._table,
+                "KeyConditionExpression": "pk = :pk AND begins_with(sk, :range)",
+                "ExpressionAttributeValues": {":pk": {"S": f"run#{run_id}"}, ":range": {"S": "range#"}},
+                "ConsistentRead": True,
+            }
+            if start:
+                kwargs["ExclusiveStartKey"] = start
+            reply = await self._ddb.query(**kwargs)
+            ranges.extend(range_from_item(from_item(item)) for item in reply.get("Items", []))
+            start = reply.get("LastEvaluatedKey")
+            if not start:
+                return ranges
+
+    async def commit_step(self, page_range: PageRange, step: StepCommit) -> bool:
+        """Record one step of a range: its object, its counts, where the next step starts. Only if the
+        range's `next_seq` is `step.seq`; False when that fails (an earlier delivery committed the
+        step): nothing changed. One item, one conditional write, so the counts move exactly once.
+
+        (Not a transaction with the run item: moto server's TransactWriteItems is not safe under
+        concurrent requests, and the run's count of finished ranges is kept idempotent instead, see
+        `count_range_done`.)"""
+        p = page_range
+        if step.seq == 0:
+            condition = "attribute_not_exists(#next_seq)"
+            seq_values: dict[str, Any] = {}
+        else:
+            condition = "#next_seq = :seq"
+            seq_values = {":seq": {"N": str(step.seq)}}
+        objects = [{"key": step.object_key, "records": step.records}] if step.object_key else []
+        counters = ("records", "pages", "requests", "retries", "throttled")
+        names = ("next_seq", "status", "next_cursor", "next_offset", "resource", "shard", "objects", "ttl")
+        try:
+            await self._ddb.update_item(
+                TableName=self._table,
+                Key=_run_key(p.run_id, _range_sk(p.resource, p.shard)),
+                UpdateExpression=(
+                    "SET #next_seq = :next, #status = :status, #next_cursor = :cursor, "
+                    "#next_offset = :offset, #resource = :resource, #shard = :shard, "
+                    "#objects = list_append(if_not_exists(#objects, :empty), :objects), #ttl = :ttl, "
+                    + ", ".join(f"#{c} = if_not_exists(#{c}, :zero) + :{c}" for c in counters)
+                ),
+                ConditionExpression=condition,
+                ExpressionAttributeNames={f"#{name}": name for name in names + counters},
+                ExpressionAttributeValues={
+                    ":next": {"N": str(step.seq + 1)},
+                    ":status": {"S": DONE if step.done else OPEN},
+                    ":cursor": to_attr(step.next_cursor),
+                    ":offset": to_attr(step.next_offset),
+                    ":resource": {"S": p.resource},
+                    ":shard": {"S": p.shard},
+                    ":empty": {"L": []},
+                    ":objects": to_attr(objects),
+                    ":zero": {"N": "0"},
+                    ":ttl": {"N": str(int(self._clock()) + _RUN_TTL_SECONDS)},
+                    **{f":{c}": {"N": str(getattr(step, c))} for c in counters},
+                    **seq_values,
+                },
+            )
+        except ClientError as exc:
+            if _conditional_failed(exc):
+                return False
+            raise
+        return True
+
+    async def mark_handed_on(self, run_id: str, resource: str, shard: str, seq: int) -> None:
+        """Note that step `seq`'s continuation was enqueued, so a redelivered step `seq` does not enqueue
+        it again (without the note every duplicate would beget a duplicate of the next step)."""
+        try:
+            await self._ddb.update_item(
+                TableName=self._table,
+                Key=_run_key(run_id, _range_sk(resource, shard)),
+                UpdateExpression="SET #handed_on = :seq",
+                ConditionExpression="attribute_exists(#next_seq) AND "
+                "(attribute_not_exists(#handed_on) OR #handed_on < :seq)",
+                ExpressionAttributeNames={"#handed_on": "handed_on", "#next_seq": "next_seq"},
+                ExpressionAttributeValues={":seq": {"N": str(seq)}},
+            )
+        except ClientError as exc:
+            if not _conditional_failed(exc):
+                raise
+
+    async def mark_finalize_sent(self, run_id: str) -> None:
+        """Note that the run's Finalize was enqueued (a replayed last step then sends no second one)."""
+        await self._ddb.update_item(
+            TableName=self._table,
+            Key=_run_key(run_id),
+            UpdateExpression="SET #sent = :true",
+            ExpressionAttributeNames={"#sent": "finalize_sent"},
+            ExpressionAttributeValues={":true": {"BOOL": True}},
+        )
+
+    async def count_range_done(self, run_id: str, resource: str, shard: str) -> RunState | None:
+        """Count a finished range into its run, once: the range's name joins the run's set of done
+        ranges and `ranges_done` grows by one only if the name was not in it. Returns the run as this
+        call left it, or None when the range was already counted or the run is no longer running (so
+        exactly one call sees the last range counted)."""
+        name = f"{resource}#{shard}"
+        try:
+            reply = await self._ddb.update_item(
+                TableName=self._table,
+                Key=_run_key(run_id),
+                UpdateExpression="ADD #ranges_done :one, #done_ranges :name",
+                ConditionExpression="#status = :running AND NOT contains(#done_ranges, :name_value)",
+                ExpressionAttributeNames={
+                    "#ranges_done": "ranges_done",
+                    "#done_ranges": "done_ranges",
+                    "#status": "status",
+                },
+                ExpressionAttributeValues={
+                    ":one": {"N": "1"},
+                    ":name": {"SS": [name]},
+                    ":name_value": {"S": name},
+                    ":running": {"S": RUNNING},
+                },
+                ReturnValues="ALL_NEW",
+            )
+        except ClientError as exc:
+            if _conditional_failed(exc):
+                return None
+            raise
+        return run_from_item(run_id, from_item(reply["Attributes"]))
+
+    async def finish_run(self, run_id: str, status: str, *, failure: str | None = None) -> bool:
+        """Move the run from running to `status` (succeeded or failed). True only for the one call that
+        made the move; every later call (replays, duplicates) gets False."""
+        values: dict[str, Any] = {
+            ":running": {"S": RUNNING},
+            ":status": {"S": status},
+            ":finished": {"S": iso(datetime.fromtimestamp(self._clock(), UTC))},
+            ":failure": to_attr(failure),
+        }
+        try:
+            await self._ddb.update_item(
+                TableName=self._table,
+                Key=_run_key(run_id),
+                UpdateExpression="SET #status = :status, #finished_at = :finished, #failure = :failure",
+                ConditionExpression="#status = :running",
+                ExpressionAttributeNames={
+                    "#status": "status",
+                    "#finished_at": "finished_at",
+                    "#failure": "failure",
+                },
+                ExpressionAttributeValues=values,
+            )
+        except ClientError as exc:
+            if _conditional_failed(exc):
+                return False
+            raise
+        return True

@@ -1,0 +1,62 @@
+"""Five worker containers (five event loops) share one token and one rate budget, and use the budget.
+
+Scaled to a short test: the limit is 600/min (10/s) and the run lasts about 10 s, so no 60 s window of
+the test can exceed 600 at all. The fleet limiter paces request starts evenly (slots (60 + 1) / limit s
+apart fleet-wide, each used at most 0.25 s late), so the same guarantee holds scaled down: no 6 s window
+may hold more than a tenth of the limit (60) plus two slots of tolerance. That is what the test checks on
+the simulator's own log of accepted requests, together with the simulator's 60 s count and its 429s.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+from collections.abc import Awaitable, Callable
+
+import orjson
+
+from .conftest import Stack
+from .drive import ThreadedDriver
+
+LIMIT = 600  # requests a minute, for the fleet and the simulator alike
+SCALED_WINDOW = 6.0  # seconds: a tenth of a minute
+REQUEST = orjson.dumps(
+    {"v": 1, "type": "SyncRequest", "resources": ["vulnerabilities"], "mode": "full", "reason": "t"}
+)
+
+
+async def test_five_containers_share_one_token_and_keep_within_and_near_the_limit(
+    stack: Callable[..., Awaitable[Stack]],
+) -> None:
+    # Given 600 vulnerabilities in pages of 10 (60 data requests, about 6 s at the limit)
+    deployed = await stack(
+        sim={"vulnerabilities": 600, "rate_limit_per_minute": LIMIT, "seed": 8},
+        VANTA_RATE_LIMIT_PER_MINUTE=str(LIMIT),
+        PAGE_SIZE="10",
+    )
+    deployed.send_request(REQUEST)
+    # When five worker containers run the sync
+    driver = ThreadedDriver(deployed, workers=5)
+
+    def finished() -> bool:
+        runs = deployed.run_ids()
+        return bool(runs) and deployed.run_item(runs[0])["status"]["S"] == "succeeded"
+
+    await asyncio.to_thread(driver.run_until, finished, 90)
+    counters = deployed.sim.counters
+    accepted = sorted(counters.accepted_at)
+    # Then one token served the whole fleet
+    assert counters.tokens_minted == 1
+    # And the limit held: no 429, no 60 s window over the limit, no scaled window over its share
+    assert counters.throttled == 0
+    assert counters.max_requests_in_60s <= LIMIT
+    busiest = max(bisect.bisect_left(accepted, t + SCALED_WINDOW) - i for i, t in enumerate(accepted))
+    assert busiest <= LIMIT * SCALED_WINDOW / 60 + 2, f"{busiest} requests in one {SCALED_WINDOW}s window"
+    # And while ranges were queued (after planning) the budget was used to at least 90 %
+    [run_id] = deployed.run_ids()
+    planning = int(deployed.run_item(run_id)["requests"]["N"])
+    fetching = accepted[planning:]
+    used = (len(fetching) - 1) / ((fetching[-1] - fetching[0]) * LIMIT / 60)
+    assert len(fetching) >= 60
+    assert used >= 0.9, f"only {used:.0%} of the limit used while ranges were queued"
+    assert sum(driver.stats.invocations[f"worker-{n}"] > 0 for n in range(5)) >= 3

@@ -1,0 +1,142 @@
+"""Redelivery, duplicates and crashes at each step leave the same final output, and the run completes once.
+
+Crashes are injected by thin wrappers around the real aiobotocore clients (test scaffolding): the wrapped
+call raises instead of reaching moto, as if the Lambda died at that point; SQS then redelivers the message.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
+from typing import Any
+
+import orjson
+import pytest
+
+from vanta_vuln_sync.aws import AwsClients
+from vanta_vuln_sync.pipeline.services import Services
+
+from .conftest import Stack
+from .drive import PumpStats, pump
+
+REQUEST = orjson.dumps({"v": 1, "type": "SyncRequest", "resources": ["vulnerabilities"], "mode": "full"})
+SCOPE = "vulnerabilities"
+# Opaque cursors, one page a step: every shard is a chain of steps handed on by continuations. (Only
+# vulnerabilities: eight chains; the other resources take the same code path.)
+SIM = {"vulnerabilities": 160, "seed": 21, "cursor_style": "opaque"}
+SETTINGS = {"PAGE_SIZE": "10", "PAGE_BUDGET": "1"}
+
+
+_REFERENCE: dict[str, list[str]] = {}
+
+
+class Crash(Exception):
+    """The Lambda died here."""
+
+
+class Wrapped:
+    """A real client with some methods replaced."""
+
+    def __init__(self, real: Any, **methods: Callable[..., Awaitable[Any]]) -> None:
+        self._real = real
+        self._methods = methods
+
+    def __getattr__(self, name: str) -> Any:
+        return self._methods.get(name) or getattr(self._real, name)
+
+
+def crash_before_progress_write(aws: AwsClients) -> AwsClients:
+    """Every third range commit dies after the step's S3 write, before the conditional progress write."""
+    calls = 0
+
+    async def update_item(**kwargs: Any) -> Any:
+        nonlocal calls
+        if kwargs["UpdateExpression"].startswith("SET #next_seq"):
+            calls += 1
+            if calls % 3 == 1:
+                raise Crash("after the S3 write, before the progress write")
+        return await aws.dynamodb.update_item(**kwargs)
+
+    return replace(aws, dynamodb=Wrapped(aws.dynamodb, update_item=update_item))
+
+
+def crash_before_enqueue(aws: AwsClients) -> AwsClients:
+    """The first send of each continuation and Finalize dies: after the progress write, before the enqueue."""
+    sent: set[str] = set()
+
+    async def send_message(**kwargs: Any) -> Any:
+        if kwargs["MessageBody"] not in sent:
+            sent.add(kwargs["MessageBody"])
+            raise Crash("after the progress write, before the enqueue")
+        return await aws.sqs.send_message(**kwargs)
+
+    return replace(aws, sqs=Wrapped(aws.sqs, send_message=send_message))
+
+
+def duplicate_every_continuation(aws: AwsClients) -> AwsClients:
+    """Every continuation and Finalize is enqueued twice (a standard queue may deliver any message twice)."""
+
+    async def send_message(**kwargs: Any) -> Any:
+        await aws.sqs.send_message(**kwargs)
+        return await aws.sqs.send_message(**kwargs)
+
+    return replace(aws, sqs=Wrapped(aws.sqs, send_message=send_message))
+
+
+def normalised_output(deployed: Stack, run_id: str) -> dict[str, list[str]]:
+    """The run's raw objects (key without the run id) and the record ids in each, in order."""
+    return {
+        key.split("/run=")[0] + "/" + key.rsplit("/", 1)[1]: [r["id"] for r in records]
+        for key, records in deployed.records_by_key(run_id).items()
+    }
+
+
+async def sync_once(
+    deployed: Stack, services: Services, *, redeliver_every_message: bool = False
+) -> tuple[str, PumpStats]:
+    deployed.send_request(REQUEST)
+    stats = await pump(
+        deployed,
+        services,
+        done=lambda: deployed.last_success(SCOPE) is not None,
+        redeliver_every_message=redeliver_every_message,
+    )
+    run_id = deployed.last_success(SCOPE)
+    assert run_id is not None
+    return run_id, stats
+
+
+@pytest.mark.parametrize(
+    ("fault", "wrap", "redeliver"),
+    [
+        ("every message delivered twice", None, True),
+        ("every continuation enqueued twice", duplicate_every_continuation, False),
+        ("crash after the S3 write, before the progress write", crash_before_progress_write, False),
+        ("crash after the progress write, before the enqueue", crash_before_enqueue, False),
+    ],
+)
+async def test_final_output_is_unchanged_and_run_completes_once_when(
+    stack: Callable[..., Awaitable[Stack]],
+    open_services: Callable[..., Awaitable[Services]],
+    fault: str,
+    wrap: Callable[[AwsClients], AwsClients] | None,
+    redeliver: bool,
+) -> None:
+    # Given the output of an undisturbed sync of the tenant (made once for all the faults)
+    if not _REFERENCE:
+        clean = await stack(sim=SIM, **SETTINGS)
+        clean_run, _ = await sync_once(clean, await open_services())
+        _REFERENCE.update(normalised_output(clean, clean_run))
+    expected = dict(_REFERENCE)
+    # When the same sync runs on a fresh deployment with the fault
+    faulty = await stack(sim=SIM, **SETTINGS)
+    faulty_run, stats = await sync_once(faulty, await open_services(wrap), redeliver_every_message=redeliver)
+    # Then the fault happened, the output is the same, and the run completed exactly once
+    assert stats.redelivered or stats.failures or stats.outcomes["noop"], f"{fault} never happened"
+    assert normalised_output(faulty, faulty_run) == expected
+    assert stats.outcomes["succeeded"] == 1
+    assert faulty.run_ids() == [faulty_run]
+    manifest = faulty.manifest(faulty_run)
+    assert sorted(o["key"] for o in manifest["objects"]) == faulty.raw_keys(faulty_run)
+    assert manifest["records"] == {"vulnerabilities": len(faulty.sim.dataset.records("vulnerabilities"))}
+    assert faulty.dlq_messages(faulty.page_dlq_url) == []

@@ -1,0 +1,82 @@
+"""A range step: hands on when the invocation's time runs low; a Vanta 400 fails the run, no loop."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
+from pathlib import Path
+
+from vanta_vuln_sync.messages import PageRange, parse_page_message
+from vanta_vuln_sync.pipeline.records import process_page_message
+from vanta_vuln_sync.pipeline.services import Services
+
+from .conftest import Stack
+from .drive import deliver_requests
+
+EVENTS = Path(__file__).resolve().parents[2] / "events"
+
+
+async def planned_ranges(deployed: Stack, services: Services) -> list[PageRange]:
+    """Plan the example CRITICAL resync; returns its ranges as the scheduler enqueued them."""
+    deployed.send_request((EVENTS / "sync-request-resync-critical.json").read_text())
+    assert await deliver_requests(deployed, services) == ["started"]
+    reply = await asyncio.to_thread(
+        deployed.sqs.receive_message, QueueUrl=deployed.page_queue_url, MaxNumberOfMessages=10
+    )
+    ranges = [parse_page_message(m["Body"]) for m in reply["Messages"]]
+    return [r for r in ranges if isinstance(r, PageRange)]
+
+
+async def test_worker_hands_rest_of_range_to_next_message_when_time_runs_low(
+    stack: Callable[..., Awaitable[Stack]], open_services: Callable[..., Awaitable[Services]]
+) -> None:
+    # Given a shard chain of several pages and a generous page budget
+    deployed = await stack(sim={"vulnerabilities": 400, "cursor_style": "opaque", "seed": 6}, PAGE_SIZE="5")
+    services = await open_services()
+    first = (await planned_ranges(deployed, services))[0]
+    assert first.page_budget == 10
+    # When the invocation has little time left
+    outcome = await process_page_message(
+        first.to_json().decode(), "m-1", services=services, remaining=lambda: 5.0
+    )
+    # Then one page was fetched and the rest of the chain handed on from where it stopped
+    assert outcome == "step"
+    reply = deployed.sqs.receive_message(QueueUrl=deployed.page_queue_url, MaxNumberOfMessages=10)
+    continuations = [parse_page_message(m["Body"]) for m in reply["Messages"]]
+    [continuation] = [c for c in continuations if isinstance(c, PageRange) and c.shard == first.shard]
+    assert continuation.seq == 1
+    assert continuation.cursor is not None
+    written = deployed.records_by_key(first.run_id)
+    assert [len(records) for records in written.values()] == [5]
+
+
+async def test_vanta_400_fails_the_range_and_run_with_a_clear_reason_instead_of_looping(
+    stack: Callable[..., Awaitable[Stack]], open_services: Callable[..., Awaitable[Services]]
+) -> None:
+    deployed = await stack(sim={"vulnerabilities": 100, "seed": 6})
+    services = await open_services()
+    first = (await planned_ranges(deployed, services))[0]
+    # When a step's request is one Vanta refuses (a cursor it never issued: 400)
+    bad = replace(first, cursor="bm90LWEtY3Vyc29y")
+    outcome = await process_page_message(
+        bad.to_json().decode(), "m-2", services=services, remaining=lambda: 900.0
+    )
+    # Then the message is consumed, and the run failed once with the reason, freeing its scope
+    assert outcome == "failed"
+    run = deployed.run_item(first.run_id)
+    assert run["status"]["S"] == "failed"
+    assert "400" in run["failure"]["S"]
+    assert first.shard in run["failure"]["S"]
+    assert deployed.sim.counters.by_status.get(400) == 1
+    [scope] = [
+        i for i in deployed.ddb.scan(TableName=deployed.table)["Items"] if i["pk"]["S"].startswith("scope#")
+    ]
+    assert "running_run_id" not in scope
+    # And the run's other ranges are now no-ops
+    assert (
+        await process_page_message(
+            first.to_json().decode(), "m-3", services=services, remaining=lambda: 900.0
+        )
+        == "noop"
+    )
