@@ -198,3 +198,12 @@ def chaos(session: nox.Session) -> None:
     table and writes it to tests/chaos/last_run.md for the README. `nox -s tests` runs the short version."""
     session.install("-e", ".[dev]")
     session.run("pytest", "-q", "tests/chaos", *session.posargs, env={"VVS_CHAOS": "full"})
+
+
+@nox.session
+def loadtest(session: nox.Session) -> None:
+    """Concurrency sweep on the embedded runtime + the sequential baseline + cold start; results and plots
+    in loadtest/results/. Quick (~3 min) by default; `nox -s loadtest -- --full` for the whole grid."""
+    session.install("-e", ".[loadtest]")
+    session.run("python", "-m", "loadtest.sweep", *session.posargs)
+    session.run("python", "-m", "loadtest.coldstart", "--repetitions", "15", success_codes=[0, 1])

@@ -163,11 +163,6 @@ def test_numbers_too_big_deep_nesting_and_bad_utf8_are_rejected_with_one_line(bo
     assert_accepted_or_rejected_clearly(body)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="messages._RUN_ID and _SHARD end in `$`, which also matches before a trailing newline: "
-    "use re.fullmatch (requested from the messages owner; remove this mark with the fix)",
-)
 @pytest.mark.parametrize(
     "message",
     [

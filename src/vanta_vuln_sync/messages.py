@@ -196,7 +196,7 @@ def _page_range(payload: dict[str, Any]) -> PageRange:
     if resource not in SYNC_RESOURCES:
         raise MessageError(f"PageRange.resource must be one of {', '.join(SYNC_RESOURCES)}, got {resource!r}")
     shard = payload.get("shard")
-    if not isinstance(shard, str) or not _SHARD.match(shard):
+    if not isinstance(shard, str) or not _SHARD.fullmatch(shard):
         raise MessageError(f"PageRange.shard must be a short lower-case name, got {shard!r}")
     cursor = payload.get("cursor")
     if cursor is not None and (not isinstance(cursor, str) or not cursor):
@@ -229,7 +229,7 @@ def _filters(resource: str, given: Any) -> dict[str, str]:
 
 def _run_id(payload: dict[str, Any]) -> str:
     run_id = payload.get("run_id")
-    if not isinstance(run_id, str) or not _RUN_ID.match(run_id):
+    if not isinstance(run_id, str) or not _RUN_ID.fullmatch(run_id):
         raise MessageError(f"run_id must look like 20260101T000000Z-abc123, got {run_id!r}")
     return run_id
 
