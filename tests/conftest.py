@@ -1,6 +1,6 @@
 """Shared fixtures: moto server (real AWS APIs over loopback) and the Vanta simulator.
 
-Nothing here mocks our own code: AWS is `moto.server.ThreadedMotoServer`, Vanta is our simulator.
+Nothing here mocks our own code: AWS is moto server over loopback, Vanta is our simulator.
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
-from moto.server import ThreadedMotoServer
 
+from vanta_vuln_sync.local.embedded_aws import MotoServer
 from vanta_vuln_sync.simulator import Simulator, SimulatorConfig
 
 AWS_REGION = "us-east-1"
@@ -33,12 +33,16 @@ def _aws_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture(scope="session")
 def moto_server() -> Iterator[str]:
-    """One moto server for the session; yields its endpoint URL. Tests isolate by unique names."""
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
+    """One moto server for the session; yields its endpoint URL. Tests isolate by unique names.
+
+    DynamoDB requests are served one at a time (see `MotoServer`): the token broker, the fleet rate
+    limiter and the pipeline's exactly-once progress rest on conditional writes that moto would
+    otherwise let race.
+    """
+    server = MotoServer()
+    url = server.start()
     try:
-        yield f"http://{host}:{port}"
+        yield url
     finally:
         server.stop()
 

@@ -10,13 +10,16 @@ from __future__ import annotations
 
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from aiobotocore.config import AioConfig
 from aiobotocore.session import AioSession, get_session
-from types_aiobotocore_dynamodb import DynamoDBClient
-from types_aiobotocore_s3 import S3Client
-from types_aiobotocore_secretsmanager import SecretsManagerClient
-from types_aiobotocore_sqs import SQSClient
+
+if TYPE_CHECKING:
+    from types_aiobotocore_dynamodb import DynamoDBClient
+    from types_aiobotocore_s3 import S3Client
+    from types_aiobotocore_secretsmanager import SecretsManagerClient
+    from types_aiobotocore_sqs import SQSClient
 
 # Ten ranges in flight each write S3, DynamoDB and SQS: keep enough pooled connections per client.
 _CONFIG = AioConfig(max_pool_connections=50, retries={"mode": "standard", "max_attempts": 5})

@@ -4,9 +4,8 @@ the function environment the handlers read, as template.yaml sets it."""
 from __future__ import annotations
 
 import gzip
-import threading
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -14,8 +13,6 @@ from typing import Any
 import boto3
 import orjson
 import pytest
-from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
-from werkzeug.serving import make_server
 
 from vanta_vuln_sync.aws import AwsClients, open_clients
 from vanta_vuln_sync.container import build_services, shutdown_container
@@ -25,32 +22,6 @@ from vanta_vuln_sync.simulator import Simulator
 
 REGION = "us-east-1"
 SimulatorFactory = Callable[..., Awaitable[Simulator]]
-
-
-@pytest.fixture(scope="session")
-def moto_server() -> Iterator[str]:
-    """Moto server as in tests/conftest.py, but answering one request at a time.
-
-    Moto's DynamoDB evaluates a condition and applies the write without a lock, so two concurrent
-    conditional writes to one item can both succeed, which real DynamoDB never allows; the pipeline's
-    exactly-once progress rests on that guarantee. Serialising requests restores it (the same override as
-    tests/vanta/conftest.py; drop both once the shared fixture does this).
-    """
-    app = DomainDispatcherApplication(create_backend_app)
-    lock = threading.Lock()
-
-    def serialized(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
-        with lock:
-            return list(app(environ, start_response))
-
-    server = make_server("127.0.0.1", 0, serialized, threaded=True, request_handler=MotoRequestHandler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        thread.join()
 
 
 @dataclass

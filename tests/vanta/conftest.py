@@ -4,44 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import threading
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack
 from typing import Any
 
 import aiohttp
 import pytest
 from aiobotocore.session import get_session
-from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
 from vanta_helpers import VirtualClock
-from werkzeug.serving import make_server
-
-
-@pytest.fixture(scope="session")
-def moto_server() -> Iterator[str]:
-    """Moto server as in tests/conftest.py, but answering one request at a time.
-
-    Moto's DynamoDB evaluates a condition and applies the write without a lock, so two concurrent
-    conditional writes can both succeed (seen: 2 winners in 4 of 20 races of 10 writers), which real
-    DynamoDB never allows. The broker and the fleet limiter are built on that guarantee; serialising
-    requests restores it. (Requested for the shared fixture; drop this override once it is there.)
-    """
-    app = DomainDispatcherApplication(create_backend_app)
-    lock = threading.Lock()
-
-    def serialized(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
-        with lock:
-            return list(app(environ, start_response))
-
-    server = make_server("127.0.0.1", 0, serialized, threaded=True, request_handler=MotoRequestHandler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        thread.join()
 
 
 @pytest.fixture

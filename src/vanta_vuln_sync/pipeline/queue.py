@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-
-from types_aiobotocore_sqs import SQSClient
-from types_aiobotocore_sqs.type_defs import SendMessageBatchRequestEntryTypeDef
+from typing import TYPE_CHECKING
 
 from vanta_vuln_sync.messages import Finalize, PageRange
+
+if TYPE_CHECKING:
+    from types_aiobotocore_sqs import SQSClient
+    from types_aiobotocore_sqs.type_defs import SendMessageBatchRequestEntryTypeDef
 
 _BATCH = 10  # SendMessageBatch's limit
 _CONCURRENT_CALLS = 8

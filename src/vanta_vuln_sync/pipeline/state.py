@@ -18,11 +18,10 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from botocore.exceptions import ClientError
-from types_aiobotocore_dynamodb import DynamoDBClient
 
 from vanta_vuln_sync.messages import PageRange
 from vanta_vuln_sync.pipeline.dynamo import from_item, to_attr, to_item
@@ -41,6 +40,9 @@ from vanta_vuln_sync.pipeline.models import (
     range_from_item,
     run_from_item,
 )
+
+if TYPE_CHECKING:
+    from types_aiobotocore_dynamodb import DynamoDBClient
 
 # The records live in models.py; importing them from here keeps working.
 __all__ = [

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import gzip
 import io
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
-from types_aiobotocore_s3 import S3Client
 
 from vanta_vuln_sync.messages import run_id_date
+
+if TYPE_CHECKING:
+    from types_aiobotocore_s3 import S3Client
 
 
 def raw_key(resource: str, run_id: str, shard: str, seq: int) -> str:

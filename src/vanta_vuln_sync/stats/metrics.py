@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from aws_lambda_powertools.metrics import Metrics, MetricUnit, single_metric
+from aws_lambda_powertools.metrics.functions import is_metrics_disabled
 
 from .model import SEVERITIES
 
@@ -25,7 +26,8 @@ def emit_metrics(metrics: Metrics, stats: dict[str, Any]) -> None:
     # dashboard and alarms address every series by (service, Severity).
     dimensions = {**({"service": metrics.service} if metrics.service else {}), **metrics.default_dimensions}
     overdue_by = vulns["sla"]["overdue_by_severity"]
-    for severity in SEVERITIES:
+    # single_metric prints even when POWERTOOLS_METRICS_DISABLED is set (the local runtime sets it).
+    for severity in SEVERITIES if not is_metrics_disabled() else ():
         for name, value in (
             (OPEN_VULNERABILITIES, vulns["by_severity"].get(severity, 0)),
             (OVERDUE_VULNERABILITIES, overdue_by.get(severity, 0)),

@@ -1,0 +1,291 @@
+"""The embedded AWS: moto server in this process, with the real `template.yaml` deployed into it.
+
+`EmbeddedAws.start()` starts `ThreadedMotoServer` on a free loopback port and points this process at it
+(`AWS_ENDPOINT_URL`, dummy credentials, a region), so every boto3/aiobotocore client made afterwards,
+including the handlers', talks to moto. `deploy()` then does what `sam package` + `sam deploy` do:
+zips the package into a bootstrap bucket, runs the SAM transform locally (`template.py`), stores the
+Vanta credentials as a Secrets Manager secret, and creates the stack with moto's CloudFormation.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import os
+import threading
+import warnings
+import zipfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import boto3
+from botocore.exceptions import ClientError
+
+import vanta_vuln_sync
+from vanta_vuln_sync.local.template import DEFAULT_TEMPLATE_PATH, deploy_to_moto, transform_template
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_REGION = "us-east-1"
+DEFAULT_STACK_NAME = "vuln-sync-local"
+BOOTSTRAP_BUCKET = "vuln-sync-local-artifacts"
+# Loggers that narrate every request or every resource moto skips; the runtime reports those itself.
+_UNSUPPORTED_WARNING = ".*not supported by moto's CloudFormation"
+_NOISY_LOGGERS = ("werkzeug", "moto", "moto.cloudformation.parsing", "moto.awslambda.models")
+
+
+class DeployError(RuntimeError):
+    """The embedded stack could not be created; the message says which step failed and why."""
+
+
+@dataclass(frozen=True, slots=True)
+class EmbeddedStack:
+    """A stack deployed into moto: its outputs, its functions, and what moto did not create."""
+
+    name: str
+    outputs: dict[str, str]
+    function_names: list[str]
+    secret_arn: str
+    skipped: list[tuple[str, str]]  # (logical id, type) of resources moto's CloudFormation ignored
+
+    def skipped_summary(self) -> str:
+        """One line: how many resources moto skipped, counted by type (empty when none)."""
+        if not self.skipped:
+            return ""
+        by_type: dict[str, int] = {}
+        for _, kind in self.skipped:
+            by_type[kind] = by_type.get(kind, 0) + 1
+        parts = ", ".join(f"{count} {kind.removeprefix('AWS::')}" for kind, count in sorted(by_type.items()))
+        return f"not emulated by moto (created in AWS only): {parts}"
+
+
+def detach_moto_sqs_invoker() -> int:
+    """Stop moto from invoking mapped functions itself; returns how many queue mappings it dropped.
+
+    moto's SQS, on every SendMessage to a queue with an event source mapping, receives a batch and
+    "invokes" the function in Docker (there is none here), bumping receive counts and racing our poller.
+    The mappings stay listed in moto's Lambda (our poller reads them there); only the queue's private
+    link to moto's invoker is removed. This needs moto running in this process (ThreadedMotoServer).
+    """
+    from moto.sqs.models import sqs_backends
+
+    dropped = 0
+    for regions in sqs_backends.values():
+        for backend in regions.values():
+            for queue in backend.queues.values():
+                dropped += len(queue.lambda_event_source_mappings)
+                queue.lambda_event_source_mappings.clear()
+    return dropped
+
+
+def package_code(package_dir: Path | None = None) -> bytes:
+    """A Lambda zip of the `vanta_vuln_sync` package (sources only), as `sam build` lays it out."""
+    root = package_dir or Path(vanta_vuln_sync.__file__).resolve().parent
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for path in sorted(root.rglob("*")):
+            if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc":
+                archive.write(path, Path(root.name) / path.relative_to(root))
+    return buffer.getvalue()
+
+
+class _SerializedDynamoDB:
+    """WSGI middleware: one DynamoDB request at a time.
+
+    moto's TransactWriteItems deep-copies the table while other request threads write to it, which
+    fails now and then with "dictionary changed size during iteration" (a 500). DynamoDB requests are
+    short (no long polling), so serializing them costs little; every other service runs concurrently.
+    """
+
+    def __init__(self, app: Any) -> None:
+        self._app = app
+        self._lock = threading.Lock()
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        if str(environ.get("HTTP_X_AMZ_TARGET", "")).startswith("DynamoDB_"):
+            with self._lock:
+                return list(self._app(environ, start_response))
+        return self._app(environ, start_response)
+
+
+class MotoServer:
+    """`moto.server.ThreadedMotoServer`, with DynamoDB requests serialized (see _SerializedDynamoDB).
+
+    Also what the tests run: moto evaluates a DynamoDB condition and applies the write without a lock,
+    so two concurrent conditional writes can both succeed, which real DynamoDB never allows.
+    """
+
+    def __init__(self) -> None:
+        self._server: Any = None
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> str:
+        from moto.moto_server.werkzeug_app import (
+            DomainDispatcherApplication,
+            MotoRequestHandler,
+            create_backend_app,
+        )
+        from werkzeug.serving import make_server
+
+        app = _SerializedDynamoDB(DomainDispatcherApplication(create_backend_app))
+        self._server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=MotoRequestHandler)
+        self._thread = threading.Thread(target=self._server.serve_forever, name="moto-server", daemon=True)
+        self._thread.start()
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+        if self._thread is not None:
+            self._thread.join(10.0)
+            self._thread = None
+
+
+class EmbeddedAws:
+    """moto server running in this process, with this process's AWS settings pointed at it."""
+
+    def __init__(
+        self, *, region: str = DEFAULT_REGION, endpoint_url: str | None = None, quiet: bool = True
+    ) -> None:
+        """`endpoint_url` reuses a moto server already running in this process (tests) instead of
+        starting one."""
+        self.region = region
+        self._quiet = quiet
+        self._server: MotoServer | None = None
+        self.endpoint_url = endpoint_url or ""
+
+    def __enter__(self) -> EmbeddedAws:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def start(self) -> str:
+        """Start moto server on a free loopback port and point this process at it; returns its URL.
+
+        Any AWS profile or credentials in the environment are replaced by dummy ones for this process,
+        so nothing here can reach a real AWS account.
+        """
+        if self._quiet:
+            for name in _NOISY_LOGGERS:
+                logging.getLogger(name).setLevel(logging.ERROR)
+            # moto re-reads the stack (and warns per unsupported type) on every DescribeStacks.
+            warnings.filterwarnings("ignore", message=_UNSUPPORTED_WARNING, category=UserWarning)
+        if not self.endpoint_url:
+            self._server = MotoServer()
+            self.endpoint_url = self._server.start()
+        for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_DEFAULT_PROFILE"):
+            os.environ.pop(name, None)
+        os.environ.update(
+            {
+                "AWS_ENDPOINT_URL": self.endpoint_url,
+                "AWS_ACCESS_KEY_ID": "embedded",
+                "AWS_SECRET_ACCESS_KEY": "embedded",
+                "AWS_REGION": self.region,
+                "AWS_DEFAULT_REGION": self.region,
+            }
+        )
+        return self.endpoint_url
+
+    def stop(self) -> None:
+        """Stop moto server (its data is gone with it)."""
+        if self._server is not None:
+            self._server.stop()
+            self._server = None
+
+    def client(self, service: str) -> Any:
+        """A boto3 client of `service` on the embedded endpoint."""
+        return boto3.client(service, endpoint_url=self.endpoint_url, region_name=self.region)  # type: ignore[call-overload]
+
+    def deploy(
+        self,
+        *,
+        client_id: str,
+        client_secret: str,
+        parameters: Mapping[str, str | int],
+        stack_name: str = DEFAULT_STACK_NAME,
+        template_path: Path = DEFAULT_TEMPLATE_PATH,
+    ) -> EmbeddedStack:
+        """Package, transform and create the stack; returns its outputs. Raises DeployError.
+
+        `parameters` are template parameters; `VantaSecretArn` is filled in from the secret created
+        here with `client_id` / `client_secret`.
+        """
+        if not Path(template_path).is_file():
+            raise DeployError(
+                f"no template at {template_path}: run from a checkout of the repository "
+                "(the template is not part of the installed package)"
+            )
+        code = package_code()
+        key = f"code/{hashlib.sha256(code).hexdigest()[:16]}.zip"
+        s3 = self.client("s3")
+        location = {} if self.region == "us-east-1" else {"LocationConstraint": self.region}
+        try:
+            s3.create_bucket(
+                Bucket=BOOTSTRAP_BUCKET, **({"CreateBucketConfiguration": location} if location else {})
+            )
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "BucketAlreadyOwnedByYou":
+                raise
+        s3.put_object(Bucket=BOOTSTRAP_BUCKET, Key=key, Body=code)
+        secret_arn: str = self.client("secretsmanager").create_secret(
+            Name=f"{stack_name}/vanta",
+            SecretString=json.dumps({"client_id": client_id, "client_secret": client_secret}),
+        )["ARN"]
+        values = {name: str(value) for name, value in parameters.items()}
+        values["VantaSecretArn"] = secret_arn
+        try:
+            template = transform_template(
+                template_path, f"s3://{BOOTSTRAP_BUCKET}/{key}", values, region=self.region
+            )
+            cfn = self.client("cloudformation")
+            # Sent as a string so the mappings stay enabled as in AWS; moto's own invoker is detached.
+            with warnings.catch_warnings():
+                # moto warns once per unsupported resource type; the caller reports them in one line.
+                warnings.filterwarnings("ignore", message=_UNSUPPORTED_WARNING, category=UserWarning)
+                # With the clients, the settings moto's CloudFormation ignores (TTL, versioning) are applied.
+                outputs = deploy_to_moto(
+                    cfn,
+                    json.dumps(template),
+                    stack_name,
+                    values,
+                    dynamodb_client=self.client("dynamodb"),
+                    s3_client=s3,
+                )
+        except Exception as exc:
+            raise DeployError(f"deploying {template_path} into moto failed: {exc}") from exc
+        detach_moto_sqs_invoker()
+        created = {
+            summary["LogicalResourceId"]
+            for page in cfn.get_paginator("list_stack_resources").paginate(StackName=stack_name)
+            for summary in page["StackResourceSummaries"]
+        }
+        resources: dict[str, dict[str, Any]] = template["Resources"]
+        # Conditional resources (alarm e-mail, Lambda Insights) are off in the embedded stack anyway.
+        skipped = sorted(
+            (logical_id, resource["Type"])
+            for logical_id, resource in resources.items()
+            if logical_id not in created and "Condition" not in resource
+        )
+        functions = [
+            physical
+            for page in cfn.get_paginator("list_stack_resources").paginate(StackName=stack_name)
+            for summary in page["StackResourceSummaries"]
+            if summary["ResourceType"] == "AWS::Lambda::Function"
+            and (physical := summary.get("PhysicalResourceId"))
+        ]
+        return EmbeddedStack(
+            name=stack_name,
+            outputs=outputs,
+            function_names=functions,
+            secret_arn=secret_arn,
+            skipped=skipped,
+        )

@@ -1,0 +1,97 @@
+"""Finding and reading runs in the state table, for the local runtime and the operator CLI.
+
+The scheduler names a run after the request message that started it (`schedule.run_id_for`: the
+message's SentTimestamp, to the second, and a digest of its id), so whoever sent the message can find
+the run by trying the few seconds around the send.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from vanta_vuln_sync.pipeline.state import RangeState, RunState, RunStore
+
+if TYPE_CHECKING:
+    from types_aiobotocore_dynamodb import DynamoDBClient
+
+# Seconds either side of the send to try: SQS stamps SentTimestamp with its own clock.
+_CLOCK_SLACK_SECONDS = 2
+
+
+def candidate_run_ids(message_id: str, sent_after: float, sent_before: float) -> list[str]:
+    """The run ids the scheduler may give the request `message_id` sent between the two epoch times."""
+    # Imported here: schedule.py makes Powertools objects at import, which must wait for the environment.
+    from vanta_vuln_sync.pipeline.schedule import run_id_for
+
+    first = math.floor(sent_after) - _CLOCK_SLACK_SECONDS
+    last = math.ceil(sent_before) + _CLOCK_SLACK_SECONDS
+    return [run_id_for(message_id, datetime.fromtimestamp(second, UTC)) for second in range(first, last + 1)]
+
+
+async def find_run(store: RunStore, candidates: list[str]) -> RunState | None:
+    """The first of `candidates` the state table holds, or None (not planned yet, or joined another)."""
+    for run_id in candidates:
+        run = await store.get_run(run_id)
+        if run is not None:
+            return run
+    return None
+
+
+async def latest_run_id(ddb: DynamoDBClient, table: str) -> str | None:
+    """The id of the most recently started run in the table (run ids start with their start time)."""
+    latest: str | None = None
+    kwargs: dict[str, Any] = {
+        "TableName": table,
+        "FilterExpression": "sk = :run AND begins_with(pk, :prefix)",
+        "ExpressionAttributeValues": {":run": {"S": "run"}, ":prefix": {"S": "run#"}},
+        "ProjectionExpression": "pk",
+    }
+    while True:
+        reply = await ddb.scan(**kwargs)
+        for item in reply.get("Items", []):
+            run_id = item["pk"]["S"].removeprefix("run#")
+            if latest is None or run_id > latest:
+                latest = run_id
+        start = reply.get("LastEvaluatedKey")
+        if not start:
+            return latest
+        kwargs["ExclusiveStartKey"] = start
+
+
+@dataclass(frozen=True, slots=True)
+class RunProgress:
+    """A run and its ranges' committed progress; the counters add up the ranges (and planning)."""
+
+    run: RunState
+    ranges: list[RangeState]
+
+    @property
+    def pages(self) -> int:
+        return sum(r.pages for r in self.ranges)
+
+    @property
+    def records(self) -> int:
+        return sum(r.records for r in self.ranges)
+
+    @property
+    def requests(self) -> int:
+        return self.run.requests + sum(r.requests for r in self.ranges)
+
+    @property
+    def retries(self) -> int:
+        return sum(r.retries for r in self.ranges)
+
+    @property
+    def throttled(self) -> int:
+        return sum(r.throttled for r in self.ranges)
+
+
+async def read_progress(store: RunStore, run_id: str) -> RunProgress | None:
+    """The run and its ranges, or None when the table does not hold the run."""
+    run = await store.get_run(run_id)
+    if run is None:
+        return None
+    return RunProgress(run, await store.list_ranges(run_id))

@@ -1,0 +1,299 @@
+"""`run_local`: the whole system on this machine, as `vuln-sync local` and `nox -s demo` run it.
+
+Starts the Vanta simulator (or uses the real Vanta), moto server with the real template deployed, and
+the SQS poller emulation running the real handlers; enqueues a full sync as the schedule would; follows
+the run in the state table until it succeeds or fails; copies its outputs to a folder.
+
+Nothing here imports the handlers, `container` or the pipeline's logging modules at import time: as in
+Lambda, they are imported after the function's environment is set (log level, service name, tracing).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import boto3
+import orjson
+
+from vanta_vuln_sync.local.embedded_aws import EmbeddedAws, EmbeddedStack
+from vanta_vuln_sync.local.follow import Watch, follow_run
+from vanta_vuln_sync.local.outputs import copy_run_outputs, peek_dlq
+from vanta_vuln_sync.local.poller import Poller
+from vanta_vuln_sync.local.progress import Snapshot, make_view, summary_table
+from vanta_vuln_sync.local.runs import RunProgress, candidate_run_ids
+from vanta_vuln_sync.local.simulator_thread import SimulatorThread
+from vanta_vuln_sync.pipeline.state import FAILED, SUCCEEDED
+from vanta_vuln_sync.settings import VantaSettings
+from vanta_vuln_sync.simulator import SimulatorConfig
+
+FULL_SYNC_REQUEST = {
+    "v": 1,
+    "type": "SyncRequest",
+    "resources": ["vulnerabilities", "vulnerability-remediations", "vulnerable-assets"],
+    "mode": "full",
+    "reason": "local",
+}
+# The template caps VantaRateLimitPerMinute at this; a simulator without a limit gets it.
+_TEMPLATE_MAX_RATE = 1000
+
+
+class LocalRunError(RuntimeError):
+    """The local runtime could not start (simulator, moto, template); the message says which and why."""
+
+
+@dataclass(frozen=True, slots=True)
+class LocalOptions:
+    """How to run: `vanta` set means the real API (with its credentials), else `simulator`."""
+
+    out: Path = Path("out")
+    workers: int | None = None
+    simulator: SimulatorConfig = field(default_factory=SimulatorConfig)
+    vanta: VantaSettings | None = None
+    timeout: float = 3600.0
+    progress: str = "auto"
+    failed_visibility_timeout: int | None = 10
+    stream: IO[str] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LocalResult:
+    """How the run ended, and where its outputs are."""
+
+    succeeded: bool
+    status: str
+    run_id: str | None
+    failure: str | None
+    seconds: float
+    out: Path
+    report: Path | None
+    stats: dict[str, Any] | None
+    progress: RunProgress | None
+    dlq: dict[str, list[str]]
+    simulator: dict[str, Any] | None
+    errors: dict[str, str] = field(default_factory=dict)  # function name -> its last failure
+
+
+def run_local(options: LocalOptions) -> LocalResult:
+    """Run one full sync end to end on this machine; see the module doc. Raises LocalRunError when the
+    runtime cannot start; a run that starts and fails is a result with `succeeded=False`."""
+    started = time.monotonic()
+    view, console = make_view(options.stream, style=options.progress)
+    simulator: SimulatorThread | None = None
+    embedded = EmbeddedAws()
+    try:
+        view.show(Snapshot(elapsed=0.0, phase="starting"))
+        if options.vanta is None:
+            simulator = SimulatorThread(options.simulator)
+            try:
+                sim = simulator.start()
+            except Exception as exc:
+                raise LocalRunError(f"the Vanta simulator did not start: {exc}") from exc
+            base_url, auth_url = sim.base_url, sim.auth_url
+            client_id, client_secret = sim.client_id, sim.client_secret
+            rate_limit = options.simulator.rate_limit_per_minute or _TEMPLATE_MAX_RATE
+        else:
+            vanta = options.vanta
+            if not (vanta.client_id and vanta.client_secret):
+                raise LocalRunError(
+                    "VANTA_CLIENT_ID and VANTA_CLIENT_SECRET must both be set for the real API"
+                )
+            base_url, auth_url = vanta.base_url, vanta.auth_url
+            client_id, client_secret = vanta.client_id, vanta.client_secret
+            rate_limit = vanta.rate_limit_per_minute
+        view.show(Snapshot(elapsed=time.monotonic() - started, phase="deploying template.yaml into moto"))
+        embedded.start()
+        parameters: dict[str, str | int] = {
+            "VantaBaseUrl": base_url,
+            "VantaAuthUrl": auth_url,
+            "VantaRateLimitPerMinute": min(rate_limit, _TEMPLATE_MAX_RATE),
+            "LogLevel": "WARNING",
+        }
+        if options.workers is not None:
+            parameters["WorkerMaxConcurrency"] = options.workers
+        try:
+            stack = embedded.deploy(client_id=client_id, client_secret=client_secret, parameters=parameters)
+        except Exception as exc:
+            raise LocalRunError(str(exc)) from exc
+        if stack.skipped:
+            console.print(stack.skipped_summary(), markup=False, highlight=False, soft_wrap=True)
+        # The functions read the credentials from the stack's secret, as in AWS, not from this shell.
+        for name in ("VANTA_CLIENT_ID", "VANTA_CLIENT_SECRET"):
+            os.environ.pop(name, None)
+        # Each scheduler invocation would warn that it has no metrics: EMF is switched off locally anyway.
+        warnings.filterwarnings("ignore", message="No application metrics to publish", category=UserWarning)
+        poller = Poller(
+            only_functions=stack.function_names,
+            container_teardown=_close_container,
+            failed_visibility_timeout=options.failed_visibility_timeout,
+            # No X-Ray daemon and no CloudWatch here: tracing off, EMF metrics not printed.
+            environment_overrides={
+                "POWERTOOLS_TRACE_DISABLED": "true",
+                "POWERTOOLS_METRICS_DISABLED": "true",
+            },
+        )
+        try:
+            poller.start()
+        except Exception as exc:
+            raise LocalRunError(f"the handlers could not be loaded: {exc}") from exc
+        try:
+            candidates = _enqueue_full_sync(stack)
+            try:
+                watch = asyncio.run(
+                    follow_run(
+                        stack, candidates, poller, simulator, view, options.timeout, started, rate_limit
+                    )
+                )
+            except Exception as exc:
+                # A bug or an outage of the embedded AWS, not a failed run: say what broke, briefly.
+                raise LocalRunError(f"following the run in the state table failed: {exc!r}") from exc
+        finally:
+            poller.stop()
+        errors = {name: s.last_error for name, s in poller.stats().functions.items() if s.last_error}
+        try:
+            return _result(watch, stack, simulator, options, started, errors)
+        except Exception as exc:
+            raise LocalRunError(f"copying the run's outputs to {options.out} failed: {exc!r}") from exc
+    finally:
+        view.close()
+        if simulator is not None:
+            simulator.stop()
+        embedded.stop()
+
+
+def _close_container() -> None:
+    # Imported when a container ends: the handlers' modules must be imported only after the poller has
+    # put the functions' environment in place (Powertools reads it when its objects are created).
+    from vanta_vuln_sync.container import shutdown_container
+
+    shutdown_container()
+
+
+def _enqueue_full_sync(stack: EmbeddedStack) -> list[str]:
+    """Send the schedule's SyncRequest; returns the run ids the scheduler may give it."""
+    sqs = boto3.client("sqs")
+    before = time.time()
+    message_id = sqs.send_message(
+        QueueUrl=stack.outputs["RequestQueueUrl"], MessageBody=orjson.dumps(FULL_SYNC_REQUEST).decode()
+    )["MessageId"]
+    return candidate_run_ids(message_id, before, time.time())
+
+
+def _result(
+    watch: Watch,
+    stack: EmbeddedStack,
+    simulator: SimulatorThread | None,
+    options: LocalOptions,
+    started: float,
+    errors: dict[str, str],
+) -> LocalResult:
+    progress = watch.progress
+    run = progress.run if progress else None
+    s3 = boto3.client("s3")
+    bucket = stack.outputs["DataBucketName"]
+    report: Path | None = None
+    stats: dict[str, Any] | None = None
+    if run is not None:
+        copied = copy_run_outputs(s3, bucket, run.run_id, options.out)
+        report = copied.report
+        stats = copied.stats
+    dlq = {
+        name: peek_dlq(boto3.client("sqs"), stack.outputs[key])
+        for name, key in (("RequestDLQ", "RequestDLQUrl"), ("PageDLQ", "PageDLQUrl"))
+        if watch.dlq_depth.get(name)
+    }
+    succeeded = run is not None and run.status == SUCCEEDED
+    if succeeded:
+        status, failure = SUCCEEDED, None
+    elif run is not None and run.status == FAILED:
+        status, failure = FAILED, run.failure or "the run was marked failed"
+    elif dlq:
+        status = FAILED
+        failure = "; ".join(f"{len(items)} message(s) in {name}" for name, items in dlq.items())
+    elif watch.stalled and run is not None:
+        status = FAILED
+        failure = (
+            f"stalled: {run.ranges_done} of {run.ranges_total} ranges done but no message is queued or "
+            f"running (a range's continuation or the Finalize was lost)"
+        )
+    elif watch.timed_out:
+        status = "timed out"
+        failure = f"the run did not finish within {options.timeout:.0f} s"
+    else:
+        status, failure = FAILED, "the run ended without a status"
+    return LocalResult(
+        succeeded=succeeded,
+        status=status,
+        run_id=run.run_id if run else None,
+        failure=failure,
+        seconds=time.monotonic() - started,
+        out=options.out,
+        report=report,
+        stats=stats,
+        progress=progress,
+        dlq=dlq,
+        simulator=simulator.counters() if simulator is not None else None,
+        errors=errors,
+    )
+
+
+def summary_rows(result: LocalResult) -> list[tuple[str, Any]]:
+    """The headline figures of a finished local run, for the summary table."""
+    rows: list[tuple[str, Any]] = [("run", result.run_id or "(not planned)"), ("status", result.status)]
+    rows.append(("duration", f"{result.seconds:.1f} s"))
+    stats = result.stats or {}
+    vulnerabilities = stats.get("vulnerabilities") or {}
+    if vulnerabilities:
+        rows.append(
+            (
+                "vulnerabilities (active / total)",
+                f"{vulnerabilities.get('active', 0):,} / {vulnerabilities.get('total', 0):,}",
+            )
+        )
+        by_severity = vulnerabilities.get("by_severity") or {}
+        if by_severity:
+            rows.append(("active by severity", " · ".join(f"{k} {v:,}" for k, v in by_severity.items())))
+        sla = vulnerabilities.get("sla") or {}
+        if "overdue" in sla:
+            rows.append(("overdue against SLA", sla["overdue"]))
+    remediations = stats.get("remediations") or {}
+    if remediations:
+        rows.append(
+            (
+                "remediations (on time / late)",
+                f"{remediations.get('total', 0):,} "
+                f"({remediations.get('on_time', 0):,} / {remediations.get('late', 0):,})",
+            )
+        )
+    assets = stats.get("assets") or {}
+    if assets:
+        rows.append(("vulnerable assets", assets.get("total", 0)))
+    progress = result.progress
+    if progress is not None:
+        run = progress.run
+        rows += [
+            ("ranges", f"{run.ranges_done} / {run.ranges_total}"),
+            ("pages", progress.pages),
+            ("records written", progress.records),
+        ]
+        rows += [
+            ("Vanta requests", progress.requests),
+            ("retries", progress.retries),
+            ("429s", progress.throttled),
+        ]
+    if result.simulator is not None:
+        rows.append(
+            (
+                "simulator: requests served (max in any 60 s)",
+                f"{result.simulator['requests']:,} ({result.simulator['max_requests_in_60s']:,})",
+            )
+        )
+    return rows
+
+
+__all__ = ["LocalOptions", "LocalResult", "LocalRunError", "run_local", "summary_rows", "summary_table"]
