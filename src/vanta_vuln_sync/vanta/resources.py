@@ -136,8 +136,7 @@ def _render(resource: str, name: str, spec: FilterSpec, value: FilterValue) -> s
     # Messages carry filters as JSON: a null, list or object must not reach Vanta as "None" or a repr.
     if not isinstance(value, str | int | float | bool | datetime):
         raise InvalidFilterError(
-            f"{resource} filter {name} needs one text, number or boolean value, "
-            f"got {type(value).__name__}"
+            f"{resource} filter {name} needs one text, number or boolean value, got {type(value).__name__}"
         )
     if spec.kind is FilterKind.BOOL:
         if isinstance(value, bool):
