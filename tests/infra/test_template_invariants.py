@@ -222,8 +222,10 @@ def test_each_function_may_send_only_where_its_messages_go(cfn: Template) -> Non
     for role in ("SchedulerRole", "WorkerRole"):
         assert _granted(cfn, role, "secretsmanager:GetSecretValue") == [{"Ref": "VantaSecretArn"}]
         assert _granted(cfn, role, "dynamodb:UpdateItem") == [{"Fn::GetAtt": ["StateTable", "Arn"]}]
-        assert _granted(cfn, role, "s3:PutObject") == [{"Fn::Sub": "${DataBucket.Arn}/*"}]
         assert _granted(cfn, role, "cloudwatch:PutMetricData") == []  # metrics go out as EMF in logs
+    # Only the worker touches the bucket (raw pages, Finalize's outputs); the scheduler plans from the table.
+    assert _granted(cfn, "WorkerRole", "s3:PutObject") == [{"Fn::Sub": "${DataBucket.Arn}/*"}]
+    assert _granted(cfn, "SchedulerRole", "s3:PutObject") == []
 
 
 def _alarms(cfn: Template) -> list[dict[str, Any]]:

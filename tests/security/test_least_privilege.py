@@ -58,41 +58,6 @@ PLATFORM_ACTIONS = frozenset(
         "xray:PutTelemetryRecords",
     }
 )
-# Grants template.yaml still makes that no code and no platform path needs. The lead removes them
-# from template.yaml (the exact change is in the security report); then empty these sets. The test
-# asserts the excess is exactly this, so a new unneeded grant fails now, and so does the fix (as a
-# reminder to empty the sets).
-AWAITING_TEMPLATE_FIX: dict[str, frozenset[str]] = {
-    "scheduler": frozenset(
-        {
-            "dynamodb:BatchGetItem",
-            "dynamodb:BatchWriteItem",
-            "dynamodb:ConditionCheckItem",
-            "dynamodb:DeleteItem",
-            "dynamodb:DescribeTable",
-            "dynamodb:Query",
-            "dynamodb:Scan",
-            "s3:AbortMultipartUpload",
-            "s3:GetObject",
-            "s3:ListBucket",
-            "s3:PutObject",
-            "sqs:ChangeMessageVisibility",
-        }
-    ),
-    "worker": frozenset(
-        {
-            "dynamodb:BatchGetItem",
-            "dynamodb:BatchWriteItem",
-            "dynamodb:ConditionCheckItem",
-            "dynamodb:DeleteItem",
-            "dynamodb:DescribeTable",
-            "dynamodb:PutItem",
-            "dynamodb:Scan",
-            "s3:AbortMultipartUpload",
-            "sqs:ChangeMessageVisibility",
-        }
-    ),
-}
 # API operations whose IAM action has another name (the rest are `<prefix>:<Operation>`).
 IAM_ACTION_OF = {
     "sqs:SendMessageBatch": "sqs:SendMessage",
@@ -329,11 +294,7 @@ def test_each_role_allows_exactly_the_actions_its_function_uses(
         missing = needed - role.actions
         excess = role.actions - needed
         assert not missing, f"{role.logical_id} lacks {sorted(missing)}"
-        assert excess == AWAITING_TEMPLATE_FIX[function], (
-            f"{role.logical_id} grants actions {function} never uses: {sorted(excess)} "
-            f"(expected only the known pending ones {sorted(AWAITING_TEMPLATE_FIX[function])}; if the "
-            "template was fixed, empty AWAITING_TEMPLATE_FIX)"
-        )
+        assert not excess, f"{role.logical_id} grants actions {function} never uses: {sorted(excess)}"
 
 
 @cache
