@@ -18,7 +18,17 @@ AWS_REGION = "us-east-1"
 
 
 @pytest.fixture(autouse=True)
-def _aws_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+def _restore_environment() -> Iterator[None]:
+    """The embedded runtime puts the functions' environment into os.environ, as Lambda would; undo it
+    after each test so no setting (log level, metrics off) leaks into the next."""
+    saved = dict(os.environ)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
+
+
+@pytest.fixture(autouse=True)
+def _aws_environment(_restore_environment: None, monkeypatch: pytest.MonkeyPatch) -> None:
     """No test may reach a real AWS account: clear AWS_* and set dummy credentials."""
     for name in list(os.environ):
         if name.startswith("AWS_") or name.startswith("VANTA_"):
