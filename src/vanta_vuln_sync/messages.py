@@ -19,6 +19,8 @@ from vanta_vuln_sync.vanta.resources import validate_filters
 VERSION = 1
 # The resources a sync can cover (`integrations` is reference data, not synced).
 SYNC_RESOURCES = ("vulnerabilities", "vulnerability-remediations", "vulnerable-assets")
+# Scope key of the full scheduled sync (every resource, no filters); only its runs update `latest/`.
+FULL_SCOPE = "all"
 SyncMode = Literal["full", "incremental"]
 _MODES: tuple[SyncMode, ...] = ("full", "incremental")
 # Run ids start with the run's UTC start time, so a worker can name the S3 `dt=` partition from the id

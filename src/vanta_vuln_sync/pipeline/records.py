@@ -14,7 +14,6 @@ from datetime import UTC, datetime
 from aws_lambda_powertools import Logger
 
 from vanta_vuln_sync.messages import Finalize, MessageError, parse_page_message, parse_sync_request
-from vanta_vuln_sync.pipeline.finalize import finalize_run
 from vanta_vuln_sync.pipeline.queue import park_poison
 from vanta_vuln_sync.pipeline.schedule import start_run
 from vanta_vuln_sync.pipeline.services import Services
@@ -71,6 +70,9 @@ async def process_page_message(
     try:
         async with services.in_flight:
             if isinstance(message, Finalize):
+                # Imported here: statistics and the report are needed once a run, not on a cold start.
+                from vanta_vuln_sync.pipeline.finalize import finalize_run
+
                 marked = await finalize_run(message.run_id, services=services)
                 return "succeeded" if marked else "noop"
             result = await run_step(message, services=services, remaining=remaining)

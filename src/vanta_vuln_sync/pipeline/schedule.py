@@ -14,12 +14,11 @@ from datetime import UTC, datetime
 import orjson
 from aws_lambda_powertools import Logger, Tracer
 
-from vanta_vuln_sync.messages import SYNC_RESOURCES, MessageError, PageRange, SyncRequest
+from vanta_vuln_sync.messages import FULL_SCOPE, SYNC_RESOURCES, MessageError, PageRange, SyncRequest
 from vanta_vuln_sync.pipeline.queue import send_messages
 from vanta_vuln_sync.pipeline.services import Services
 from vanta_vuln_sync.pipeline.state import RUNNING, RunState, ScopeState
 from vanta_vuln_sync.planner import effective_filters, plan_resource
-from vanta_vuln_sync.stats import FULL_SCOPE
 from vanta_vuln_sync.vanta import ClientError
 
 # Not a child logger: children made before the handler's logger (import order) are orphaned; Logger

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
 
+from vanta_vuln_sync.messages import FULL_SCOPE as FULL_SCOPE  # a message concept; re-exported
+
 SCHEMA_VERSION = 1
 
 VULNERABILITIES = "vulnerabilities"
@@ -18,8 +20,6 @@ RESOURCES = (VULNERABILITIES, REMEDIATIONS, ASSETS)
 # A severity Vanta sends outside these four is kept under its own upper-cased key, after them.
 SEVERITIES = ("CRITICAL", "HIGH", "MEDIUM", "LOW")
 
-# Scope key of the full scheduled sync; only runs of this scope update `latest/`.
-FULL_SCOPE = "all"
 
 SyncMode = Literal["full", "incremental"]
 

@@ -1,0 +1,158 @@
+"""The usual approach, measured on the same simulator: one Lambda fetching every page in sequence.
+
+It pauses a fixed 60 / limit seconds between pages, sleeps 60 s on a 429, and must finish inside one
+15-minute invocation. All three times shrink by the point's time scale, as everything else does. With
+`sample_pages` it stops after that many pages and projects the rest from its measured time per page
+(the quick sweep does this; the full sweep runs it to the end or to its 15 minutes).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+
+import aiohttp
+
+from loadtest.points import PAGE_SIZE, RESOURCES, Point
+from loadtest.pricing import LAMBDA_ARM64_PER_GB_SECOND, LAMBDA_PER_REQUEST, S3_PER_PUT, SECRETS_PER_CALL
+
+LAMBDA_BUDGET_S = 900.0  # Lambda's maximum timeout
+THROTTLE_SLEEP_S = 60.0
+MEMORY_MB = 512  # the worker's size, so the two are compared at the same price per second
+
+
+@dataclass(frozen=True, slots=True)
+class BaselineResult:
+    """What the sequential fetcher did on `point`'s simulator (seconds at the simulated scale)."""
+
+    point: Point
+    status: str  # "finished", "out of time" (15 minutes passed), or "sampled"
+    wall_s: float
+    pages: int
+    requests: int
+    throttled: int
+
+    @property
+    def per_page_s(self) -> float:
+        return self.wall_s / self.pages if self.pages else 0.0
+
+    @property
+    def projected_wall_s(self) -> float:
+        """Its time for the whole dataset: measured when it finished, else pages x time per page."""
+        return self.wall_s if self.status == "finished" else self.per_page_s * self.point.minimum_pages
+
+    @property
+    def max_pages_in_budget(self) -> int:
+        """The most pages it reads inside one 15-minute invocation, from its measured time per page."""
+        real_per_page = self.per_page_s * self.point.time_scale
+        return int(LAMBDA_BUDGET_S / real_per_page) if real_per_page else 0
+
+    @property
+    def max_vulnerabilities_in_budget(self) -> int:
+        """The dataset size (vulnerabilities, with half as many remediations and a tenth as many
+        assets, as generated) at which it no longer finishes in 15 minutes: 1.6 pages per 100."""
+        return int(self.max_pages_in_budget / 1.6 * PAGE_SIZE)
+
+    @property
+    def finishes_in_budget(self) -> bool:
+        return self.projected_wall_s * self.point.time_scale <= LAMBDA_BUDGET_S
+
+    @property
+    def cost_usd(self) -> float:
+        """Real-time equivalent cost of the whole dataset: its (projected) duration at 512 MB, one
+        invocation, one secret read, one S3 PUT per resource. Not capped at 15 minutes."""
+        seconds = self.projected_wall_s * self.point.time_scale
+        return (
+            seconds * MEMORY_MB / 1024 * LAMBDA_ARM64_PER_GB_SECOND
+            + LAMBDA_PER_REQUEST
+            + SECRETS_PER_CALL
+            + len(RESOURCES) * S3_PER_PUT
+        )
+
+
+async def fetch_sequentially(
+    base_url: str,
+    auth_url: str,
+    client_id: str,
+    client_secret: str,
+    point: Point,
+    *,
+    sample_pages: int | None = None,
+) -> BaselineResult:
+    """Read every resource page by page as the usual single-Lambda sync does; see the module doc."""
+    pause = 60.0 / point.simulated_rate
+    throttle_sleep = THROTTLE_SLEEP_S / point.time_scale
+    budget = LAMBDA_BUDGET_S / point.time_scale
+    pages = requests = throttled = 0
+    started = time.monotonic()
+    status = "finished"
+    async with aiohttp.ClientSession() as session:
+        token_reply = await session.post(
+            auth_url,
+            json={
+                "client_id": client_id,
+                "client_secret": client_secret,
+                "scope": "vanta-api.all:read",
+                "grant_type": "client_credentials",
+            },
+        )
+        token = (await token_reply.json())["access_token"]
+        headers = {"Authorization": f"Bearer {token}"}
+        for resource in RESOURCES:
+            cursor: str | None = None
+            while status == "finished":
+                if time.monotonic() - started >= budget:
+                    status = "out of time"
+                    break
+                if sample_pages is not None and pages >= sample_pages:
+                    status = "sampled"
+                    break
+                params = {"pageSize": str(PAGE_SIZE)}
+                if resource == "vulnerabilities":
+                    params["includeVulnerabilitiesWithoutSlas"] = "true"
+                if cursor:
+                    params["pageCursor"] = cursor
+                requests += 1
+                async with session.get(f"{base_url}/{resource}", params=params, headers=headers) as reply:
+                    if reply.status == 429:
+                        throttled += 1
+                        await asyncio.sleep(throttle_sleep)
+                        continue
+                    reply.raise_for_status()
+                    body = await reply.json()
+                pages += 1
+                info = body["results"]["pageInfo"]
+                if not info["hasNextPage"]:
+                    break
+                cursor = info["endCursor"]
+                await asyncio.sleep(pause)
+    return BaselineResult(
+        point=point,
+        status=status,
+        wall_s=time.monotonic() - started,
+        pages=pages,
+        requests=requests,
+        throttled=throttled,
+    )
+
+
+def run_baseline(point: Point, *, sample_pages: int | None = None) -> BaselineResult:
+    """Start `point`'s simulator and run the sequential fetcher against it."""
+    from vanta_vuln_sync.simulator import Simulator, SimulatorConfig
+
+    async def main() -> BaselineResult:
+        config = SimulatorConfig(
+            seed=point.seed,
+            vulnerabilities=point.vulnerabilities,
+            cursor_style=point.cursor_style,
+            rate_limit_per_minute=point.simulated_rate,
+            latency_seconds=point.simulated_latency,
+            latency_jitter=point.simulated_latency / 4,
+        )
+        async with Simulator(config) as sim:
+            return await fetch_sequentially(
+                sim.base_url, sim.auth_url, sim.client_id, sim.client_secret, point, sample_pages=sample_pages
+            )
+
+    return asyncio.run(main())

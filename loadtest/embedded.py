@@ -1,0 +1,306 @@
+"""`run_point`: one sweep point on the embedded runtime (moto + the real template + the real handlers).
+
+Per point, a fresh world: the simulator (scaled limit and latency, see points.py), moto server behind a
+request meter, the template deployed with the point's parameters, the functions' handlers pointed at
+the timing shim, and the poller emulating Lambda's SQS event source mappings. A SyncRequest goes on
+RequestQueue as the schedule sends it; the run is followed in the state table until it ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import statistics
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import boto3
+import orjson
+from botocore.config import Config
+
+from loadtest.metering import HARNESS_USER_AGENT, MeteredMotoServer, RssSampler
+from loadtest.points import RESOURCES, Point
+from loadtest.pricing import billed_gb_seconds, estimate_cost
+
+_HARNESS = Config(user_agent_extra=HARNESS_USER_AGENT)
+_SHIMS = {"worker": "loadtest.shim.worker", "scheduler": "loadtest.shim.scheduler"}
+
+
+@dataclass(slots=True)
+class PointResult:
+    """The measurements of one point (times in seconds at the simulated scale unless named `real`).
+
+    `cost_usd` is real-time equivalent: Lambda compute scaled up by the point's time scale (a worker's
+    duration is mostly time spent waiting for rate-limit slots, which scales), requests as counted.
+    `peak_rss_growth_mb` is the process's peak RSS growth during the run divided by the peak number of
+    worker containers: an upper bound per worker (moto's copies of objects and messages are in it).
+    """
+
+    point: Point
+    status: str
+    wall_s: float
+    fetch_s: float
+    pages: int
+    requests: int
+    retries: int
+    throttled: int
+    max_requests_in_60s: int
+    invocations: int
+    cold_starts: int
+    peak_concurrency: int
+    worker_ms_median: float
+    gb_seconds: float
+    aws_requests: dict[str, int]
+    cost_usd: float
+    peak_rss_growth_mb: float
+    failure: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def bound_s(self) -> float:
+        return self.point.bound_seconds
+
+    @property
+    def ratio(self) -> float:
+        """End-to-end time (request sent to run finished) over N / R."""
+        return self.wall_s / self.bound_s
+
+    @property
+    def fetch_ratio(self) -> float:
+        """First to last Vanta request over the bound for the requests made (the fetch phase alone)."""
+        bound = self.requests / self.point.simulated_rate * 60.0
+        return self.fetch_s / bound if bound else 0.0
+
+    @property
+    def pages_per_minute_real(self) -> float:
+        """Pages a minute, at real-world scale, over the whole run."""
+        return self.pages / (self.wall_s * self.point.time_scale) * 60.0 if self.wall_s else 0.0
+
+    @property
+    def cost_per_1000_pages(self) -> float:
+        return self.cost_usd / self.pages * 1000 if self.pages else 0.0
+
+    @property
+    def throttled_share(self) -> float:
+        return self.throttled / self.requests if self.requests else 0.0
+
+
+def run_point(point: Point, *, timeout: float = 900.0, worker_memory_mb: int | None = None) -> PointResult:
+    """Run `point` end to end and measure it; never raises for a failed run (status says so).
+
+    Raises RuntimeError only when the world cannot start (simulator, moto, template, handlers).
+    """
+    from vanta_vuln_sync.container import shutdown_container
+    from vanta_vuln_sync.local.embedded_aws import EmbeddedAws
+    from vanta_vuln_sync.local.poller import Poller
+    from vanta_vuln_sync.local.simulator_thread import SimulatorThread
+    from vanta_vuln_sync.simulator import SimulatorConfig
+
+    simulator = SimulatorThread(
+        SimulatorConfig(
+            seed=point.seed,
+            vulnerabilities=point.vulnerabilities,
+            cursor_style=point.cursor_style,
+            rate_limit_per_minute=point.simulated_rate,
+            latency_seconds=point.simulated_latency,
+            latency_jitter=point.simulated_latency / 4,
+        )
+    )
+    moto = MeteredMotoServer()
+    saved_environment = dict(os.environ)
+    poller: Any = None
+    try:
+        sim = simulator.start(timeout=300.0)
+        embedded = EmbeddedAws(endpoint_url=moto.start())
+        embedded.start()
+        stack = embedded.deploy(
+            client_id=sim.client_id,
+            client_secret=sim.client_secret,
+            parameters={
+                "VantaBaseUrl": sim.base_url,
+                "VantaAuthUrl": sim.auth_url,
+                "VantaRateLimitPerMinute": point.fleet_limit,
+                # AWS's MaximumConcurrency starts at 2: one worker is reserved concurrency 1 (below).
+                "WorkerMaxConcurrency": max(2, point.concurrency),
+                "RangesInFlight": point.ranges_in_flight,
+                "PageBudget": point.page_budget,
+                "LogLevel": "ERROR",
+            },
+        )
+        lambda_client = embedded.client("lambda")
+        memory: dict[str, int] = {}
+        for function in stack.function_names:
+            role = "worker" if function.endswith("-worker") else "scheduler"
+            lambda_client.update_function_configuration(FunctionName=function, Handler=_SHIMS[role])
+            memory[role] = worker_memory_mb or int(
+                lambda_client.get_function_configuration(FunctionName=function)["MemorySize"]
+            )
+            if role == "worker" and point.concurrency == 1:
+                lambda_client.put_function_concurrency(FunctionName=function, ReservedConcurrentExecutions=1)
+        for name in ("VANTA_CLIENT_ID", "VANTA_CLIENT_SECRET"):
+            os.environ.pop(name, None)
+        poller = Poller(
+            only_functions=stack.function_names,
+            container_teardown=shutdown_container,
+            failed_visibility_timeout=max(2, round(60 / point.time_scale)),
+            environment_overrides={
+                "POWERTOOLS_TRACE_DISABLED": "true",
+                "POWERTOOLS_METRICS_DISABLED": "true",
+            },
+        )
+        poller.start()
+        # Only now: the shim imports the handlers, whose Powertools objects read the environment the
+        # poller has just applied (as in Lambda, where it is set before the import).
+        from loadtest import shim
+
+        shim.take_durations()
+        rss = RssSampler()
+        rss.start()
+        moto.meter.reset()
+        started = time.monotonic()
+        run, timed_out = _sync(stack.outputs, started + timeout)
+        wall = time.monotonic() - started
+        rss_growth = rss.stop()
+        poller.stop()
+        poller_stats = poller.stats()
+        poller = None
+        aws_requests = moto.meter.snapshot()
+        counters, first, last = _simulator_view(simulator)
+    finally:
+        if poller is not None:
+            poller.stop()
+        simulator.stop()
+        moto.stop()
+        os.environ.clear()
+        os.environ.update(saved_environment)
+    from loadtest import shim
+
+    durations = shim.take_durations()
+    gb_seconds = sum(billed_gb_seconds(durations.get(role, []), memory.get(role, 512)) for role in _SHIMS)
+    invocations = sum(len(values) for values in durations.values())
+    cost = estimate_cost(gb_seconds=gb_seconds, invocations=invocations, requests=aws_requests)
+    worker_stats = next((s for n, s in poller_stats.functions.items() if n.endswith("-worker")), None)
+    peak = max(1, worker_stats.peak_concurrency if worker_stats else 1)
+    status = "timed out" if timed_out else (run["status"] if run else "not planned")
+    return PointResult(
+        point=point,
+        status=status,
+        wall_s=wall,
+        fetch_s=max(0.0, last - first),
+        pages=int(run.get("pages", 0)) if run else 0,
+        requests=int(counters["requests"]),
+        retries=int(run.get("retries", 0)) if run else 0,
+        throttled=int(counters["throttled"]),
+        max_requests_in_60s=int(counters["max_requests_in_60s"]),
+        invocations=invocations,
+        cold_starts=worker_stats.cold_starts if worker_stats else 0,
+        peak_concurrency=peak,
+        worker_ms_median=statistics.median(durations["worker"]) if durations.get("worker") else 0.0,
+        gb_seconds=gb_seconds,
+        aws_requests=aws_requests,
+        cost_usd=cost.total + cost.lambda_compute * (point.time_scale - 1),
+        # Upper bound: the growth also holds moto's copies of the S3 objects and queue messages.
+        peak_rss_growth_mb=rss_growth / peak / 2**20,
+        failure=(run or {}).get("failure") or (worker_stats.last_error if worker_stats else None),
+        extra={
+            "cost_by_service_at_scale": _cost_parts(cost),
+            "ranges": (run or {}).get("ranges"),
+            "ranges_done": (run or {}).get("ranges_done"),
+            "ranges_open": (run or {}).get("ranges_open"),
+            "records": (run or {}).get("records"),
+            # Where the time went: send -> first Vanta request (planning starts), last request -> done.
+            "first_request_after_s": round(first - started, 3) if first else None,
+            "after_last_request_s": round(started + wall - last, 3) if last else None,
+            "simulator": counters,
+            "last_errors": {n: s.last_error for n, s in poller_stats.functions.items() if s.last_error},
+        },
+    )
+
+
+def _cost_parts(cost: Any) -> dict[str, float]:
+    return {
+        name: round(getattr(cost, name), 8)
+        for name in ("lambda_compute", "lambda_requests", "sqs", "dynamodb", "s3", "secrets")
+    }
+
+
+def _sync(outputs: dict[str, str], deadline: float) -> tuple[dict[str, Any] | None, bool]:
+    """Send the full SyncRequest and wait for its run to succeed or fail; (run summary, timed out)."""
+    from vanta_vuln_sync.local.runs import candidate_run_ids
+
+    sqs = boto3.client("sqs", config=_HARNESS)
+    ddb = boto3.client("dynamodb", config=_HARNESS)
+    body = {"v": 1, "type": "SyncRequest", "resources": list(RESOURCES), "mode": "full", "reason": "loadtest"}
+    before = time.time()
+    message_id = sqs.send_message(
+        QueueUrl=outputs["RequestQueueUrl"], MessageBody=orjson.dumps(body).decode()
+    )["MessageId"]
+    candidates = candidate_run_ids(message_id, before, time.time())
+    return asyncio.run(_follow(outputs["StateTableName"], candidates, deadline, ddb))
+
+
+async def _follow(
+    table: str, candidates: list[str], deadline: float, ddb: Any
+) -> tuple[dict[str, Any] | None, bool]:
+    from aiobotocore.config import AioConfig
+    from aiobotocore.session import get_session
+
+    from vanta_vuln_sync.local.runs import find_run
+    from vanta_vuln_sync.pipeline.state import FAILED, SUCCEEDED, RunStore
+
+    del ddb
+    session = get_session()
+    config = AioConfig(user_agent_extra=HARNESS_USER_AGENT)
+    async with session.create_client("dynamodb", config=config) as client:
+        store = RunStore(client, table)
+        run = None
+        timed_out = False
+        while True:
+            run = await find_run(store, candidates) if run is None else await store.get_run(run.run_id)
+            if run is not None and run.status in (SUCCEEDED, FAILED):
+                break
+            if time.monotonic() >= deadline:
+                timed_out = True
+                break
+            await asyncio.sleep(0.25)
+        if run is None:
+            return None, timed_out
+        ranges = await store.list_ranges(run.run_id)
+    return _summary(run, ranges), timed_out
+
+
+def _summary(run: Any, ranges: list[Any]) -> dict[str, Any]:
+    """The run's totals: its own row plus the sum over its ranges (which carry the page counters)."""
+
+    def total(name: str) -> int:
+        return sum(int(getattr(r, name, 0) or 0) for r in ranges)
+
+    return {
+        "run_id": run.run_id,
+        "status": run.status,
+        "pages": total("pages"),
+        "records": total("records"),
+        "requests": total("requests") + int(getattr(run, "requests", 0) or 0),
+        "retries": total("retries"),
+        "throttled": total("throttled"),
+        "ranges": run.ranges_total,
+        "ranges_done": run.ranges_done,
+        "ranges_open": sorted(
+            f"{r.resource}/{r.shard}" for r in ranges if getattr(r, "status", "") != "done"
+        ),
+        "failure": run.failure,
+    }
+
+
+def _simulator_view(simulator: Any) -> tuple[dict[str, Any], float, float]:
+    """The simulator's counters, and the monotonic times of its first and last accepted API request
+    (the simulator runs in this process on `time.monotonic`, the harness's clock too)."""
+    counters = simulator.counters()
+
+    async def span() -> tuple[float, float]:
+        accepted = simulator.simulator.counters.accepted_at
+        return (float(accepted[0]), float(accepted[-1])) if accepted else (0.0, 0.0)
+
+    first, last = asyncio.run_coroutine_threadsafe(span(), simulator._loop).result(5.0)
+    return counters, first, last

@@ -1,0 +1,122 @@
+"""The sweep's points: what each run sets, in real-world terms, and the time scale it runs at.
+
+A point is stated as it would be against Vanta (a limit of `rate_limit` requests a minute, `latency_s`
+per page) and run `time_scale` times faster: the simulator's limit is `rate_limit * time_scale` and its
+latency `latency_s / time_scale`, so every rate-bound time shrinks by the same factor and time / bound
+is unchanged. What does not shrink (planning, the poller's 1 s batching window, finalize, moto's own
+speed) weighs more in a scaled run, so scaled ratios overstate real ones; the full sweep runs the
+2,000-page points too. Reported wall times are as measured; "real-equivalent" values multiply by the
+scale.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+CursorStyle = Literal["arrayconnection", "opaque"]
+RESOURCES = ("vulnerabilities", "vulnerability-remediations", "vulnerable-assets")
+PAGE_SIZE = 100
+# The template's VantaRateLimitPerMinute maximum: a scaled limit may not pass it.
+MAX_SIMULATED_RATE = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class Point:
+    """One configuration of the sweep. `configured_limit` is what the fleet is told (default: the real
+    limit); `vulnerabilities` sizes the dataset (remediations = half, assets = a tenth, as generated)."""
+
+    concurrency: int
+    latency_s: float
+    rate_limit: int = 100
+    vulnerabilities: int = 12_000
+    cursor_style: CursorStyle = "arrayconnection"
+    ranges_in_flight: int = 10
+    page_budget: int = 50
+    time_scale: float = 10.0
+    configured_limit: int | None = None
+    seed: int = 7
+
+    def __post_init__(self) -> None:
+        if self.concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
+        if self.simulated_rate > MAX_SIMULATED_RATE:
+            raise ValueError(
+                f"rate_limit x time_scale = {self.simulated_rate} passes the template's maximum "
+                f"{MAX_SIMULATED_RATE}; lower the time scale"
+            )
+
+    @property
+    def name(self) -> str:
+        cursor = "ac" if self.cursor_style == "arrayconnection" else "op"
+        return (
+            f"c{self.concurrency}-rif{self.ranges_in_flight}-lat{self.latency_s:g}-r{self.rate_limit}"
+            f"-v{self.vulnerabilities}-{cursor}-x{self.time_scale:g}"
+        )
+
+    @property
+    def simulated_rate(self) -> int:
+        return round(self.rate_limit * self.time_scale)
+
+    @property
+    def simulated_latency(self) -> float:
+        return self.latency_s / self.time_scale
+
+    @property
+    def fleet_limit(self) -> int:
+        """The limit the fleet is configured with, at the simulated scale."""
+        return round((self.configured_limit or self.rate_limit) * self.time_scale)
+
+    @property
+    def records(self) -> dict[str, int]:
+        """Records per resource, as the simulator generates them for this size."""
+        return {
+            "vulnerabilities": self.vulnerabilities,
+            "vulnerability-remediations": self.vulnerabilities // 2,
+            "vulnerable-assets": max(1, self.vulnerabilities // 10),
+        }
+
+    @property
+    def minimum_pages(self) -> int:
+        """The fewest pages any client can read the dataset in: one per 100 records per resource."""
+        return sum(math.ceil(count / PAGE_SIZE) for count in self.records.values())
+
+    @property
+    def bound_seconds(self) -> float:
+        """The physical limit N / R at the simulated scale, in seconds."""
+        return self.minimum_pages / self.simulated_rate * 60.0
+
+    def replace(self, **changes: object) -> Point:
+        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+
+
+def quick_points() -> list[Point]:
+    """A few points that finish in about three minutes here: ~200-page syncs at 10x (50/min at 20x)."""
+    base = Point(concurrency=5, latency_s=2.0)
+    return [
+        base.replace(concurrency=2),
+        base.replace(cursor_style="opaque"),
+        base.replace(concurrency=1, latency_s=0.2, rate_limit=50, time_scale=20.0),
+        base.replace(concurrency=10, latency_s=5.0),
+    ]
+
+
+def full_points() -> list[Point]:
+    """The whole grid. Every point is a >= 2,000-page sync (125,000 vulnerabilities, ~2,040 pages)."""
+    base = Point(concurrency=5, latency_s=2.0, vulnerabilities=125_000)
+    points: list[Point] = []
+    for cursor in ("arrayconnection", "opaque"):
+        for latency in (0.2, 1.0, 2.0, 5.0):
+            for concurrency in (1, 2, 5, 10):
+                points.append(base.replace(concurrency=concurrency, latency_s=latency, cursor_style=cursor))
+    for ranges in (1, 2, 5):
+        points.append(base.replace(ranges_in_flight=ranges))
+    for limit, scale in ((50, 20.0), (250, 4.0), (1000, 1.0)):
+        points.append(base.replace(rate_limit=limit, time_scale=scale))
+    for size in (12_000, 60_000, 250_000):
+        points.append(base.replace(vulnerabilities=size))
+    # The fleet told 100/min while Vanta allows 50: how the 429 path behaves.
+    points.append(base.replace(rate_limit=50, configured_limit=100, time_scale=10.0))
+    return points

@@ -1,0 +1,261 @@
+"""Writing a sweep's results: CSV and JSON of every point, a markdown summary and PNG plots.
+
+matplotlib is imported only by `plot` (the `loadtest` extra); nothing here is in the Lambda package.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import platform
+from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from loadtest.baseline import BaselineResult
+from loadtest.embedded import PointResult
+from loadtest.points import Point
+
+
+def baseline_key(point: Point) -> tuple[float, int, int, float]:
+    """Points share a baseline when its inputs match: latency, limit, size and scale."""
+    return (point.latency_s, point.rate_limit, point.vulnerabilities, point.time_scale)
+
+
+def row(result: PointResult, baseline: BaselineResult | None) -> dict[str, Any]:
+    """One flat CSV row for a point (see the README's column list)."""
+    p = result.point
+    wall_real = result.wall_s * p.time_scale
+    out: dict[str, Any] = {
+        "name": p.name,
+        "status": result.status,
+        "concurrency": p.concurrency,
+        "ranges_in_flight": p.ranges_in_flight,
+        "latency_s": p.latency_s,
+        "rate_limit": p.rate_limit,
+        "configured_limit": p.configured_limit or p.rate_limit,
+        "cursor_style": p.cursor_style,
+        "vulnerabilities": p.vulnerabilities,
+        "time_scale": p.time_scale,
+        "minimum_pages": p.minimum_pages,
+        "pages": result.pages,
+        "requests": result.requests,
+        "wall_s": round(result.wall_s, 2),
+        "wall_real_s": round(wall_real, 1),
+        "bound_real_s": round(p.bound_seconds * p.time_scale, 1),
+        "time_over_bound": round(result.ratio, 3),
+        "fetch_over_bound": round(result.fetch_ratio, 3),
+        "pages_per_min_real": round(result.pages_per_minute_real, 1),
+        "throttled_429": result.throttled,
+        "throttled_share": round(result.throttled_share, 4),
+        "retries": result.retries,
+        "max_requests_in_60s": result.max_requests_in_60s,
+        "simulated_limit": p.simulated_rate,
+        "limit_kept": result.max_requests_in_60s <= p.simulated_rate,
+        "invocations": result.invocations,
+        "cold_starts": result.cold_starts,
+        "peak_concurrency": result.peak_concurrency,
+        "worker_ms_median_real": round(result.worker_ms_median * p.time_scale),
+        "cost_usd": round(result.cost_usd, 6),
+        "cost_per_1000_pages_usd": round(result.cost_per_1000_pages, 5),
+        "peak_mem_mb_per_worker_upper": round(result.peak_rss_growth_mb, 1),
+        "baseline_wall_real_s": None,
+        "baseline_finishes_15min": None,
+        "speedup_vs_baseline": None,
+        "cost_vs_baseline": None,
+    }
+    if baseline is not None and baseline.projected_wall_s:
+        out["baseline_wall_real_s"] = round(baseline.projected_wall_s * p.time_scale, 1)
+        out["baseline_finishes_15min"] = baseline.finishes_in_budget
+        out["speedup_vs_baseline"] = round(baseline.projected_wall_s / result.wall_s, 2)
+        out["cost_vs_baseline"] = round(result.cost_usd / baseline.cost_usd, 2)
+    return out
+
+
+def baseline_row(result: BaselineResult) -> dict[str, Any]:
+    p = result.point
+    return {
+        "latency_s": p.latency_s,
+        "rate_limit": p.rate_limit,
+        "vulnerabilities": p.vulnerabilities,
+        "time_scale": p.time_scale,
+        "status": result.status,
+        "pages": result.pages,
+        "requests": result.requests,
+        "throttled_429": result.throttled,
+        "per_page_real_s": round(result.per_page_s * p.time_scale, 3),
+        "wall_real_s": round(result.projected_wall_s * p.time_scale, 1),
+        "finishes_in_15min": result.finishes_in_budget,
+        "max_pages_in_15min": result.max_pages_in_budget,
+        "max_vulnerabilities_in_15min": result.max_vulnerabilities_in_budget,
+        "cost_usd": round(result.cost_usd, 6),
+        "cost_per_1000_pages_usd": round(result.cost_usd / p.minimum_pages * 1000, 5),
+    }
+
+
+def write_all(
+    out: Path,
+    results: Sequence[PointResult],
+    baselines: dict[tuple[float, int, int, float], BaselineResult],
+    *,
+    mode: str,
+    notes: Sequence[str],
+) -> list[Path]:
+    """Write `points.csv`, `points.json`, `baseline.csv`, `summary.md` and the plots; returns the paths."""
+    out.mkdir(parents=True, exist_ok=True)
+    rows = [row(r, baselines.get(baseline_key(r.point))) for r in results]
+    base_rows = [baseline_row(b) for b in baselines.values()]
+    written = [out / "points.csv", out / "baseline.csv", out / "points.json", out / "summary.md"]
+    _write_csv(written[0], rows)
+    _write_csv(written[1], base_rows)
+    machine = {"machine": platform.machine(), "python": platform.python_version(), "cpus": _cpus()}
+    detail = [
+        {**row_, "aws_requests": r.aws_requests, "extra": r.extra}
+        for row_, r in zip(rows, results, strict=True)
+    ]
+    written[2].write_text(
+        json.dumps(
+            {"mode": mode, "notes": list(notes), **machine, "points": detail, "baseline": base_rows},
+            indent=2,
+            default=str,
+        )
+    )
+    written[3].write_text(summary_markdown(rows, base_rows, mode=mode, notes=notes))
+    written += plot(out, rows, base_rows)
+    return written
+
+
+def _cpus() -> int:
+    import os
+
+    return os.cpu_count() or 0
+
+
+def _write_csv(path: Path, rows: Sequence[dict[str, Any]]) -> None:
+    with path.open("w", newline="") as handle:
+        if not rows:
+            return
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def summary_markdown(
+    rows: Sequence[dict[str, Any]], base_rows: Sequence[dict[str, Any]], *, mode: str, notes: Sequence[str]
+) -> str:
+    """The headline table (one line per point) and the baseline table, as markdown."""
+    lines = [f"# Load test results ({mode})", ""]
+    lines += [f"- {note}" for note in notes]
+    lines += [
+        "",
+        "| point | W | RIF | latency s | limit/min | cursor | pages (min) | wall s (real) | bound s | "
+        "time/bound | fetch/bound | pages/min | 429s | max in 60 s (limit) | $/1k pages | MB/worker ≤ | "
+        "x faster than baseline | cost x baseline |",
+        "| --- |" + " ---: |" * 17,
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['status'] if r['status'] != 'succeeded' else '✓'} | {r['concurrency']} | "
+            f"{r['ranges_in_flight']} | {r['latency_s']:g} | {r['rate_limit']} | {r['cursor_style']} | "
+            f"{r['pages']} ({r['minimum_pages']}) | {r['wall_real_s']:g} | {r['bound_real_s']:g} | "
+            f"{r['time_over_bound']:.2f} | {r['fetch_over_bound']:.2f} | {r['pages_per_min_real']:g} | "
+            f"{r['throttled_429']} | {r['max_requests_in_60s']} ({r['simulated_limit']}) | "
+            f"{r['cost_per_1000_pages_usd']:.4f} | {r['peak_mem_mb_per_worker_upper']:g} | "
+            f"{_maybe(r['speedup_vs_baseline'])} | {_maybe(r['cost_vs_baseline'])} |"
+        )
+    lines += [
+        "",
+        "Baseline (one process, pages in sequence, 60/limit s pause, 60 s sleep on 429, 15-minute budget):",
+        "",
+        "| latency s | limit/min | vulnerabilities | status | s/page (real) | wall s (real) | "
+        "finishes in 15 min | max pages in 15 min | max vulnerabilities in 15 min | $/1k pages |",
+        "|" + " ---: |" * 10,
+    ]
+    for b in base_rows:
+        lines.append(
+            f"| {b['latency_s']:g} | {b['rate_limit']} | {b['vulnerabilities']} | {b['status']} | "
+            f"{b['per_page_real_s']:g} | {b['wall_real_s']:g} | "
+            f"{'yes' if b['finishes_in_15min'] else 'no'} | "
+            f"{b['max_pages_in_15min']} | {b['max_vulnerabilities_in_15min']} | "
+            f"{b['cost_per_1000_pages_usd']:.4f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def _maybe(value: Any) -> str:
+    return "-" if value is None else f"{value:g}"
+
+
+def plot(out: Path, rows: Sequence[dict[str, Any]], base_rows: Sequence[dict[str, Any]]) -> list[Path]:
+    """Three PNGs: time/bound against concurrency per latency (and cursor style); pages a minute
+    against the limit; cost per 1,000 pages per point with the baseline's."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    paths = [out / "time_over_bound.png", out / "pages_per_minute.png", out / "cost_per_1000_pages.png"]
+    ok = [r for r in rows if r["status"] == "succeeded"]
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    series: defaultdict[tuple[float, str], list[tuple[int, float]]] = defaultdict(list)
+    for r in ok:
+        series[(r["latency_s"], r["cursor_style"])].append((r["concurrency"], r["time_over_bound"]))
+    for (latency, cursor), values in sorted(series.items()):
+        values.sort()
+        ax.plot(
+            [v[0] for v in values],
+            [v[1] for v in values],
+            marker="o" if cursor == "arrayconnection" else "s",
+            linestyle="-" if cursor == "arrayconnection" else "--",
+            label=f"{latency:g} s, {cursor}",
+        )
+    ax.axhline(1.10, color="grey", linestyle=":", label="target 1.10")
+    ax.axhline(1.0, color="black", linewidth=0.8)
+    ax.set_xlabel("worker MaximumConcurrency")
+    ax.set_ylabel("wall time / (N / R)")
+    ax.set_title("Time over the rate-limit bound (end to end)")
+    ax.set_xticks(sorted({r["concurrency"] for r in ok}) or [1])
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(paths[0], dpi=110)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for r in ok:
+        ax.scatter(r["rate_limit"], r["pages_per_min_real"], color="tab:blue")
+    limits = sorted({r["rate_limit"] for r in ok} | {b["rate_limit"] for b in base_rows})
+    ax.plot(limits, limits, color="grey", linestyle=":", label="the limit")
+    for b in base_rows:
+        ax.scatter(
+            b["rate_limit"],
+            60.0 / b["per_page_real_s"] if b["per_page_real_s"] else 0,
+            color="tab:red",
+            marker="x",
+        )
+    ax.scatter([], [], color="tab:blue", label="fleet (whole run)")
+    ax.scatter([], [], color="tab:red", marker="x", label="sequential baseline")
+    ax.set_xlabel("rate limit (requests / minute)")
+    ax.set_ylabel("pages / minute (real-time equivalent)")
+    ax.set_title("Throughput against the limit")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(paths[1], dpi=110)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(max(7.0, 0.5 * (len(ok) + len(base_rows)) + 2), 4.5))
+    labels = [f"W{r['concurrency']} {r['latency_s']:g}s {r['cursor_style'][:2]}" for r in ok]
+    values = [r["cost_per_1000_pages_usd"] for r in ok]
+    labels += [f"baseline {b['latency_s']:g}s" for b in base_rows]
+    values += [b["cost_per_1000_pages_usd"] for b in base_rows]
+    colors = ["tab:blue"] * len(ok) + ["tab:red"] * len(base_rows)
+    ax.bar(range(len(values)), values, color=colors)
+    ax.set_xticks(range(len(values)))
+    ax.set_xticklabels(labels, rotation=60, ha="right", fontsize=7)
+    ax.set_ylabel("USD per 1,000 pages (us-east-1, arm64)")
+    ax.set_title("Estimated cost per 1,000 pages")
+    fig.tight_layout()
+    fig.savefig(paths[2], dpi=110)
+    plt.close(fig)
+    return paths

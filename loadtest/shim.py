@@ -1,0 +1,50 @@
+"""The real handlers, timed: the load test points the deployed functions' `Handler` here.
+
+Each call runs the real handler unchanged and records how long it took: Lambda bills that run, rounded
+up to 1 ms. A cold start's init phase is not in these numbers (see coldstart.py for its size).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import defaultdict
+from typing import Any
+
+# Imported here, when the poller resolves the shim in the main thread, as it would the real handlers:
+# two container threads importing them at once race in Powertools' Logger set-up (a Logger of the same
+# service half-initialised in another thread has no formatter yet: "'NoneType' ... 'append_keys'").
+from vanta_vuln_sync.handlers import scheduler as scheduler_module
+from vanta_vuln_sync.handlers import worker as worker_module
+
+_lock = threading.Lock()
+_durations: defaultdict[str, list[float]] = defaultdict(list)
+
+
+def _timed(name: str, event: dict[str, Any], context: Any) -> Any:
+    real = worker_module.handler if name == "worker" else scheduler_module.handler
+    started = time.perf_counter()
+    try:
+        return real(event, context)
+    finally:
+        elapsed_ms = (time.perf_counter() - started) * 1000.0
+        with _lock:
+            _durations[name].append(elapsed_ms)
+
+
+def worker(event: dict[str, Any], context: Any) -> Any:
+    """The worker handler, timed."""
+    return _timed("worker", event, context)
+
+
+def scheduler(event: dict[str, Any], context: Any) -> Any:
+    """The scheduler handler, timed."""
+    return _timed("scheduler", event, context)
+
+
+def take_durations() -> dict[str, list[float]]:
+    """Every duration recorded since the last call, in ms, by function; clears them."""
+    with _lock:
+        taken = {name: list(values) for name, values in _durations.items()}
+        _durations.clear()
+    return taken

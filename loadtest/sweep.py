@@ -1,0 +1,100 @@
+"""`python -m loadtest.sweep [--full]`: the concurrency sweep on the embedded runtime, with the baseline.
+
+Quick (default): a few ~200-page points at 10x-20x time scale, about 2-3 minutes here. `--full`: the
+whole grid of points.py (>= 2,000-page syncs; over an hour). Results go to `loadtest/results/`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import faulthandler
+import logging
+import os
+import signal
+import sys
+import time
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+from loadtest.baseline import BaselineResult, run_baseline
+from loadtest.embedded import PointResult, run_point
+from loadtest.points import full_points, quick_points
+from loadtest.pricing import PRICES_AS_OF
+from loadtest.results import baseline_key, write_all
+
+DEFAULT_OUT = Path(__file__).resolve().parent / "results"
+QUICK_BASELINE_SAMPLE = 20
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m loadtest.sweep", description=__doc__)
+    parser.add_argument("--full", action="store_true", help="the whole grid (over an hour)")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="results folder (default %(default)s)")
+    parser.add_argument("--only", default="", help="run only points whose name contains this text")
+    parser.add_argument("--timeout", type=float, default=900.0, help="seconds per point before giving up")
+    parser.add_argument("--no-baseline", action="store_true", help="skip the sequential baseline")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    # `kill -USR1 <pid>` prints every thread's stack: how to see where a stuck point waits.
+    faulthandler.register(signal.SIGUSR1)
+    # The handlers log at ERROR only; moto's "not supported" warnings are reported by the runtime's own
+    # summary elsewhere and are noise here.
+    warnings.filterwarnings("ignore")
+    logging.basicConfig(level=logging.ERROR)
+    os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "VantaVulnSyncLoadTest")
+    points = full_points() if args.full else quick_points()
+    points = [p for p in points if args.only in p.name]
+    mode = "full" if args.full else "quick"
+    started = time.monotonic()
+    notes = [
+        f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC, {mode} sweep, {os.cpu_count()} CPUs shared "
+        "by moto, the simulator and every worker in one process",
+        "Time-scaled: the simulator's limit is limit x scale and its latency latency / scale; times are "
+        "shown real-equivalent (x scale). Fixed costs (planning, 1 s batching window, finalize) do not "
+        "scale, so scaled ratios overstate real ones.",
+        "time/bound = trigger-to-done wall time / (minimum pages / limit); fetch/bound = first-to-last "
+        "Vanta request / (requests made / limit).",
+        f"Cost: us-east-1 prices of {PRICES_AS_OF} (loadtest/pricing.py); Lambda compute from each "
+        "invocation's measured duration x memory, scaled to real time; AWS requests counted at moto.",
+        "MB/worker: peak process RSS growth during the run / peak worker containers (upper bound).",
+    ]
+    results: list[PointResult] = []
+    baselines: dict[tuple[float, int, int, float], BaselineResult] = {}
+    for number, point in enumerate(points, 1):
+        print(f"[{number}/{len(points)}] {point.name} ...", flush=True)
+        result = run_point(point, timeout=args.timeout)
+        results.append(result)
+        print(
+            f"    {result.status}: {result.wall_s:.1f} s (bound {point.bound_seconds:.1f} s, "
+            f"ratio {result.ratio:.2f}, fetch {result.fetch_ratio:.2f}), {result.pages} pages, "
+            f"{result.throttled} x 429, max {result.max_requests_in_60s} in 60 s "
+            f"(limit {point.simulated_rate}), ${result.cost_per_1000_pages:.4f} / 1k pages",
+            flush=True,
+        )
+        key = baseline_key(point)
+        if not args.no_baseline and key not in baselines:
+            baseline = run_baseline(point, sample_pages=None if args.full else QUICK_BASELINE_SAMPLE)
+            baselines[key] = baseline
+            print(
+                f"    baseline: {baseline.per_page_s * point.time_scale:.2f} s/page real, "
+                f"{baseline.projected_wall_s:.1f} s for the dataset ({baseline.status}), "
+                f"max {baseline.max_pages_in_budget} pages in 15 min",
+                flush=True,
+            )
+    if not args.full:
+        notes.append(
+            f"Baseline sampled: {QUICK_BASELINE_SAMPLE} pages, the rest projected from its time per page."
+        )
+    notes.append(f"Sweep took {time.monotonic() - started:.0f} s here.")
+    for path in write_all(args.out, results, baselines, mode=mode, notes=notes):
+        print(f"wrote {path}")
+    return 0 if all(r.status == "succeeded" for r in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

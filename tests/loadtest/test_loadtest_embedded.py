@@ -1,0 +1,24 @@
+"""One tiny sweep point end to end: the real template in moto, the real handlers, the simulator.
+
+It takes ~25 s on two busy cores: the one end-to-end check that the sweep's measurements are real.
+"""
+
+from __future__ import annotations
+
+from loadtest.embedded import run_point
+from loadtest.points import Point
+
+
+def test_point_measures_a_whole_sync_within_the_limit_when_run_on_the_embedded_runtime() -> None:
+    # 400 vulnerabilities: 4 + 2 + 1 pages at the least; 600 a minute (60/min at 10x) keeps it short.
+    point = Point(concurrency=2, latency_s=0.5, rate_limit=60, vulnerabilities=400, time_scale=10.0)
+
+    result = run_point(point, timeout=60.0)
+
+    assert result.status == "succeeded", result.extra.get("last_errors")
+    assert result.extra["records"] == 400 + 200 + 40
+    assert result.pages >= point.minimum_pages
+    assert 0 < result.max_requests_in_60s <= point.simulated_rate
+    assert result.invocations >= 2  # the scheduler and at least one worker batch, timed by the shim
+    assert result.aws_requests.get("s3-put", 0) >= 3  # raw pages and the run's outputs
+    assert result.cost_usd > 0

@@ -1,0 +1,46 @@
+"""The sweep's points: the bound N / R, time scaling, and the grids' promises."""
+
+from __future__ import annotations
+
+import pytest
+from loadtest.points import Point, full_points, quick_points
+
+
+def test_bound_is_minimum_pages_over_simulated_limit_when_time_is_scaled() -> None:
+    point = Point(concurrency=5, latency_s=2.0, rate_limit=100, vulnerabilities=12_000, time_scale=10.0)
+
+    # 120 + 60 + 12 pages of 100 records; 192 pages at 1,000 a minute.
+    assert point.minimum_pages == 192
+    assert point.simulated_rate == 1000
+    assert point.simulated_latency == pytest.approx(0.2)
+    assert point.bound_seconds == pytest.approx(11.52)
+
+
+def test_point_is_refused_when_scaled_limit_passes_the_template_maximum() -> None:
+    with pytest.raises(ValueError, match="template's maximum"):
+        Point(concurrency=2, latency_s=1.0, rate_limit=200, time_scale=10.0)
+
+
+def test_fleet_is_told_the_configured_limit_when_it_differs_from_vantas() -> None:
+    point = Point(concurrency=2, latency_s=1.0, rate_limit=50, configured_limit=100, time_scale=10.0)
+
+    assert (point.simulated_rate, point.fleet_limit) == (500, 1000)
+
+
+def test_full_grid_has_2000_page_syncs_at_every_concurrency_latency_and_cursor() -> None:
+    points = full_points()
+
+    grid = {(p.concurrency, p.latency_s, p.cursor_style) for p in points if p.minimum_pages >= 2000}
+    for concurrency in (1, 2, 5, 10):
+        for latency in (0.2, 1.0, 2.0, 5.0):
+            for cursor in ("arrayconnection", "opaque"):
+                assert (concurrency, latency, cursor) in grid
+    assert {p.ranges_in_flight for p in points} >= {1, 2, 5, 10}
+    assert len({p.name for p in points}) == len(points)
+
+
+def test_quick_points_are_small_enough_to_finish_in_minutes() -> None:
+    points = quick_points()
+
+    assert sum(p.bound_seconds for p in points) < 90
+    assert {p.cursor_style for p in points} == {"arrayconnection", "opaque"}
