@@ -12,7 +12,8 @@ nox.options.reuse_existing_virtualenvs = True
 def tests(session: nox.Session) -> None:
     """The test suite: moto server and the Vanta simulator over loopback, no AWS, no Vanta."""
     session.install("-e", ".[dev]")
-    session.run("pytest", "-q", *session.posargs)
+    # `slow` = the full chaos suite and other long runs: they have sessions of their own (`nox -s chaos`).
+    session.run("pytest", "-q", "-m", "not slow", *session.posargs)
 
 
 @nox.session
