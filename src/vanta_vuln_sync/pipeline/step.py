@@ -88,14 +88,18 @@ async def run_step(
         )
         return StepResult(committed=False, failed=True)
     if not await store.commit_step(p, commit):
-        logger.info("step was committed by another delivery; not handing on twice", extra={"seq": p.seq})
+        # Committed already: by another delivery, or by this one when DynamoDB applied the write but its
+        # reply was lost and the SDK's retry failed the condition. Either way, redo what follows a commit
+        # (a second continuation or Finalize is a no-op), so a lost reply cannot stall the range.
+        progress = await store.get_range(p.run_id, p.resource, p.shard)
+        if progress is not None:
+            await _repeat_hand_on(p, progress, services)
+        logger.info("step was already committed; repeated only its hand-on", extra={"seq": p.seq})
         return StepResult(committed=False)
     _record_metrics(services, commit, time.monotonic() - started)
     continuation = None
     if commit.done:
-        counted = await store.count_range_done(p.run_id, p.resource, p.shard)
-        if counted is not None and counted.all_ranges_done:
-            await _send_finalize(p.run_id, services)
+        await _finalize_if_last_range(p, services)
     else:
         continuation = replace(p, seq=p.seq + 1, cursor=commit.next_cursor, offset=commit.next_offset)
         await _hand_on(continuation, services)
@@ -163,10 +167,19 @@ async def _repeat_hand_on(p: PageRange, progress: RangeState, services: Services
         continuation = replace(p, seq=p.seq + 1, cursor=progress.next_cursor, offset=progress.next_offset)
         await _hand_on(continuation, services)
     elif progress.status == DONE:
-        store = services.store
-        run = await store.count_range_done(p.run_id, p.resource, p.shard) or await store.get_run(p.run_id)
-        if run is not None and run.status == RUNNING and run.all_ranges_done and not run.finalize_sent:
-            await _send_finalize(p.run_id, services)
+        await _finalize_if_last_range(p, services)
+
+
+async def _finalize_if_last_range(p: PageRange, services: Services) -> None:
+    """Count the range done (once) and enqueue Finalize when it was the run's last.
+
+    `count_range_done` is None when the range was counted already, by an earlier delivery or by this
+    call when DynamoDB's reply was lost after the write; the run item then says whether all are done.
+    """
+    store = services.store
+    run = await store.count_range_done(p.run_id, p.resource, p.shard) or await store.get_run(p.run_id)
+    if run is not None and run.status == RUNNING and run.all_ranges_done and not run.finalize_sent:
+        await _send_finalize(p.run_id, services)
 
 
 async def _hand_on(continuation: PageRange, services: Services) -> None:
