@@ -196,12 +196,15 @@ class VantaClient:
                 cause = exc
             else:
                 if status == 200:
+                    # A body that is not JSON, or JSON without the page envelope, is retried like a
+                    # 5xx: both were seen mid-chain from proxies and overloaded backends. A wrong base
+                    # URL still fails after the retries, with the same message.
                     try:
-                        document = orjson.loads(body)
+                        return _page(orjson.loads(body), path)
                     except orjson.JSONDecodeError as exc:
                         failure, cause = ProtocolError(f"Vanta's answer to {path} was not valid JSON"), exc
-                    else:
-                        return _page(document, path)
+                    except ProtocolError as exc:
+                        failure, cause = exc, exc.__cause__
                 elif status == 401:
                     if reauthenticated:
                         raise AuthError(
