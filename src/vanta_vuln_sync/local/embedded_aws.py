@@ -94,11 +94,13 @@ def package_code(package_dir: Path | None = None) -> bytes:
 
 
 class _SerializedDynamoDB:
-    """WSGI middleware: one DynamoDB request at a time.
+    """WSGI middleware: one DynamoDB or SQS write request at a time.
 
-    moto's TransactWriteItems deep-copies the table while other request threads write to it, which
-    fails now and then with "dictionary changed size during iteration" (a 500). DynamoDB requests are
-    short (no long polling), so serializing them costs little; every other service runs concurrently.
+    moto's backends are not thread-safe: TransactWriteItems deep-copies the table while other request
+    threads write to it ("dictionary changed size during iteration", a 500), two concurrent conditional
+    writes can both succeed, and SQS rebuilds a queue's message list on delete, which can drop a message
+    sent at that moment. These requests are short, so serializing them costs little. ReceiveMessage is
+    left concurrent: a long poll would hold the lock for its whole wait.
     """
 
     def __init__(self, app: Any) -> None:
@@ -106,7 +108,10 @@ class _SerializedDynamoDB:
         self._lock = threading.Lock()
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
-        if str(environ.get("HTTP_X_AMZ_TARGET", "")).startswith("DynamoDB_"):
+        target = str(environ.get("HTTP_X_AMZ_TARGET", ""))
+        if target.startswith("DynamoDB_") or (
+            target.startswith("AmazonSQS.") and target != "AmazonSQS.ReceiveMessage"
+        ):
             with self._lock:
                 return list(self._app(environ, start_response))
         return self._app(environ, start_response)
