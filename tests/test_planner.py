@@ -6,6 +6,8 @@ exactly the unfiltered (or targeted) list, with no record twice.
 
 from __future__ import annotations
 
+import asyncio
+import math
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -14,7 +16,18 @@ import aiohttp
 import pytest
 
 from vanta_vuln_sync.messages import PageRange, SyncRequest
-from vanta_vuln_sync.planner import effective_filters, offset_ranges, plan_resource, shard_ranges
+from vanta_vuln_sync.planner import (
+    MAX_RANGES,
+    MIN_PAGES_PER_RANGE,
+    TARGET_PAGES_PER_RANGE,
+    ListingRequest,
+    effective_filters,
+    offset_ranges,
+    pages_per_range,
+    plan_resource,
+    plan_resources,
+    shard_ranges,
+)
 from vanta_vuln_sync.simulator import Simulator
 from vanta_vuln_sync.vanta import InProcessTokenProvider, NoRateLimit, VantaClient, token_fetcher
 from vanta_vuln_sync.vanta.resources import validate_filters
@@ -89,7 +102,7 @@ async def test_targeted_resync_shards_within_its_filter(
     plan = await plan_resource(
         client, RUN_ID, "vulnerabilities", filters, previous_count=None, page_budget=5, page_size=100
     )
-    assert {p.shard for p in plan} == {"active", "deactivated"}
+    assert {p.shard for p in plan} == {"active-fixable", "active-nofix", "deactivated-fixable", "deactivated-nofix"}
     fetched: list[dict[str, Any]] = []
     for p in plan:
         fetched += await fetch_range(client, p)
@@ -122,7 +135,13 @@ async def test_last_offset_range_reads_records_added_since_the_previous_count(
     client = client_for(sim, session)
     filters = validate_filters("vulnerable-assets", {})
     plan = offset_ranges(
-        RUN_ID, "vulnerable-assets", filters, expected_records=40, page_budget=2, page_size=10
+        RUN_ID,
+        "vulnerable-assets",
+        filters,
+        expected_records=40,
+        pages_per_range=2,
+        page_budget=2,
+        page_size=10,
     )
     fetched: list[str] = []
     for p in plan:
@@ -130,11 +149,53 @@ async def test_last_offset_range_reads_records_added_since_the_previous_count(
     assert fetched == ids(sim.dataset.records("vulnerable-assets"))  # 90 records, planned for 40
 
 
-def test_shard_names_are_distinct_and_key_safe() -> None:
-    plan = shard_ranges(RUN_ID, "vulnerable-assets", {}, page_budget=5)
+@pytest.mark.parametrize(("resource", "count"), [("vulnerable-assets", 7), ("vulnerabilities", 16)])
+def test_shard_names_are_distinct_and_key_safe(resource: str, count: int) -> None:
+    plan = shard_ranges(RUN_ID, resource, {}, page_budget=5)
     names = [p.shard for p in plan]
-    assert len(set(names)) == len(names) == 7
+    assert len(set(names)) == len(names) == count
     assert all(name.replace("-", "").isalnum() and name.islower() for name in names)
+
+
+@pytest.mark.parametrize("slots", [1, 10, 20, 50, 100])
+@pytest.mark.parametrize("pages", [1, 7, 192, 2000, 4000, 100_000])
+def test_ranges_fill_the_fleets_slots_and_stay_few(pages: int, slots: int) -> None:
+    size = pages_per_range(pages, slots)
+    ranges = math.ceil(pages / size)
+    assert ranges <= MAX_RANGES + MAX_RANGES // MIN_PAGES_PER_RANGE  # the remainder's ranges
+    assert size >= min(pages, MIN_PAGES_PER_RANGE)
+    # every slot has a range whenever the pages allow ranges of the minimum size
+    assert ranges >= min(slots, pages // MIN_PAGES_PER_RANGE)
+    if pages >= slots * TARGET_PAGES_PER_RANGE and size > MIN_PAGES_PER_RANGE:
+        # whole waves, bar a few ranges of the pages left over by rounding
+        assert ranges % slots <= math.ceil(ranges / size)
+
+
+async def test_a_run_surveys_its_resources_at_once_into_ranges_of_one_size(
+    simulator: SimulatorFactory, session: aiohttp.ClientSession
+) -> None:
+    sim = await simulator(vulnerabilities=6000, seed=3, latency_seconds=0.05)
+    client = client_for(sim, session)
+    requests = [
+        ListingRequest(resource, validate_filters(resource, {}))
+        for resource in ("vulnerabilities", "vulnerability-remediations", "vulnerable-assets")
+    ]
+    started = asyncio.get_running_loop().time()
+    plan = await plan_resources(client, RUN_ID, requests, slots=5, page_budget=50, page_size=100)
+    elapsed = asyncio.get_running_loop().time() - started
+    sizes = {(p.end_offset - p.offset) for p in plan if p.end_offset is not None and p.offset is not None}
+    assert len(sizes) == 1, f"ranges of several sizes: {sizes}"
+    for resource in ("vulnerabilities", "vulnerability-remediations", "vulnerable-assets"):
+        records = sim.dataset.records(resource)
+        mine = [p for p in plan if p.resource == resource]
+        fetched: list[str] = []
+        for p in mine:
+            fetched += ids(await fetch_range(client, p))
+        assert fetched == ids(records)
+        # the probes' estimate is close: at most one range starts past the end of the list
+        assert sum(1 for p in mine if (p.offset or 0) >= len(records)) <= 1
+    # the surveys overlapped: less than the sum of their requests' latency, one after another
+    assert elapsed < client.counters.requests * 0.05
 
 
 def test_incremental_remediations_start_a_day_before_the_last_success() -> None:

@@ -1,10 +1,14 @@
 """Turning a SyncRequest into the page ranges of a run.
 
-Per resource, chosen at run time by fetching one record:
+Per resource, chosen at run time by fetching one record (all resources are surveyed at once):
 - **Offset ranges** when the cursor decodes to `arrayconnection:<offset>`: any page can be addressed, so
   the list is cut into ranges `[offset, offset + k pages)`, sized from the previous run's count (or, on
-  a first run, from a few one-record probes that find where the list ends). The last range is open:
+  a first run, from one-record probes that find where the list ends). The last range is open:
   it goes on until `hasNextPage` is false, so a list that grew since is still read to its end.
+  Every range of a run has the same number of pages `k`, whatever its resource, and there are enough of
+  them to fill the fleet's range slots (workers x ranges in flight) a whole number of times: the ranges
+  of one worker's batch then finish together, no slot idles behind a long range, and the last wave is
+  as short as `k` pages (the tail of a run, when too few ranges are left to use the rate budget).
 - **Shard chains** otherwise (opaque cursors): the resource is split by filters whose values partition
   it (every record has exactly one severity, one `isDeactivated`, one asset type), so the chains are
   disjoint and their union is the unfiltered list. Dimensions the request already filters on are kept
@@ -13,6 +17,7 @@ Per resource, chosen at run time by fetching one record:
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import math
 from collections.abc import Mapping
@@ -28,16 +33,25 @@ REMEDIATIONS = "vulnerability-remediations"
 # Filters that partition each resource: every record has exactly one of these values (checked against
 # the simulator's data in tests/test_planner.py). The vulnerabilities list passes
 # includeVulnerabilitiesWithoutSlas=true (validate_filters adds it), so records without an SLA are in it.
+# `isFixAvailable` is the documented filter of `isFixable`, a boolean every vulnerability carries.
 SHARD_DIMENSIONS: dict[str, tuple[tuple[str, tuple[str, ...]], ...]] = {
-    "vulnerabilities": (("severity", SEVERITIES), ("isDeactivated", ("false", "true"))),
+    "vulnerabilities": (
+        ("severity", SEVERITIES),
+        ("isDeactivated", ("false", "true")),
+        ("isFixAvailable", ("true", "false")),
+    ),
     REMEDIATIONS: (("severity", SEVERITIES),),
     "vulnerable-assets": (("assetType", ASSET_TYPES),),
 }
 # Incremental remediations re-read this much before the last success's start: records that Vanta
 # dates slightly in the past (ingestion lag) are not missed. Re-read records are the same objects.
 WATERMARK_OVERLAP = timedelta(days=1)
-# Enough ranges that the fleet always has work queued for the rate budget, few enough to stay cheap.
-TARGET_RANGES = 32
+# Offset ranges: about this many pages each (the tail of a run is about one range's pages at Vanta's
+# latency), no fewer pages than MIN_PAGES_PER_RANGE (each range costs a few DynamoDB, SQS and S3
+# requests), and no more than MAX_RANGES in a run (the plan is stored in the run's DynamoDB item).
+TARGET_PAGES_PER_RANGE = 10
+MIN_PAGES_PER_RANGE = 5
+MAX_RANGES = 240
 
 
 class PageSource(Protocol):
@@ -103,7 +117,7 @@ def shard_ranges(run_id: str, resource: str, filters: Mapping[str, str], page_bu
             PageRange(
                 run_id=run_id,
                 resource=resource,
-                shard=_shard_name(combo),
+                shard=_shard_name([name for name, _ in free], combo),
                 filters=shard_filters,
                 seq=0,
                 page_budget=page_budget,
@@ -112,20 +126,31 @@ def shard_ranges(run_id: str, resource: str, filters: Mapping[str, str], page_bu
     return ranges
 
 
+def pages_per_range(total_pages: int, slots: int) -> int:
+    """Pages per offset range for a run of `total_pages`, with `slots` ranges in flight fleet-wide.
+
+    The count of ranges is a whole number of waves of `slots` (so no wave is left part-empty), each
+    range about TARGET_PAGES_PER_RANGE pages, within MIN_PAGES_PER_RANGE and MAX_RANGES.
+    """
+    total_pages, slots = max(1, total_pages), max(1, slots)
+    waves = min(max(1, round(total_pages / (slots * TARGET_PAGES_PER_RANGE))), max(1, MAX_RANGES // slots))
+    ranges = min(waves * slots, MAX_RANGES, max(1, total_pages // MIN_PAGES_PER_RANGE))
+    return max(1, total_pages // ranges)
+
+
 def offset_ranges(
     run_id: str,
     resource: str,
     filters: Mapping[str, str],
     *,
     expected_records: int,
+    pages_per_range: int,
     page_budget: int,
     page_size: int,
 ) -> list[PageRange]:
-    """Ranges of whole pages covering `[0, expected_records)`; the last one is open-ended, so the union
-    is the whole list whatever its size now."""
-    pages = max(1, math.ceil(expected_records / page_size))
-    pages_per_range = max(1, min(page_budget, math.ceil(pages / TARGET_RANGES)))
-    span = pages_per_range * page_size
+    """Ranges of `pages_per_range` whole pages covering `[0, expected_records)`; the last one is
+    open-ended, so the union is the whole list whatever its size now."""
+    span = max(1, pages_per_range) * page_size
     count = max(1, math.ceil(expected_records / span))
     return [
         PageRange(
@@ -143,6 +168,102 @@ def offset_ranges(
     ]
 
 
+@dataclass(frozen=True, slots=True)
+class Listing:
+    """What a resource's survey found: its filters, and its expected length when its cursors are
+    arrayconnection cursors (None: shard chains, or one chain for an empty or one-record list)."""
+
+    resource: str
+    filters: dict[str, str]
+    style: str  # "offsets", "shards" or "single"
+    expected_records: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ListingRequest:
+    """A resource to plan: its effective filters and the record count of its last full run, if any."""
+
+    resource: str
+    filters: Mapping[str, str]
+    previous_count: int | None = None
+
+
+async def survey(
+    client: PageSource, request: ListingRequest, *, page_budget: int, page_size: int
+) -> Listing:
+    """One request (plus, on a first run, one-record probes) to learn how to split a resource.
+
+    Raises the client's VantaError when Vanta refuses (for example a 400 on a filter value).
+    """
+    filters = dict(request.filters)
+    first = await client.fetch_page(request.resource, filters, page_size=1)
+    if not first.records or not first.has_next_page:
+        return Listing(request.resource, filters, "single")
+    if first.end_cursor is None or decode_offset(first.end_cursor) is None:
+        return Listing(request.resource, filters, "shards")
+    expected = request.previous_count
+    if expected is None:
+        expected = await _probe_length(
+            client, request.resource, filters, start=page_budget * page_size, page_size=page_size
+        )
+    return Listing(request.resource, filters, "offsets", expected)
+
+
+def ranges_for(
+    run_id: str, listings: list[Listing], *, slots: int, page_budget: int, page_size: int
+) -> list[PageRange]:
+    """The run's ranges for surveyed resources; offset ranges all of one size (see the module doc)."""
+    offset_pages = sum(math.ceil(x.expected_records / page_size) for x in listings if x.style == "offsets")
+    size = pages_per_range(offset_pages, slots)
+    plan: list[PageRange] = []
+    for listing in listings:
+        if listing.style == "offsets":
+            plan += offset_ranges(
+                run_id,
+                listing.resource,
+                listing.filters,
+                expected_records=listing.expected_records,
+                pages_per_range=size,
+                page_budget=page_budget,
+                page_size=page_size,
+            )
+        elif listing.style == "shards":
+            plan += shard_ranges(run_id, listing.resource, listing.filters, page_budget)
+        else:
+            # Empty or a single record: one chain from the start reads it whatever the cursor style.
+            plan.append(
+                PageRange(
+                    run_id=run_id,
+                    resource=listing.resource,
+                    shard="all",
+                    filters=dict(listing.filters),
+                    seq=0,
+                    page_budget=page_budget,
+                )
+            )
+    return plan
+
+
+async def plan_resources(
+    client: PageSource,
+    run_id: str,
+    requests: list[ListingRequest],
+    *,
+    slots: int,
+    page_budget: int,
+    page_size: int,
+) -> list[PageRange]:
+    """The ranges of a run: every resource surveyed at once (their requests share the rate budget and
+    overlap their latency), then split; see the module doc. `slots` is workers x ranges in flight.
+
+    Raises the client's VantaError when Vanta refuses (for example a 400 on a filter value).
+    """
+    listings = await asyncio.gather(
+        *(survey(client, r, page_budget=page_budget, page_size=page_size) for r in requests)
+    )
+    return ranges_for(run_id, list(listings), slots=slots, page_budget=page_budget, page_size=page_size)
+
+
 async def plan_resource(
     client: PageSource,
     run_id: str,
@@ -152,49 +273,31 @@ async def plan_resource(
     previous_count: int | None,
     page_budget: int,
     page_size: int,
+    slots: int = 1,
 ) -> list[PageRange]:
-    """The ranges for one resource: offset ranges if its cursors are arrayconnection cursors, else
-    shard chains. Costs one request, plus a few one-record probes when `previous_count` is unknown.
-
-    Raises the client's VantaError when Vanta refuses (for example a 400 on a filter value).
-    """
-    first = await client.fetch_page(resource, filters, page_size=1)
-    if not first.records or not first.has_next_page:
-        # Empty or a single record: one chain from the start reads it whatever the cursor style.
-        return [
-            PageRange(
-                run_id=run_id,
-                resource=resource,
-                shard="all",
-                filters=dict(filters),
-                seq=0,
-                page_budget=page_budget,
-            )
-        ]
-    if first.end_cursor is None or decode_offset(first.end_cursor) is None:
-        return shard_ranges(run_id, resource, filters, page_budget)
-    expected = previous_count
-    if expected is None:
-        expected = await _probe_length(client, resource, filters, granularity=page_budget * page_size)
-    return offset_ranges(
-        run_id, resource, filters, expected_records=expected, page_budget=page_budget, page_size=page_size
+    """The ranges for one resource alone (see plan_resources)."""
+    request = ListingRequest(resource, filters, previous_count)
+    return await plan_resources(
+        client, run_id, [request], slots=slots, page_budget=page_budget, page_size=page_size
     )
 
 
 async def _probe_length(
-    client: PageSource, resource: str, filters: Mapping[str, str], *, granularity: int
+    client: PageSource, resource: str, filters: Mapping[str, str], *, start: int, page_size: int
 ) -> int:
-    """A length within `granularity` above the list's true length, found by one-record probes at
-    doubling offsets and then by bisection (about 2 * log2(length / granularity) requests)."""
+    """A length at most about 1/32 (and at least one page) above the list's true length, found by
+    one-record probes at doubling offsets from `start`, then by bisection: about
+    log2(length / start) + 5 requests, one after another. The precision keeps empty ranges past the
+    end rare (each costs a request) without more probes than the ranges' size needs."""
 
     async def present(offset: int) -> bool:
         page = await client.fetch_page(resource, filters, cursor=cursor_before(offset), page_size=1)
         return bool(page.records)
 
-    low, high = 1, granularity  # an item exists at offset 1 (has_next_page after the first)
+    low, high = 1, max(2, start)  # an item exists at offset 1 (has_next_page after the first)
     while await present(high):
         low, high = high, high * 2
-    while high - low > granularity:
+    while high - low > max(page_size, low // 32):
         middle = (low + high) // 2
         if await present(middle):
             low = middle
@@ -203,8 +306,18 @@ async def _probe_length(
     return high
 
 
-def _shard_name(values: tuple[str, ...]) -> str:
+_BOOLEAN_SHARD_NAMES = {
+    ("isDeactivated", "true"): "deactivated",
+    ("isDeactivated", "false"): "active",
+    ("isFixAvailable", "true"): "fixable",
+    ("isFixAvailable", "false"): "nofix",
+}
+
+
+def _shard_name(dimensions: list[str], values: tuple[str, ...]) -> str:
     if not values:
         return "all"
-    names = {"true": "deactivated", "false": "active"}
-    return "-".join(names.get(v, v.lower().replace("_", "")) for v in values)
+    return "-".join(
+        _BOOLEAN_SHARD_NAMES.get((name, value), value.lower().replace("_", ""))
+        for name, value in zip(dimensions, values, strict=True)
+    )

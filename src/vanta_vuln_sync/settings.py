@@ -50,6 +50,8 @@ class Settings:
     request_queue_url: str
     page_budget: int = 50
     ranges_in_flight: int = 10
+    # The worker fleet's size (reserved concurrency): the planner sizes ranges to fill its slots.
+    worker_concurrency: int = 5
     page_size: int = 100
     aws_endpoint_url: str | None = None
     # Poison messages go straight to these (not through maxReceiveCount); see pipeline/records.py.
@@ -115,6 +117,7 @@ def settings_from_env(env: Mapping[str, str] | None = None) -> Settings:
         request_queue_url=required("REQUEST_QUEUE_URL"),
         page_budget=_int(env, "PAGE_BUDGET", 50),
         ranges_in_flight=_int(env, "RANGES_IN_FLIGHT", 10),
+        worker_concurrency=_int(env, "WORKER_MAX_CONCURRENCY", 5),
         page_size=min(_int(env, "PAGE_SIZE", 100), 100),
         aws_endpoint_url=env.get("AWS_ENDPOINT_URL") or None,
         page_dlq_url=env.get("PAGE_DLQ_URL") or None,

@@ -18,7 +18,7 @@ from vanta_vuln_sync.messages import FULL_SCOPE, SYNC_RESOURCES, MessageError, P
 from vanta_vuln_sync.pipeline.queue import send_messages
 from vanta_vuln_sync.pipeline.services import Services
 from vanta_vuln_sync.pipeline.state import RUNNING, RunState, ScopeState
-from vanta_vuln_sync.planner import effective_filters, plan_resource
+from vanta_vuln_sync.planner import ListingRequest, effective_filters, plan_resources
 from vanta_vuln_sync.vanta import ClientError
 
 # Not a child logger: children made before the handler's logger (import order) are orphaned; Logger
@@ -125,20 +125,21 @@ async def _plan(
 ) -> RunState:
     settings = services.settings
     client = services.vanta()
-    plan: list[PageRange] = []
     modes: dict[str, str] = {}
+    requests: list[ListingRequest] = []
     for resource in request.resources:
         filters, mode = effective_filters(request, resource, scope.last_success_started_at)
         modes[resource] = mode
-        plan += await plan_resource(
-            client,
-            run_id,
-            resource,
-            filters,
-            previous_count=scope.counts.get(resource) if mode == "full" else None,
-            page_budget=settings.page_budget,
-            page_size=settings.page_size,
-        )
+        previous = scope.counts.get(resource) if mode == "full" else None
+        requests.append(ListingRequest(resource, filters, previous))
+    plan = await plan_resources(
+        client,
+        run_id,
+        requests,
+        slots=settings.worker_concurrency * settings.ranges_in_flight,
+        page_budget=settings.page_budget,
+        page_size=settings.page_size,
+    )
     return RunState(
         run_id=run_id,
         scope=scope.scope,
