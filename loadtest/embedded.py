@@ -54,6 +54,7 @@ class PointResult:
     aws_requests: dict[str, int]
     cost_usd: float
     peak_rss_growth_mb: float
+    unscaled_s: float = 0.0
     failure: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -63,8 +64,21 @@ class PointResult:
 
     @property
     def ratio(self) -> float:
-        """End-to-end time (request sent to run finished) over N / R."""
+        """End-to-end time (request sent to run finished) over N / R, as run (at the time scale)."""
         return self.wall_s / self.bound_s
+
+    @property
+    def wall_real_s(self) -> float:
+        """The run's real-equivalent duration: the stretches with Vanta requests going on are scaled up;
+        those without any (`unscaled_s`: before the first request, between planning and the workers'
+        first request, after the last request) take the same seconds at any scale and count once."""
+        scaled = max(0.0, self.wall_s - self.unscaled_s)
+        return scaled * self.point.time_scale + self.unscaled_s
+
+    @property
+    def ratio_real(self) -> float:
+        """Real-equivalent end-to-end time over N / R (see `wall_real_s`)."""
+        return self.wall_real_s / (self.bound_s * self.point.time_scale)
 
     @property
     def fetch_ratio(self) -> float:
@@ -74,8 +88,8 @@ class PointResult:
 
     @property
     def pages_per_minute_real(self) -> float:
-        """Pages a minute, at real-world scale, over the whole run."""
-        return self.pages / (self.wall_s * self.point.time_scale) * 60.0 if self.wall_s else 0.0
+        """Pages a minute, at real-world scale, over the whole run (real-equivalent duration)."""
+        return self.pages / self.wall_real_s * 60.0 if self.wall_s else 0.0
 
     @property
     def cost_per_1000_pages(self) -> float:
@@ -155,6 +169,7 @@ def run_point(point: Point, *, timeout: float = 900.0, worker_memory_mb: int | N
         from loadtest import shim
 
         shim.take_durations()
+        shim.take_spans()
         rss = RssSampler()
         rss.start()
         moto.meter.reset()
@@ -166,7 +181,7 @@ def run_point(point: Point, *, timeout: float = 900.0, worker_memory_mb: int | N
         poller_stats = poller.stats()
         poller = None
         aws_requests = moto.meter.snapshot()
-        counters, first, last = _simulator_view(simulator)
+        counters, accepted = _simulator_view(simulator)
     finally:
         if poller is not None:
             poller.stop()
@@ -177,6 +192,8 @@ def run_point(point: Point, *, timeout: float = 900.0, worker_memory_mb: int | N
     from loadtest import shim
 
     durations = shim.take_durations()
+    first, last = (accepted[0], accepted[-1]) if accepted else (0.0, 0.0)
+    unscaled = _unscaled_seconds(accepted, shim.take_spans().get("scheduler", []), started, started + wall)
     gb_seconds = sum(billed_gb_seconds(durations.get(role, []), memory.get(role, 512)) for role in _SHIMS)
     invocations = sum(len(values) for values in durations.values())
     cost = estimate_cost(gb_seconds=gb_seconds, invocations=invocations, requests=aws_requests)
@@ -202,6 +219,7 @@ def run_point(point: Point, *, timeout: float = 900.0, worker_memory_mb: int | N
         cost_usd=cost.total + cost.lambda_compute * (point.time_scale - 1),
         # Upper bound: the growth also holds moto's copies of the S3 objects and queue messages.
         peak_rss_growth_mb=rss_growth / peak / 2**20,
+        unscaled_s=unscaled,
         failure=(run or {}).get("failure") or (worker_stats.last_error if worker_stats else None),
         extra={
             "cost_by_service_at_scale": _cost_parts(cost),
@@ -293,14 +311,30 @@ def _summary(run: Any, ranges: list[Any]) -> dict[str, Any]:
     }
 
 
-def _simulator_view(simulator: Any) -> tuple[dict[str, Any], float, float]:
-    """The simulator's counters, and the monotonic times of its first and last accepted API request
-    (the simulator runs in this process on `time.monotonic`, the harness's clock too)."""
+def _simulator_view(simulator: Any) -> tuple[dict[str, Any], list[float]]:
+    """The simulator's counters, and the monotonic times of its accepted API requests (the simulator
+    runs in this process on `time.monotonic`, the harness's clock too)."""
     counters = simulator.counters()
 
-    async def span() -> tuple[float, float]:
-        accepted = simulator.simulator.counters.accepted_at
-        return (float(accepted[0]), float(accepted[-1])) if accepted else (0.0, 0.0)
+    async def times() -> list[float]:
+        return [float(t) for t in simulator.simulator.counters.accepted_at]
 
-    first, last = asyncio.run_coroutine_threadsafe(span(), simulator._loop).result(5.0)
-    return counters, first, last
+    return counters, asyncio.run_coroutine_threadsafe(times(), simulator._loop).result(5.0)
+
+
+def _unscaled_seconds(
+    accepted: list[float], scheduler_spans: list[tuple[float, float]], started: float, ended: float
+) -> float:
+    """The run's stretches with no Vanta request going on, which a time scale does not shorten: from
+    the trigger to the first request, from the last planning request to the workers' first, and from
+    the last request to the run's end (AWS calls, cold starts, the poller, Finalize's computation)."""
+    if not accepted:
+        return ended - started
+    total = (accepted[0] - started) + (ended - accepted[-1])
+    if scheduler_spans:
+        planned = min(end for _, end in scheduler_spans)
+        before = [t for t in accepted if t <= planned]
+        after = [t for t in accepted if t > planned]
+        if before and after:
+            total += after[0] - before[-1]
+    return max(0.0, total)

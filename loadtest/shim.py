@@ -19,17 +19,19 @@ from vanta_vuln_sync.handlers import worker as worker_module
 
 _lock = threading.Lock()
 _durations: defaultdict[str, list[float]] = defaultdict(list)
+_spans: defaultdict[str, list[tuple[float, float]]] = defaultdict(list)
 
 
 def _timed(name: str, event: dict[str, Any], context: Any) -> Any:
     real = worker_module.handler if name == "worker" else scheduler_module.handler
-    started = time.perf_counter()
+    started, began = time.perf_counter(), time.monotonic()
     try:
         return real(event, context)
     finally:
         elapsed_ms = (time.perf_counter() - started) * 1000.0
         with _lock:
             _durations[name].append(elapsed_ms)
+            _spans[name].append((began, time.monotonic()))
 
 
 def worker(event: dict[str, Any], context: Any) -> Any:
@@ -47,4 +49,12 @@ def take_durations() -> dict[str, list[float]]:
     with _lock:
         taken = {name: list(values) for name, values in _durations.items()}
         _durations.clear()
+    return taken
+
+
+def take_spans() -> dict[str, list[tuple[float, float]]]:
+    """(start, end) on `time.monotonic` of every invocation since the last call, by function; clears them."""
+    with _lock:
+        taken = {name: list(values) for name, values in _spans.items()}
+        _spans.clear()
     return taken

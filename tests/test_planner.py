@@ -102,7 +102,12 @@ async def test_targeted_resync_shards_within_its_filter(
     plan = await plan_resource(
         client, RUN_ID, "vulnerabilities", filters, previous_count=None, page_budget=5, page_size=100
     )
-    assert {p.shard for p in plan} == {"active-fixable", "active-nofix", "deactivated-fixable", "deactivated-nofix"}
+    assert {p.shard for p in plan} == {
+        "active-fixable",
+        "active-nofix",
+        "deactivated-fixable",
+        "deactivated-nofix",
+    }
     fetched: list[dict[str, Any]] = []
     for p in plan:
         fetched += await fetch_range(client, p)

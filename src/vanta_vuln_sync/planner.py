@@ -188,9 +188,7 @@ class ListingRequest:
     previous_count: int | None = None
 
 
-async def survey(
-    client: PageSource, request: ListingRequest, *, page_budget: int, page_size: int
-) -> Listing:
+async def survey(client: PageSource, request: ListingRequest, *, page_budget: int, page_size: int) -> Listing:
     """One request (plus, on a first run, one-record probes) to learn how to split a resource.
 
     Raises the client's VantaError when Vanta refuses (for example a 400 on a filter value).

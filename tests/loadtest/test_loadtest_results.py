@@ -6,8 +6,9 @@ import csv
 import json
 from pathlib import Path
 
+import pytest
 from loadtest.baseline import BaselineResult
-from loadtest.embedded import PointResult
+from loadtest.embedded import PointResult, _unscaled_seconds
 from loadtest.points import Point
 from loadtest.results import baseline_key, write_all
 
@@ -46,6 +47,7 @@ def test_every_point_lands_in_csv_json_summary_and_plots_with_baseline_ratios(tm
         rows = list(csv.DictReader(handle))
     assert [float(r["speedup_vs_baseline"]) for r in rows] == [2.0, 4.0]
     assert [float(r["time_over_bound"]) for r in rows] == [round(24.0 / 11.52, 3), round(12.0 / 11.52, 3)]
+    assert [float(r["time_over_bound_at_scale"]) for r in rows] == [float(r["time_over_bound"]) for r in rows]
     assert json.loads((tmp_path / "points.json").read_text())["points"][1]["aws_requests"]["sqs"] == 100
     summary = (tmp_path / "summary.md").read_text()
     assert summary.count("\n| ✓ |") == 2
@@ -53,6 +55,22 @@ def test_every_point_lands_in_csv_json_summary_and_plots_with_baseline_ratios(tm
     for name in ("time_over_bound.png", "pages_per_minute.png", "cost_per_1000_pages.png"):
         assert (tmp_path / name).read_bytes().startswith(b"\x89PNG")
     assert len(written) == 7
+
+
+def test_stretches_without_vanta_requests_count_once_in_the_real_equivalent_time() -> None:
+    point = Point(concurrency=2, latency_s=2.0)  # 10x time scale, bound 11.52 s as run
+    result = _result(point, 14.0)
+    result.unscaled_s = 2.0  # cold starts and Finalize: as long at any scale
+    assert result.wall_real_s == pytest.approx(12.0 * 10 + 2.0)
+    assert result.ratio_real == pytest.approx((12.0 * 10 + 2.0) / 115.2)
+    assert result.ratio == 14.0 / 11.52
+
+
+def test_unscaled_stretches_are_before_planning_between_planning_and_workers_and_after_the_last() -> None:
+    accepted = [10.5, 10.7, 10.9, 13.0, 13.1, 20.0]  # three planning requests, then the workers'
+    scheduler = [(10.2, 11.5)]  # the scheduler invocation ends after its last request
+    unscaled = _unscaled_seconds(accepted, scheduler, started=10.0, ended=23.0)
+    assert unscaled == pytest.approx(0.5 + (13.0 - 10.9) + 3.0)
 
 
 def test_baseline_that_cannot_finish_in_15_minutes_says_so_and_projects_its_time() -> None:

@@ -1,6 +1,6 @@
 """Five worker containers (five event loops) share one token and one rate budget, and use the budget.
 
-Scaled to a short test: the limit is 600/min (10/s) and the run lasts about 10 s, so no 60 s window of
+Scaled to a short test: the limit is 600/min (10/s) and the run lasts about 13 s, so no 60 s window of
 the test can exceed 600 at all. The fleet limiter paces request starts evenly (slots (60 + 1) / limit s
 apart fleet-wide, each used at most 0.25 s late), so the same guarantee holds scaled down: no 6 s window
 may hold more than a tenth of the limit (60) plus two slots of tolerance. That is what the test checks on
@@ -28,9 +28,10 @@ REQUEST = orjson.dumps(
 async def test_five_containers_share_one_token_and_keep_within_and_near_the_limit(
     stack: Callable[..., Awaitable[Stack]],
 ) -> None:
-    # Given 600 vulnerabilities in pages of 10 (60 data requests, about 6 s at the limit)
+    # Given 1,200 vulnerabilities in pages of 10 (120 data requests, about 12 s at the limit: 24 ranges of
+    # 5 pages, so three batches of up to 10 for the workers)
     deployed = await stack(
-        sim={"vulnerabilities": 600, "rate_limit_per_minute": LIMIT, "seed": 8},
+        sim={"vulnerabilities": 1200, "rate_limit_per_minute": LIMIT, "seed": 8},
         VANTA_RATE_LIMIT_PER_MINUTE=str(LIMIT),
         PAGE_SIZE="10",
     )

@@ -73,7 +73,8 @@ def container_state() -> tuple[Any, ...]:
 async def test_two_worker_invocations_in_one_container_reuse_its_loop_session_and_clients(
     stack: Callable[..., Awaitable[Stack]],
 ) -> None:
-    deployed = await stack(sim={"vulnerabilities": 200, "seed": 2}, PAGE_SIZE="20")
+    # 80 pages of 20: 16 ranges of 5 pages, enough for two batches
+    deployed = await stack(sim={"vulnerabilities": 1000, "seed": 2}, PAGE_SIZE="20")
     deployed.send_request((EVENTS / "sync-request-full.json").read_text())
     scheduler_container = ThreadPoolExecutor(max_workers=1)
     worker_container = ThreadPoolExecutor(max_workers=1)

@@ -16,7 +16,8 @@ OPEN, DONE = "open", "done"
 
 @dataclass(frozen=True, slots=True)
 class RunState:
-    """A run as the state table holds it."""
+    """A run as the state table holds it. `plan` is filled only where the scheduler needs it (it is kept
+    in its own item, so the run item that every step reads and counts into stays small)."""
 
     run_id: str
     scope: str
@@ -31,10 +32,11 @@ class RunState:
     finalize_sent: bool = False
     finished_at: datetime | None = None
     failure: str | None = None
+    planned_ranges: int | None = None  # as stored; None: count `plan`
 
     @property
     def ranges_total(self) -> int:
-        return len(self.plan)
+        return len(self.plan) if self.planned_ranges is None else self.planned_ranges
 
     @property
     def all_ranges_done(self) -> bool:
@@ -98,16 +100,25 @@ def parse_iso(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
-def run_from_item(run_id: str, item: dict[str, Any]) -> RunState:
-    """A run from its item's plain values (see `dynamo.from_item`)."""
-    plan = [parse_message(orjson.dumps(raw)) for raw in orjson.loads(item["plan"])]
+def plan_from_text(text: str) -> list[PageRange]:
+    """The page ranges of a stored plan (a JSON list of PageRange messages)."""
+    messages = [parse_message(orjson.dumps(raw)) for raw in orjson.loads(text)]
+    return [p for p in messages if isinstance(p, PageRange)]
+
+
+def plan_to_text(plan: list[PageRange]) -> str:
+    return orjson.dumps([orjson.loads(p.to_json()) for p in plan]).decode()
+
+
+def run_from_item(run_id: str, item: dict[str, Any], plan: list[PageRange] | None = None) -> RunState:
+    """A run from its item's plain values (see `dynamo.from_item`), with its plan if given."""
     finished = item.get("finished_at")
     return RunState(
         run_id=run_id,
         scope=item["scope"],
         status=item["status"],
         started_at=parse_iso(item["started_at"]),
-        plan=[p for p in plan if isinstance(p, PageRange)],
+        plan=plan or [],
         modes=dict(item.get("modes") or {}),
         reason=item.get("reason", ""),
         ranges_done=int(item.get("ranges_done", 0)),
@@ -115,6 +126,7 @@ def run_from_item(run_id: str, item: dict[str, Any]) -> RunState:
         finalize_sent=bool(item.get("finalize_sent", False)),
         finished_at=parse_iso(finished) if finished else None,
         failure=item.get("failure"),
+        planned_ranges=int(item.get("ranges_total", len(plan or []))),
     )
 
 

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 import orjson
 from aws_lambda_powertools import Logger, Tracer
 
-from vanta_vuln_sync.messages import FULL_SCOPE, SYNC_RESOURCES, MessageError, PageRange, SyncRequest
+from vanta_vuln_sync.messages import FULL_SCOPE, SYNC_RESOURCES, MessageError, SyncRequest
 from vanta_vuln_sync.pipeline.queue import send_messages
 from vanta_vuln_sync.pipeline.services import Services
 from vanta_vuln_sync.pipeline.state import RUNNING, RunState, ScopeState
@@ -93,7 +93,8 @@ async def start_run(
         # A replay of a request whose run already ended: nothing to enqueue, just drop our claim.
         await store.release_scope(scope, run_id, None, started_at=run.started_at)
         return RunStart(run_id=run_id, scope=scope, joined=False, ranges=0)
-    await send_messages(services.aws.sqs, services.settings.page_queue_url, run.plan)
+    plan = run.plan or await store.get_plan(run_id)
+    await send_messages(services.aws.sqs, services.settings.page_queue_url, plan)
     logger.info(
         "run planned and enqueued",
         extra={"run_id": run_id, "scope": scope, "ranges": run.ranges_total, "reason": run.reason},

@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-import orjson
 from botocore.exceptions import ClientError
 
 from vanta_vuln_sync.messages import PageRange
@@ -37,6 +37,8 @@ from vanta_vuln_sync.pipeline.models import (
     StepCommit,
     iso,
     parse_iso,
+    plan_from_text,
+    plan_to_text,
     range_from_item,
     run_from_item,
 )
@@ -59,7 +61,7 @@ __all__ = [
 ]
 
 
-_RUN_SK, _SCOPE_SK = "run", "scope"
+_RUN_SK, _SCOPE_SK, _PLAN_SK = "run", "scope", "plan"
 # Run and range items expire after this; the scope item (watermark, counts) is kept.
 _RUN_TTL_SECONDS = 30 * 24 * 3600
 
@@ -195,34 +197,57 @@ class RunStore:
 
     async def create_run(self, run: RunState) -> RunState:
         """Store a new run with its plan; if the run already exists (a redelivered request), the stored
-        one is returned unchanged, so a replay enqueues the same plan."""
-        values = {
-            "pk": f"run#{run.run_id}",
-            "sk": _RUN_SK,
-            "run_id": run.run_id,
-            "scope": run.scope,
-            "status": RUNNING,
-            "started_at": iso(run.started_at),
-            "reason": run.reason,
-            "plan": orjson.dumps([orjson.loads(p.to_json()) for p in run.plan]).decode(),
-            "modes": run.modes,
-            "ranges_total": run.ranges_total,
-            "ranges_done": 0,
-            "requests": run.requests,
-            "ttl": int(self._clock()) + _RUN_TTL_SECONDS,
-        }
+        one is returned unchanged, so a replay enqueues the same plan.
+
+        The plan goes in its own item, written first and only once: the run item, which every step reads
+        and every finished range updates, stays a few hundred bytes whatever the plan's size (DynamoDB
+        bills by item size). Whoever writes the plan item first wins; everyone, including a replay after
+        a crash between the two writes, then uses the stored plan, so the run item's count matches it."""
+        await self._put_once(
+            {
+                "pk": f"run#{run.run_id}",
+                "sk": _PLAN_SK,
+                "plan": plan_to_text(run.plan),
+                "ttl": int(self._clock()) + _RUN_TTL_SECONDS,
+            }
+        )
+        plan = await self.get_plan(run.run_id)
+        await self._put_once(
+            {
+                "pk": f"run#{run.run_id}",
+                "sk": _RUN_SK,
+                "run_id": run.run_id,
+                "scope": run.scope,
+                "status": RUNNING,
+                "started_at": iso(run.started_at),
+                "reason": run.reason,
+                "modes": run.modes,
+                "ranges_total": len(plan),
+                "ranges_done": 0,
+                "requests": run.requests,
+                "ttl": int(self._clock()) + _RUN_TTL_SECONDS,
+            }
+        )
+        stored = await self.get_run(run.run_id)
+        assert stored is not None
+        return replace(stored, plan=plan)
+
+    async def _put_once(self, values: dict[str, Any]) -> None:
+        """Put an item unless one with its key exists (then leave that one as it is)."""
         try:
             await self._ddb.put_item(
-                TableName=self._table,
-                Item=to_item(values),
-                ConditionExpression="attribute_not_exists(pk)",
+                TableName=self._table, Item=to_item(values), ConditionExpression="attribute_not_exists(pk)"
             )
         except ClientError as exc:
             if not _conditional_failed(exc):
                 raise
-        stored = await self.get_run(run.run_id)
-        assert stored is not None
-        return stored
+
+    async def get_plan(self, run_id: str) -> list[PageRange]:
+        """The run's planned ranges, as the scheduler stored them (empty if there is no plan item)."""
+        reply = await self._ddb.get_item(
+            TableName=self._table, Key=_run_key(run_id, _PLAN_SK), ConsistentRead=True
+        )
+        return plan_from_text(from_item(reply["Item"])["plan"]) if "Item" in reply else []
 
     async def get_run(self, run_id: str) -> RunState | None:
         """The run, read consistently; None when there is no such run (or it expired)."""
