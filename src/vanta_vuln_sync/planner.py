@@ -5,10 +5,9 @@ Per resource, chosen at run time by fetching one record (all resources are surve
   the list is cut into ranges `[offset, offset + k pages)`, sized from the previous run's count (or, on
   a first run, from one-record probes that find where the list ends). The last range is open:
   it goes on until `hasNextPage` is false, so a list that grew since is still read to its end.
-  Every range of a run has the same number of pages `k`, whatever its resource, and there are enough of
-  them to fill the fleet's range slots (workers x ranges in flight) a whole number of times: the ranges
-  of one worker's batch then finish together, no slot idles behind a long range, and the last wave is
-  as short as `k` pages (the tail of a run, when too few ranges are left to use the rate budget).
+  The ranges of a run fill the fleet's range slots (workers x ranges in flight) once, and have about the
+  same number of pages whatever their resource: all start at once, share the rate budget evenly and end
+  together, so no slot idles behind a longer range and no wave of hand-offs stalls the fleet mid-run.
 - **Shard chains** otherwise (opaque cursors): the resource is split by filters whose values partition
   it (every record has exactly one severity, one `isDeactivated`, one asset type), so the chains are
   disjoint and their union is the unfiltered list. Dimensions the request already filters on are kept
@@ -46,10 +45,8 @@ SHARD_DIMENSIONS: dict[str, tuple[tuple[str, tuple[str, ...]], ...]] = {
 # Incremental remediations re-read this much before the last success's start: records that Vanta
 # dates slightly in the past (ingestion lag) are not missed. Re-read records are the same objects.
 WATERMARK_OVERLAP = timedelta(days=1)
-# Offset ranges: about this many pages each (the tail of a run is about one range's pages at Vanta's
-# latency), no fewer pages than MIN_PAGES_PER_RANGE (each range costs a few DynamoDB, SQS and S3
-# requests), and no more than MAX_RANGES in a run (the plan is stored in the run's DynamoDB item).
-TARGET_PAGES_PER_RANGE = 10
+# Offset ranges: no fewer pages than MIN_PAGES_PER_RANGE (each range costs a few DynamoDB, SQS and S3
+# requests), and no more than MAX_RANGES in a run (the plan is one DynamoDB item).
 MIN_PAGES_PER_RANGE = 5
 MAX_RANGES = 240
 
@@ -126,16 +123,24 @@ def shard_ranges(run_id: str, resource: str, filters: Mapping[str, str], page_bu
     return ranges
 
 
-def pages_per_range(total_pages: int, slots: int) -> int:
-    """Pages per offset range for a run of `total_pages`, with `slots` ranges in flight fleet-wide.
+def range_counts(pages: Mapping[str, int], slots: int) -> dict[str, int]:
+    """How many offset ranges each resource gets: one wave that fills the fleet's `slots` (workers x
+    ranges in flight), shared in proportion to the resources' pages so that every range has about the
+    same number of pages; no range under MIN_PAGES_PER_RANGE, no more than MAX_RANGES in all.
 
-    The count of ranges is a whole number of waves of `slots` (so no wave is left part-empty), each
-    range about TARGET_PAGES_PER_RANGE pages, within MIN_PAGES_PER_RANGE and MAX_RANGES.
+    One wave: every range starts at once and, sharing the rate budget evenly, all end together; a range
+    hands on its rest between invocations (page budget, time) without waiting for other ranges.
     """
-    total_pages, slots = max(1, total_pages), max(1, slots)
-    waves = min(max(1, round(total_pages / (slots * TARGET_PAGES_PER_RANGE))), max(1, MAX_RANGES // slots))
-    ranges = min(waves * slots, MAX_RANGES, max(1, total_pages // MIN_PAGES_PER_RANGE))
-    return max(1, total_pages // ranges)
+    total = sum(pages.values())
+    wanted = max(1, min(slots, MAX_RANGES, total // MIN_PAGES_PER_RANGE))
+    shares = {name: wanted * count / total if total else 0.0 for name, count in pages.items()}
+    counts = {name: max(1, math.floor(share)) for name, share in shares.items()}
+    # largest remainders take the ranges left over
+    for name in sorted(shares, key=lambda n: shares[n] - math.floor(shares[n]), reverse=True):
+        if sum(counts.values()) >= wanted:
+            break
+        counts[name] += 1
+    return counts
 
 
 def offset_ranges(
@@ -211,8 +216,10 @@ def ranges_for(
     run_id: str, listings: list[Listing], *, slots: int, page_budget: int, page_size: int
 ) -> list[PageRange]:
     """The run's ranges for surveyed resources; offset ranges all of one size (see the module doc)."""
-    offset_pages = sum(math.ceil(x.expected_records / page_size) for x in listings if x.style == "offsets")
-    size = pages_per_range(offset_pages, slots)
+    pages = {
+        x.resource: math.ceil(x.expected_records / page_size) for x in listings if x.style == "offsets"
+    }
+    counts = range_counts(pages, slots)
     plan: list[PageRange] = []
     for listing in listings:
         if listing.style == "offsets":
@@ -221,7 +228,7 @@ def ranges_for(
                 listing.resource,
                 listing.filters,
                 expected_records=listing.expected_records,
-                pages_per_range=size,
+                pages_per_range=math.ceil(pages[listing.resource] / counts[listing.resource]),
                 page_budget=page_budget,
                 page_size=page_size,
             )
