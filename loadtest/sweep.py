@@ -1,7 +1,8 @@
 """`python -m loadtest.sweep [--full]`: the concurrency sweep on the embedded runtime, with the baseline.
 
 Quick (default): a few ~200-page points at 10x-20x time scale, about 2-3 minutes here. `--full`: the
-whole grid of points.py (>= 2,000-page syncs; over an hour). Results go to `loadtest/results/`.
+grid of points.py (>= 2,000-page syncs; about 80 minutes). Results go to `loadtest/results/`, or with
+`--full` to `loadtest/results/full/`.
 """
 
 from __future__ import annotations
@@ -26,12 +27,17 @@ from loadtest.results import baseline_key, write_all
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
 QUICK_BASELINE_SAMPLE = 20
+# The baseline's time per page is steady (latency plus a fixed pause): 100 pages measure it well, and
+# running it to the end would take 15 real minutes a point, scaled, for a known answer.
+FULL_BASELINE_SAMPLE = 100
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m loadtest.sweep", description=__doc__)
     parser.add_argument("--full", action="store_true", help="the whole grid (over an hour)")
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="results folder (default %(default)s)")
+    parser.add_argument(
+        "--out", type=Path, default=None, help="results folder (default loadtest/results[/full])"
+    )
     parser.add_argument("--only", default="", help="run only points whose name contains this text")
     parser.add_argument("--timeout", type=float, default=900.0, help="seconds per point before giving up")
     parser.add_argument("--no-baseline", action="store_true", help="skip the sequential baseline")
@@ -40,6 +46,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    out = args.out or (DEFAULT_OUT / "full" if args.full else DEFAULT_OUT)
     # `kill -USR1 <pid>` prints every thread's stack: how to see where a stuck point waits.
     faulthandler.register(signal.SIGUSR1)
     # The handlers log at ERROR only; moto's "not supported" warnings are reported by the runtime's own
@@ -54,11 +61,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     notes = [
         f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC, {mode} sweep, {os.cpu_count()} CPUs shared "
         "by moto, the simulator and every worker in one process",
-        "Time-scaled: the simulator's limit is limit x scale and its latency latency / scale; times are "
-        "shown real-equivalent (x scale). Fixed costs (planning, 1 s batching window, finalize) do not "
-        "scale, so scaled ratios overstate real ones.",
-        "time/bound = trigger-to-done wall time / (minimum pages / limit); fetch/bound = first-to-last "
-        "Vanta request / (requests made / limit).",
+        "Time-scaled: the simulator's limit is limit x scale and its latency latency / scale, so every "
+        "stretch spent on Vanta (its latency, its rate limit) shrinks by the scale. The stretches with "
+        "no Vanta request going on (trigger to the first request, the last planning request to the "
+        "workers' first, the last request to done: AWS calls, cold starts, Finalize) take the same "
+        "seconds at any scale; real-equivalent time = (wall - those) x scale + those.",
+        "time/bound = real-equivalent trigger-to-done time / (minimum pages / limit); 'at scale' = the "
+        "same ratio as run, every second multiplied (an upper bound: it also multiplies the emulator's own "
+        "AWS time mid-run); fetch/bound = first-to-last Vanta request / (requests made / limit).",
         f"Cost: us-east-1 prices of {PRICES_AS_OF} (loadtest/pricing.py); Lambda compute from each "
         "invocation's measured duration x memory, scaled to real time; AWS requests counted at moto.",
         "MB/worker: peak process RSS growth during the run / peak worker containers (upper bound).",
@@ -76,9 +86,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"(limit {point.simulated_rate}), ${result.cost_per_1000_pages:.4f} / 1k pages",
             flush=True,
         )
+        print(
+            f"    real-equivalent: {result.wall_real_s:.1f} s ({result.ratio_real:.3f} x bound; "
+            f"{result.unscaled_s:.1f} s without Vanta requests counted once)",
+            flush=True,
+        )
         key = baseline_key(point)
         if not args.no_baseline and key not in baselines:
-            baseline = run_baseline(point, sample_pages=None if args.full else QUICK_BASELINE_SAMPLE)
+            sample = FULL_BASELINE_SAMPLE if args.full else QUICK_BASELINE_SAMPLE
+            baseline = run_baseline(point, sample_pages=sample)
             baselines[key] = baseline
             print(
                 f"    baseline: {baseline.per_page_s * point.time_scale:.2f} s/page real, "
@@ -86,12 +102,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"max {baseline.max_pages_in_budget} pages in 15 min",
                 flush=True,
             )
-    if not args.full:
-        notes.append(
-            f"Baseline sampled: {QUICK_BASELINE_SAMPLE} pages, the rest projected from its time per page."
-        )
+    notes.append(
+        f"Baseline sampled: {FULL_BASELINE_SAMPLE if args.full else QUICK_BASELINE_SAMPLE} pages, the rest "
+        "projected from its time per page."
+    )
     notes.append(f"Sweep took {time.monotonic() - started:.0f} s here.")
-    for path in write_all(args.out, results, baselines, mode=mode, notes=notes):
+    for path in write_all(out, results, baselines, mode=mode, notes=notes):
         print(f"wrote {path}")
     return 0 if all(r.status == "succeeded" for r in results) else 1
 

@@ -10,10 +10,13 @@ import asyncio
 import math
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
+from types import SimpleNamespace
 from typing import Any
 
 import aiohttp
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from vanta_vuln_sync.messages import PageRange, SyncRequest
 from vanta_vuln_sync.planner import (
@@ -26,9 +29,11 @@ from vanta_vuln_sync.planner import (
     plan_resources,
     range_counts,
     shard_ranges,
+    survey,
 )
 from vanta_vuln_sync.simulator import Simulator
 from vanta_vuln_sync.vanta import InProcessTokenProvider, NoRateLimit, VantaClient, token_fetcher
+from vanta_vuln_sync.vanta.cursors import cursor_before, decode_offset
 from vanta_vuln_sync.vanta.resources import validate_filters
 
 RUN_ID = "20261126T020000Z-planner"
@@ -226,3 +231,36 @@ def test_incremental_remediations_start_a_day_before_the_last_success() -> None:
     assert effective_filters(request, "vulnerability-remediations", None) == ({}, "full")
     full = SyncRequest(resources=("vulnerability-remediations",), mode="full")
     assert effective_filters(full, "vulnerability-remediations", last) == ({}, "full")
+
+
+class _ListOf:
+    """A PageSource over a list of `length` records with arrayconnection cursors; counts round trips."""
+
+    def __init__(self, length: int) -> None:
+        self.length = length
+        self.requests = 0
+
+    async def fetch_page(
+        self, resource: str, filters: Any, cursor: str | None = None, page_size: int = 100
+    ) -> Any:
+        self.requests += 1
+        start = 0 if cursor is None else (decode_offset(cursor) or 0) + 1
+        count = max(0, min(page_size, self.length - start))
+        end = cursor_before(start + count) if count else None
+        return SimpleNamespace(
+            records=[{"id": str(start + i)} for i in range(count)],
+            has_next_page=start + count < self.length,
+            end_cursor=end,
+        )
+
+
+@given(length=st.integers(min_value=2, max_value=3_000_000))
+@settings(max_examples=200, deadline=None)
+def test_first_run_probes_find_the_length_within_a_thirty_second(length: int) -> None:
+    source = _ListOf(length)
+    listing = asyncio.run(
+        survey(source, ListingRequest("vulnerabilities", {}), page_budget=50, page_size=100)
+    )
+    assert listing.style == "offsets"
+    assert length <= listing.expected_records <= length + max(100, length // 32)
+    assert source.requests <= 3 * (math.log2(max(length, 5000) / 5000) + 8)

@@ -49,6 +49,8 @@ WATERMARK_OVERLAP = timedelta(days=1)
 # requests), and no more than MAX_RANGES in a run (the plan is one DynamoDB item).
 MIN_PAGES_PER_RANGE = 5
 MAX_RANGES = 240
+# One-record probes sent at once while finding a first run's list length (see _probe_length).
+PROBES_PER_ROUND = 3
 
 
 class PageSource(Protocol):
@@ -290,24 +292,38 @@ async def plan_resource(
 async def _probe_length(
     client: PageSource, resource: str, filters: Mapping[str, str], *, start: int, page_size: int
 ) -> int:
-    """A length at most about 1/32 (and at least one page) above the list's true length, found by
-    one-record probes at doubling offsets from `start`, then by bisection: about
-    log2(length / start) + 5 requests, one after another. The precision keeps empty ranges past the
-    end rare (each costs a request) without more probes than the ranges' size needs."""
+    """A length at most about 1/32 (and at least one page) above the list's true length, from
+    one-record probes in rounds of PROBES_PER_ROUND at once: first at growing offsets from `start`
+    (x2 each) until one is past the end, then splitting the interval that holds the end into
+    PROBES_PER_ROUND + 1 parts. For 125,000 records: 5 rounds of Vanta's latency instead of 11 with one
+    probe at a time, for a few more requests. The precision keeps empty ranges past the end rare (each
+    costs a request)."""
 
     async def present(offset: int) -> bool:
         page = await client.fetch_page(resource, filters, cursor=cursor_before(offset), page_size=1)
         return bool(page.records)
 
-    low, high = 1, max(2, start)  # an item exists at offset 1 (has_next_page after the first)
-    while await present(high):
-        low, high = high, high * 2
+    async def first_absent(offsets: list[int]) -> int | None:
+        found = await asyncio.gather(*(present(offset) for offset in offsets))
+        return next((i for i, here in enumerate(found) if not here), None)
+
+    low, step = 1, max(2, start)  # an item exists at offset 1 (has_next_page after the first)
+    while True:
+        offsets = [step * 2**i for i in range(PROBES_PER_ROUND)]
+        absent = await first_absent(offsets)
+        if absent is not None:
+            high = offsets[absent]
+            low = offsets[absent - 1] if absent else low
+            break
+        low, step = offsets[-1], offsets[-1] * 2
     while high - low > max(page_size, low // 32):
-        middle = (low + high) // 2
-        if await present(middle):
-            low = middle
+        width = (high - low) / (PROBES_PER_ROUND + 1)
+        offsets = [low + round(width * (i + 1)) for i in range(PROBES_PER_ROUND)]
+        absent = await first_absent(offsets)
+        if absent is None:
+            low = offsets[-1]
         else:
-            high = middle
+            low, high = (offsets[absent - 1] if absent else low), offsets[absent]
     return high
 
 
