@@ -80,9 +80,11 @@ def test_worker_reserved_concurrency_is_never_below_the_mapping_maximum_concurre
     assert cfn.document["Parameters"]["WorkerMaxConcurrency"]["MinValue"] >= 2  # Lambda's SQS minimum
 
 
-def test_worker_reads_batches_of_ten_with_a_short_window_and_reports_item_failures(cfn: Template) -> None:
+def test_worker_reads_one_message_per_range_slot_with_a_short_window(cfn: Template) -> None:
     mapping = cfn.mapping_for("WorkerFunction")
-    assert mapping["BatchSize"] == 10
+    # a bigger batch would queue ranges inside one invocation while other workers idle
+    assert mapping["BatchSize"] == {"Ref": "RangesInFlight"}
+    assert cfn.document["Parameters"]["RangesInFlight"]["MaxValue"] <= 10  # SQS batches hold up to 10
     assert 0 < mapping["MaximumBatchingWindowInSeconds"] <= 5
 
 
