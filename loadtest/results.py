@@ -262,3 +262,33 @@ def plot(out: Path, rows: Sequence[dict[str, Any]], base_rows: Sequence[dict[str
     fig.savefig(paths[2], dpi=110)
     plt.close(fig)
     return paths
+
+
+def merge_rerun(out: Path, rerun: Path, *, note: str) -> list[Path]:
+    """Replace the points of `out` (a sweep's results folder) by the same-named points of `rerun`
+    (another sweep's, for example `--only` after a fix), keep its baseline, and rewrite the CSV, JSON,
+    summary and plots; `note` says what was re-measured and why. Returns the paths written."""
+    document = json.loads((out / "points.json").read_text())
+    again = {p["name"]: p for p in json.loads((rerun / "points.json").read_text())["points"]}
+    missing = set(again) - {p["name"] for p in document["points"]}
+    if missing:
+        raise ValueError(f"{sorted(missing)} are not points of {out}")
+    detail = [again.get(p["name"], p) for p in document["points"]]
+    rows = [{k: v for k, v in p.items() if k not in ("aws_requests", "extra")} for p in detail]
+    base_rows = document["baseline"]
+    # Ratios to the baseline follow the re-measured wall time and cost.
+    by_key = {(b["latency_s"], b["rate_limit"], b["vulnerabilities"]): b for b in base_rows}
+    for row_ in rows:
+        base = by_key.get((row_["latency_s"], row_["rate_limit"], row_["vulnerabilities"]))
+        if base and row_["name"] in again:
+            row_["baseline_wall_real_s"] = base["wall_real_s"]
+            row_["baseline_finishes_15min"] = base["finishes_in_15min"]
+            row_["speedup_vs_baseline"] = round(base["wall_real_s"] / row_["wall_real_s"], 2)
+            row_["cost_vs_baseline"] = round(row_["cost_usd"] / base["cost_usd"], 2)
+    notes = [*document["notes"], note]
+    document.update(notes=notes, points=[{**p, **r} for p, r in zip(detail, rows, strict=True)])
+    written = [out / "points.csv", out / "points.json", out / "summary.md"]
+    _write_csv(written[0], rows)
+    written[1].write_text(json.dumps(document, indent=2, default=str))
+    written[2].write_text(summary_markdown(rows, base_rows, mode=document["mode"], notes=notes))
+    return written + plot(out, rows, base_rows)

@@ -10,7 +10,7 @@ import pytest
 from loadtest.baseline import BaselineResult
 from loadtest.embedded import PointResult, _unscaled_seconds
 from loadtest.points import Point
-from loadtest.results import baseline_key, write_all
+from loadtest.results import baseline_key, merge_rerun, write_all
 
 
 def _result(point: Point, wall_s: float) -> PointResult:
@@ -81,3 +81,25 @@ def test_baseline_that_cannot_finish_in_15_minutes_says_so_and_projects_its_time
     assert sampled.max_pages_in_budget == 333
     assert not sampled.finishes_in_budget
     assert sampled.projected_wall_s == sampled.per_page_s * point.minimum_pages
+
+
+def test_a_rerun_replaces_its_points_and_keeps_the_rest(tmp_path: Path) -> None:
+    points = [Point(concurrency=c, latency_s=2.0) for c in (2, 5)]
+    baseline = BaselineResult(points[0], status="finished", wall_s=48.0, pages=192, requests=192, throttled=0)
+    full, rerun = tmp_path / "full", tmp_path / "rerun"
+    write_all(
+        full,
+        [_result(points[0], 24.0), _result(points[1], 12.0)],
+        {baseline_key(points[0]): baseline},
+        mode="full",
+        notes=["n"],
+    )
+    write_all(rerun, [_result(points[0], 16.0)], {}, mode="full", notes=["r"])
+
+    merge_rerun(full, rerun, note="W2 again after a fix")
+
+    with (full / "points.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert [float(r["wall_s"]) for r in rows] == [16.0, 12.0]
+    assert [float(r["speedup_vs_baseline"]) for r in rows] == [3.0, 4.0]
+    assert "W2 again after a fix" in (full / "summary.md").read_text()
