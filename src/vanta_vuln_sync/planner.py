@@ -307,7 +307,7 @@ async def _probe_length(
 
     low, step = 1, max(2, start)  # an item exists at offset 1 (has_next_page after the first)
     while True:
-        offsets = [step * 2**i for i in range(PROBES_PER_ROUND)]
+        offsets = [step << i for i in range(PROBES_PER_ROUND)]
         absent = await first_absent(offsets)
         if absent is not None:
             high = offsets[absent]
