@@ -9,9 +9,9 @@ Per resource, chosen at run time by fetching one record (all resources are surve
   same number of pages whatever their resource: all start at once, share the rate budget evenly and end
   together, so no slot idles behind a longer range and no wave of hand-offs stalls the fleet mid-run.
 - **Shard chains** otherwise (opaque cursors): the resource is split by filters whose values partition
-  it (every record has exactly one severity, one `isDeactivated`, one asset type), so the chains are
-  disjoint and their union is the unfiltered list. Dimensions the request already filters on are kept
-  as given (a targeted resync plans within its filter).
+  it (every record has exactly one severity, one `isDeactivated`, one `isFixable`, one asset type), so
+  the chains are disjoint and their union is the unfiltered list. Dimensions the request already
+  filters on are kept as given (a targeted resync plans within its filter).
 """
 
 from __future__ import annotations
@@ -131,7 +131,7 @@ def range_counts(pages: Mapping[str, int], slots: int) -> dict[str, int]:
     MIN_PAGES_PER_RANGE, no more than MAX_RANGES in all.
 
     One wave: every range starts at once and, sharing the rate budget evenly, all end together; a range
-    hands on its rest between invocations (page budget, time) without waiting for other ranges.
+    cut short by its page budget or its invocation's time goes on in a later invocation.
     """
     total = sum(pages.values())
     wanted = max(len(pages), min(slots, MAX_RANGES, total // MIN_PAGES_PER_RANGE))
