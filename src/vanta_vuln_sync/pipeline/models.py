@@ -107,18 +107,19 @@ def plan_from_text(text: str) -> list[PageRange]:
 
 
 def plan_to_text(plan: list[PageRange]) -> str:
+    """A plan as stored: the inverse of `plan_from_text`."""
     return orjson.dumps([orjson.loads(p.to_json()) for p in plan]).decode()
 
 
-def run_from_item(run_id: str, item: dict[str, Any], plan: list[PageRange] | None = None) -> RunState:
-    """A run from its item's plain values (see `dynamo.from_item`), with its plan if given."""
+def run_from_item(run_id: str, item: dict[str, Any]) -> RunState:
+    """A run from its item's plain values (see `dynamo.from_item`); its plan is a separate item."""
     finished = item.get("finished_at")
     return RunState(
         run_id=run_id,
         scope=item["scope"],
         status=item["status"],
         started_at=parse_iso(item["started_at"]),
-        plan=plan or [],
+        plan=[],
         modes=dict(item.get("modes") or {}),
         reason=item.get("reason", ""),
         ranges_done=int(item.get("ranges_done", 0)),
@@ -126,7 +127,7 @@ def run_from_item(run_id: str, item: dict[str, Any], plan: list[PageRange] | Non
         finalize_sent=bool(item.get("finalize_sent", False)),
         finished_at=parse_iso(finished) if finished else None,
         failure=item.get("failure"),
-        planned_ranges=int(item.get("ranges_total", len(plan or []))),
+        planned_ranges=int(item.get("ranges_total", 0)),
     )
 
 
