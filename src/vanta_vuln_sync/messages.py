@@ -28,6 +28,7 @@ _MODES: tuple[SyncMode, ...] = ("full", "incremental")
 _RUN_ID = re.compile(r"^\d{8}T\d{6}Z-[0-9a-z]{1,32}$")
 _SHARD = re.compile(r"^[a-z0-9][a-z0-9_-]{0,99}$")
 _MAX_PAGE_BUDGET = 10_000
+_MAX_ANCHORS = 100
 
 
 class MessageError(ValueError):
@@ -68,9 +69,15 @@ class SyncRequest:
 class PageRange:
     """One step of one range of a run: fetch up to `page_budget` pages, starting at `cursor`.
 
-    Offset ranges (arrayconnection cursors) also carry `offset` (the first item of this step) and
-    `end_offset` (exclusive end of the range; None = until `hasNextPage` is false). Shard chains carry
+    Offset ranges (arrayconnection cursors) also carry `offset` (the first item of this step, as the
+    list stood when the step before read it) and `end_offset` (the nominal end of the range; the range
+    really ends where `next_shard`, the range after it, began: see pipeline/walk.py). Shard chains carry
     only `cursor` (None = the first page). `seq` numbers the steps of a range: 0, 1, 2, ...
+
+    `anchors` are the ids the range read last: the step re-reads from them and accepts only a page that
+    still holds one of them, so a list that changed underneath cannot make it skip a record.
+    `verify_cursor` (opaque chains) is the start cursor of the last page read: the window after it
+    shows the last record read next to the one that follows it now.
     """
 
     run_id: str
@@ -82,11 +89,9 @@ class PageRange:
     cursor: str | None = None
     offset: int | None = None
     end_offset: int | None = None
-
-    @property
-    def range_key(self) -> str:
-        """Names the range (all its steps) within the run."""
-        return f"{self.resource}#{self.shard}"
+    next_shard: str | None = None
+    anchors: tuple[str, ...] = ()
+    verify_cursor: str | None = None
 
     def to_json(self) -> bytes:
         return orjson.dumps(
@@ -102,6 +107,9 @@ class PageRange:
                 "cursor": self.cursor,
                 "offset": self.offset,
                 "end_offset": self.end_offset,
+                "next_shard": self.next_shard,
+                "anchors": list(self.anchors),
+                "verify_cursor": self.verify_cursor,
             }
         )
 
@@ -205,8 +213,21 @@ def _page_range(payload: dict[str, Any]) -> PageRange:
         raise MessageError("PageRange.cursor must be a non-empty string or null")
     offset = _optional_int(payload, "offset", minimum=0)
     end_offset = _optional_int(payload, "end_offset", minimum=1)
-    if end_offset is not None and (offset is None or end_offset <= offset):
-        raise MessageError("PageRange.end_offset needs an offset below it")
+    if end_offset is not None and offset is None:
+        raise MessageError("PageRange.end_offset needs an offset")
+    next_shard = payload.get("next_shard")
+    if next_shard is not None and (not isinstance(next_shard, str) or not _SHARD.fullmatch(next_shard)):
+        raise MessageError(f"PageRange.next_shard must be a short name or null, got {next_shard!r}")
+    anchors = payload.get("anchors") or []
+    if (
+        not isinstance(anchors, list)
+        or len(anchors) > _MAX_ANCHORS
+        or not all(isinstance(a, str) and 0 < len(a) <= 128 for a in anchors)
+    ):
+        raise MessageError(f"PageRange.anchors must be a list of at most {_MAX_ANCHORS} record ids")
+    verify_cursor = payload.get("verify_cursor")
+    if verify_cursor is not None and (not isinstance(verify_cursor, str) or not verify_cursor):
+        raise MessageError("PageRange.verify_cursor must be a non-empty string or null")
     return PageRange(
         run_id=_run_id(payload),
         resource=resource,
@@ -217,6 +238,9 @@ def _page_range(payload: dict[str, Any]) -> PageRange:
         cursor=cursor,
         offset=offset,
         end_offset=end_offset,
+        next_shard=next_shard,
+        anchors=tuple(anchors),
+        verify_cursor=verify_cursor,
     )
 
 

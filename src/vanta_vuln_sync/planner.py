@@ -156,7 +156,8 @@ def offset_ranges(
     page_size: int,
 ) -> list[PageRange]:
     """Ranges of `pages_per_range` whole pages covering `[0, expected_records)`; the last one is
-    open-ended, so the union is the whole list whatever its size now."""
+    open-ended, so the union is the whole list whatever its size now. Each range but the last names the
+    range after it (`next_shard`): it ends where that one began, by id (pipeline/walk.py)."""
     span = max(1, pages_per_range) * page_size
     count = max(1, math.ceil(expected_records / span))
     return [
@@ -170,6 +171,7 @@ def offset_ranges(
             cursor=cursor_before(index * span),
             offset=index * span,
             end_offset=None if index == count - 1 else (index + 1) * span,
+            next_shard=None if index == count - 1 else f"o{index + 1:05d}",
         )
         for index in range(count)
     ]

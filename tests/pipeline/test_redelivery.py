@@ -6,6 +6,7 @@ call raises instead of reaching moto, as if the Lambda died at that point; SQS t
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Any
@@ -84,9 +85,12 @@ def duplicate_every_continuation(aws: AwsClients) -> AwsClients:
 
 
 def normalised_output(deployed: Stack, run_id: str) -> dict[str, list[str]]:
-    """The run's raw objects (key without the run id) and the record ids in each, in order."""
+    """The run's raw objects (key without the run id and the delivery's suffix) and the record ids in
+    each, in order."""
     return {
-        key.split("/run=")[0] + "/" + key.rsplit("/", 1)[1]: [r["id"] for r in records]
+        key.split("/run=")[0] + "/" + re.sub(r"-[0-9a-f]{8}(?=\.ndjson)", "", key.rsplit("/", 1)[1]): [
+            r["id"] for r in records
+        ]
         for key, records in deployed.records_by_key(run_id).items()
     }
 

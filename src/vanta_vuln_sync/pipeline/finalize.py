@@ -16,10 +16,11 @@ from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 
 from vanta_vuln_sync import stats
+from vanta_vuln_sync.pipeline.dedupe import dedupe_objects
 from vanta_vuln_sync.pipeline.services import Services
 from vanta_vuln_sync.pipeline.state import RUNNING, SUCCEEDED, RangeState, RunState
 from vanta_vuln_sync.pipeline.step import UnknownRunError
-from vanta_vuln_sync.pipeline.storage import put_manifest
+from vanta_vuln_sync.pipeline.storage import delete_uncommitted, put_manifest, raw_prefix
 
 # Not a child logger: children made before the handler's logger (import order) are orphaned; Logger
 # instances of one service share one handler and one set of context keys anyway.
@@ -49,8 +50,19 @@ async def finalize_run(run_id: str, *, services: Services) -> bool:
         )
         return False
     ranges = await store.list_ranges(run_id)
+    s3, bucket = services.aws.s3, services.settings.data_bucket
+    committed = [(r.resource, o) for r in ranges for o in r.objects]
+    for resource in sorted({r.resource for r in ranges}):
+        stray = await delete_uncommitted(
+            s3, bucket, raw_prefix(resource, run_id), {str(o["key"]) for _, o in committed}
+        )
+        if stray:
+            logger.info("deleted objects of uncommitted deliveries", extra={"objects": stray})
+    objects, copies = await dedupe_objects(s3, bucket, committed)
+    if copies:
+        logger.info("removed records read twice across a join", extra={"copies": copies})
     finished_at = datetime.fromtimestamp(services.clock(), UTC)
-    run_info = _run_info(run, ranges, finished_at)
+    run_info = _run_info(run, ranges, objects, finished_at)
     await put_manifest(
         services.aws.s3, services.settings.data_bucket, run_id, manifest(run, ranges, run_info)
     )
@@ -59,6 +71,9 @@ async def finalize_run(run_id: str, *, services: Services) -> bool:
     if marked:
         seconds = (finished_at - run.started_at).total_seconds()
         services.count("RunsSucceeded", 1)
+        if run.warnings:
+            services.count("RunsInexact", 1)
+            logger.warning("run is not exact", extra={"warnings": list(run.warnings)})
         services.count("RunSeconds", max(0.0, seconds), MetricUnit.Seconds)
         if services.metrics is not None:
             stats.emit_metrics(services.metrics, computed)
@@ -67,12 +82,13 @@ async def finalize_run(run_id: str, *, services: Services) -> bool:
     return marked
 
 
-def _run_info(run: RunState, ranges: list[RangeState], finished_at: datetime) -> stats.RunInfo:
-    objects = sorted(
+def _run_info(
+    run: RunState, ranges: list[RangeState], objects: list[tuple[str, dict[str, Any]]], finished_at: datetime
+) -> stats.RunInfo:
+    raw = sorted(
         (
-            stats.RawObject(resource=r.resource, key=str(o["key"]), records=int(o["records"]))
-            for r in ranges
-            for o in r.objects
+            stats.RawObject(resource=resource, key=str(o["key"]), records=int(o["records"]))
+            for resource, o in objects
         ),
         key=lambda o: o.key,
     )
@@ -84,7 +100,8 @@ def _run_info(run: RunState, ranges: list[RangeState], finished_at: datetime) ->
         requests=run.requests + sum(r.requests for r in ranges),
         retries=sum(r.retries for r in ranges),
         throttled=sum(r.throttled for r in ranges),
-        objects=objects,
+        objects=raw,
+        warnings=run.warnings,
         mode={resource: "full" if mode == "full" else "incremental" for resource, mode in run.modes.items()},
     )
 
@@ -104,6 +121,9 @@ def manifest(run: RunState, ranges: list[RangeState], info: stats.RunInfo) -> di
         "ranges": run.ranges_total,
         "pages": sum(r.pages for r in ranges),
         "records": dict(per_resource),
+        # False when a join could not be made while Vanta's lists changed (`warnings` say where).
+        "exact": not run.warnings,
+        "warnings": list(run.warnings),
         "counters": {"requests": info.requests, "retries": info.retries, "throttled": info.throttled},
         "objects": [{"resource": o.resource, "key": o.key, "records": o.records} for o in info.objects],
     }

@@ -33,6 +33,8 @@ class RunState:
     finished_at: datetime | None = None
     failure: str | None = None
     planned_ranges: int | None = None  # as stored; None: count `plan`
+    # Joins the run could not make while the list changed (pipeline/walk.py): the run is not exact.
+    warnings: tuple[str, ...] = ()
 
     @property
     def ranges_total(self) -> int:
@@ -60,6 +62,14 @@ class RangeState:
     retries: int = 0
     throttled: int = 0
     objects: list[dict[str, Any]] = field(default_factory=list)
+    next_anchors: tuple[str, ...] = ()
+    next_verify: str | None = None
+    head: list[str] | None = None  # the ids its first page began with; None before that step commits
+    end_offset: int | None = None
+    next_shard: str | None = None
+    # Where the range before this one stopped and handed over, when it did (pipeline/walk.py).
+    start_offset: int | None = None
+    start_anchors: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +98,13 @@ class StepCommit:
     requests: int = 0
     retries: int = 0
     throttled: int = 0
+    next_anchors: tuple[str, ...] = ()
+    next_verify: str | None = None
+    head: list[str] | None = None  # set by a range's first step only
+    # The range's planned end and successor as the step left them (a range that took its successor
+    # over ends where the successor would have).
+    end_offset: int | None = None
+    next_shard: str | None = None
 
 
 def iso(moment: datetime) -> str:
@@ -128,6 +145,7 @@ def run_from_item(run_id: str, item: dict[str, Any]) -> RunState:
         finished_at=parse_iso(finished) if finished else None,
         failure=item.get("failure"),
         planned_ranges=int(item.get("ranges_total", 0)),
+        warnings=tuple(sorted(item.get("warnings") or ())),
     )
 
 
@@ -136,8 +154,8 @@ def range_from_item(item: dict[str, Any]) -> RangeState:
     return RangeState(
         resource=item["resource"],
         shard=item["shard"],
-        next_seq=int(item["next_seq"]),
-        status=item["status"],
+        next_seq=int(item.get("next_seq", 0)),
+        status=item.get("status", OPEN),
         next_cursor=item.get("next_cursor"),
         next_offset=item.get("next_offset"),
         handed_on=int(item.get("handed_on", -1)),
@@ -147,4 +165,11 @@ def range_from_item(item: dict[str, Any]) -> RangeState:
         retries=int(item.get("retries", 0)),
         throttled=int(item.get("throttled", 0)),
         objects=list(item.get("objects") or []),
+        next_anchors=tuple(item.get("next_anchors") or ()),
+        next_verify=item.get("next_verify"),
+        head=list(item["head"]) if item.get("head") is not None else None,
+        end_offset=item.get("end_offset"),
+        next_shard=item.get("next_shard"),
+        start_offset=item.get("start_offset"),
+        start_anchors=tuple(item.get("start_anchors") or ()),
     )

@@ -56,9 +56,13 @@ async def _send_batch(sqs: SQSClient, queue_url: str, batch: Sequence[PageRange 
     raise EnqueueError(f"{len(pending)} messages not sent to {queue_url} after {_ATTEMPTS} tries: {codes}")
 
 
-async def send_message(sqs: SQSClient, queue_url: str, message: PageRange | Finalize) -> None:
-    """Send one message (a continuation or a Finalize)."""
-    await sqs.send_message(QueueUrl=queue_url, MessageBody=message.to_json().decode())
+async def send_message(
+    sqs: SQSClient, queue_url: str, message: PageRange | Finalize, *, delay_seconds: int = 0
+) -> None:
+    """Send one message (a continuation or a Finalize), visible after `delay_seconds` (at most 900)."""
+    await sqs.send_message(
+        QueueUrl=queue_url, MessageBody=message.to_json().decode(), DelaySeconds=min(900, delay_seconds)
+    )
 
 
 async def park_poison(sqs: SQSClient, dlq_url: str, body: str, reason: str, message_id: str) -> None:

@@ -299,7 +299,15 @@ class RunStore:
             seq_values = {":seq": {"N": str(step.seq)}}
         objects = [{"key": step.object_key, "records": step.records}] if step.object_key else []
         counters = ("records", "pages", "requests", "retries", "throttled")
-        names = ("next_seq", "status", "next_cursor", "next_offset", "resource", "shard", "objects", "ttl")
+        names: tuple[str, ...] = (
+            "next_seq", "status", "next_cursor", "next_offset", "resource", "shard", "objects", "ttl",
+            "next_anchors", "next_verify", "end_offset", "next_shard",
+        )  # fmt: skip
+        head_set, head_values = "", dict[str, Any]()
+        if step.head is not None:
+            head_set = ", #head = :head"
+            names += ("head",)
+            head_values = {":head": to_attr(list(step.head))}
         try:
             await self._ddb.update_item(
                 TableName=self._table,
@@ -308,10 +316,14 @@ class RunStore:
                     "SET #next_seq = :next, #status = :status, #next_cursor = :cursor, "
                     "#next_offset = :offset, #resource = :resource, #shard = :shard, "
                     "#objects = list_append(if_not_exists(#objects, :empty), :objects), #ttl = :ttl, "
+                    "#next_anchors = :anchors, #next_verify = :verify, #end_offset = :end_offset, "
+                    "#next_shard = :next_shard"
+                    + head_set
+                    + ", "
                     + ", ".join(f"#{c} = if_not_exists(#{c}, :zero) + :{c}" for c in counters)
                 ),
                 ConditionExpression=condition,
-                ExpressionAttributeNames={f"#{name}": name for name in names + counters},
+                ExpressionAttributeNames={f"#{name}": name for name in (*names, *counters)},
                 ExpressionAttributeValues={
                     ":next": {"N": str(step.seq + 1)},
                     ":status": {"S": DONE if step.done else OPEN},
@@ -324,6 +336,11 @@ class RunStore:
                     ":zero": {"N": "0"},
                     ":ttl": {"N": str(int(self._clock()) + _RUN_TTL_SECONDS)},
                     **{f":{c}": {"N": str(getattr(step, c))} for c in counters},
+                    ":anchors": to_attr(list(step.next_anchors)),
+                    ":verify": to_attr(step.next_verify),
+                    ":end_offset": to_attr(step.end_offset),
+                    ":next_shard": to_attr(step.next_shard),
+                    **head_values,
                     **seq_values,
                 },
             )
@@ -332,6 +349,81 @@ class RunStore:
                 return False
             raise
         return True
+
+    async def hand_over(
+        self, run_id: str, resource: str, shard: str, *, offset: int, anchors: tuple[str, ...]
+    ) -> RangeState | None:
+        """Give range `shard` the place where the range before it stopped (`offset`, `anchors`), only if
+        it has not published its head; it then starts from there. None when handed over; otherwise the
+        range's progress, whose head is then known."""
+        try:
+            await self._ddb.update_item(
+                TableName=self._table,
+                Key=_run_key(run_id, _range_sk(resource, shard)),
+                UpdateExpression="SET #start_offset = :offset, #start_anchors = :anchors, "
+                "#resource = :resource, #shard = :shard, #ttl = :ttl",
+                ConditionExpression="attribute_not_exists(#head)",
+                ExpressionAttributeNames={
+                    "#start_offset": "start_offset",
+                    "#start_anchors": "start_anchors",
+                    "#resource": "resource",
+                    "#shard": "shard",
+                    "#ttl": "ttl",
+                    "#head": "head",
+                },
+                ExpressionAttributeValues={
+                    ":offset": {"N": str(offset)},
+                    ":anchors": to_attr(list(anchors)),
+                    ":resource": {"S": resource},
+                    ":shard": {"S": shard},
+                    ":ttl": {"N": str(int(self._clock()) + _RUN_TTL_SECONDS)},
+                },
+            )
+        except ClientError as exc:
+            if not _conditional_failed(exc):
+                raise
+            return await self.get_range(run_id, resource, shard)
+        return None
+
+    async def publish_head(self, run_id: str, resource: str, shard: str, head: list[str]) -> bool:
+        """Record the ids a range's first page began with, as soon as it is read, so the range before
+        it can join it; False when that range handed its end over first (see `hand_over`)."""
+        try:
+            await self._ddb.update_item(
+                TableName=self._table,
+                Key=_run_key(run_id, _range_sk(resource, shard)),
+                UpdateExpression="SET #head = if_not_exists(#head, :head), #resource = :resource, "
+                "#shard = :shard, #ttl = :ttl",
+                ConditionExpression="attribute_not_exists(#start_offset)",
+                ExpressionAttributeNames={
+                    "#head": "head",
+                    "#start_offset": "start_offset",
+                    "#resource": "resource",
+                    "#shard": "shard",
+                    "#ttl": "ttl",
+                },
+                ExpressionAttributeValues={
+                    ":head": to_attr(head),
+                    ":resource": {"S": resource},
+                    ":shard": {"S": shard},
+                    ":ttl": {"N": str(int(self._clock()) + _RUN_TTL_SECONDS)},
+                },
+            )
+        except ClientError as exc:
+            if _conditional_failed(exc):
+                return False
+            raise
+        return True
+
+    async def add_warning(self, run_id: str, warning: str) -> None:
+        """Flag the run inexact with `warning` (a join it could not make); idempotent per text."""
+        await self._ddb.update_item(
+            TableName=self._table,
+            Key=_run_key(run_id),
+            UpdateExpression="ADD #warnings :warning",
+            ExpressionAttributeNames={"#warnings": "warnings"},
+            ExpressionAttributeValues={":warning": {"SS": [warning[:500]]}},
+        )
 
     async def mark_handed_on(self, run_id: str, resource: str, shard: str, seq: int) -> None:
         """Note that step `seq`'s continuation was enqueued, so a redelivered step `seq` does not enqueue

@@ -1,9 +1,11 @@
 """One step of a page range: fetch pages, write them to S3, commit progress, hand on the rest.
 
 Order per step, and why each crash point is safe:
-1. fetch up to `page_budget` pages (stop early when the invocation's time runs low);
-2. write them to the step's deterministic S3 key: a crash after this re-runs the step, which
-   overwrites the same key;
+1. fetch up to `page_budget` pages, each joined to the one before by id (pipeline/walk.py; stop early
+   when the invocation's time runs low);
+2. write the new records to an S3 key of this step and this delivery: a crash after this re-runs the
+   step, which writes its own object (the crashed delivery's is never committed and is deleted by
+   Finalize);
 3. commit with one conditional transaction (range `next_seq` = this seq, run counters): a crash after
    this leaves the message to be redelivered, and the redelivery sees the step committed and only
    repeats what follows (re-sending the continuation or Finalize, both harmless twice);
@@ -12,8 +14,9 @@ Order per step, and why each crash point is safe:
 
 from __future__ import annotations
 
+import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 
 from aws_lambda_powertools import Logger, Tracer
@@ -24,8 +27,8 @@ from vanta_vuln_sync.pipeline.queue import send_message
 from vanta_vuln_sync.pipeline.services import Services
 from vanta_vuln_sync.pipeline.state import DONE, FAILED, OPEN, RUNNING, RangeState, StepCommit
 from vanta_vuln_sync.pipeline.storage import NdjsonGzipWriter, put_raw, raw_key
+from vanta_vuln_sync.pipeline.walk import HandedOver, Walk, walk_chain, walk_offsets
 from vanta_vuln_sync.vanta import ClientError, VantaClient
-from vanta_vuln_sync.vanta.cursors import decode_offset
 
 # Not a child logger: children made before the handler's logger (import order) are orphaned; Logger
 # instances of one service share one handler and one set of context keys anyway.
@@ -88,6 +91,9 @@ async def run_step(
         )
         return StepResult(committed=False, failed=True)
     if not await store.commit_step(p, commit):
+        if commit.object_key is not None:
+            # This delivery lost the commit: its object is not the step's (the committed one is).
+            await services.aws.s3.delete_object(Bucket=services.settings.data_bucket, Key=commit.object_key)
         # Committed already: by another delivery, or by this one when DynamoDB applied the write but its
         # reply was lost and the SDK's retry failed the condition. Either way, redo what follows a commit
         # (a second continuation or Finalize is a no-op), so a lost reply cannot stall the range.
@@ -101,7 +107,16 @@ async def run_step(
     if commit.done:
         await _finalize_if_last_range(p, services)
     else:
-        continuation = replace(p, seq=p.seq + 1, cursor=commit.next_cursor, offset=commit.next_offset)
+        continuation = replace(
+            p,
+            seq=p.seq + 1,
+            cursor=commit.next_cursor,
+            offset=commit.next_offset,
+            anchors=commit.next_anchors,
+            verify_cursor=commit.next_verify,
+            end_offset=commit.end_offset,
+            next_shard=commit.next_shard,
+        )
         await _hand_on(continuation, services)
     logger.info(
         "range step committed",
@@ -122,39 +137,109 @@ async def _fetch_and_write(
     settings = services.settings
     # Hand on while there is time left for a slow page, the S3 write, the commit and the enqueue.
     reserve = settings.vanta.request_timeout + 15.0
-    writer = NdjsonGzipWriter()
-    cursor, offset, pages, done = p.cursor, p.offset, 0, False
-    while pages < p.page_budget and not (pages and remaining() < reserve):
-        size = settings.page_size
-        if p.end_offset is not None and offset is not None:
-            size = max(1, min(size, p.end_offset - offset))
-        page = await client.fetch_page(p.resource, p.filters, cursor=cursor, page_size=size)
-        writer.write(page.records)
-        pages += 1
-        if offset is not None:
-            decoded = decode_offset(page.end_cursor) if page.end_cursor else None
-            offset = decoded + 1 if decoded is not None else offset + len(page.records)
-        reached_end = p.end_offset is not None and offset is not None and offset >= p.end_offset
-        if not page.has_next_page or reached_end or page.end_cursor is None:
-            done = True
-            break
-        cursor = page.end_cursor
+    walk = Walk(
+        offset=p.offset,
+        cursor=p.cursor,
+        anchors=p.anchors,
+        verify_cursor=p.verify_cursor,
+        end_offset=p.end_offset,
+        next_shard=p.next_shard,
+    )
+
+    def keep_going() -> bool:
+        return walk.requests == 0 or remaining() >= reserve
+
+    async def join(shard: str, offset: int, anchors: tuple[str, ...]) -> list[str] | None:
+        store = services.store
+        progress = await store.get_range(p.run_id, p.resource, shard)
+        if progress is None or progress.head is None:
+            progress = await store.hand_over(p.run_id, p.resource, shard, offset=offset, anchors=anchors)
+        if progress is None:
+            logger.info("handed the rest over to the next range, not begun yet", extra={"next": shard})
+            return None
+        return progress.head
+
+    if p.offset is not None:
+        if p.seq == 0:
+            start = await services.store.get_range(p.run_id, p.resource, p.shard)
+            if start is not None and start.start_offset is not None:
+                # Handed over by the range before: go on from where it stopped (no head to publish).
+                walk.offset, walk.anchors, walk.head = start.start_offset, start.start_anchors, []
+        try:
+            await _walk_offsets(p, client, walk, services, keep_going, join)
+        except HandedOver:
+            # The range before stopped short of this one's start while this step read its first page.
+            start = await services.store.get_range(p.run_id, p.resource, p.shard)
+            assert start is not None
+            assert start.start_offset is not None
+            walk = Walk(
+                offset=start.start_offset,
+                cursor=None,
+                anchors=start.start_anchors,
+                end_offset=p.end_offset,
+                next_shard=p.next_shard,
+                head=[],
+            )
+            await _walk_offsets(p, client, walk, services, keep_going, join)
+    else:
+        await walk_chain(
+            client,
+            p.resource,
+            p.filters,
+            walk,
+            first_step=p.seq == 0,
+            page_budget=p.page_budget,
+            page_size=settings.page_size,
+            keep_going=keep_going,
+        )
+    for warning in walk.warnings:
+        logger.warning("run is not exact", extra={"warning": warning, "seq": p.seq})
+        await services.store.add_warning(p.run_id, f"{p.shard}: {warning}")
     key = None
-    if writer.records:
-        key = raw_key(p.resource, p.run_id, p.shard, p.seq)
+    if walk.records:
+        writer = NdjsonGzipWriter()
+        writer.write(walk.records)
+        key = raw_key(p.resource, p.run_id, p.shard, p.seq, secrets.token_hex(4))
         await put_raw(services.aws.s3, settings.data_bucket, key, writer.finish())
     counters = client.counters
     return StepCommit(
         seq=p.seq,
-        records=writer.records,
-        pages=pages,
+        records=len(walk.records),
+        pages=walk.requests,
         object_key=key,
-        done=done,
-        next_cursor=None if done else cursor,
-        next_offset=None if done else offset,
+        done=walk.done,
+        next_cursor=None if walk.done else walk.cursor,
+        next_offset=None if walk.done else walk.offset,
         requests=counters.requests,
         retries=counters.retries,
         throttled=counters.throttled,
+        next_anchors=() if walk.done else walk.anchors,
+        next_verify=None if walk.done else walk.verify_cursor,
+        head=walk.head if p.seq == 0 else None,
+        end_offset=walk.end_offset,
+        next_shard=walk.next_shard,
+    )
+
+
+async def _walk_offsets(
+    p: PageRange,
+    client: VantaClient,
+    walk: Walk,
+    services: Services,
+    keep_going: Callable[[], bool],
+    join: Callable[[str, int, tuple[str, ...]], Awaitable[list[str] | None]],
+) -> None:
+    await walk_offsets(
+        client,
+        p.resource,
+        p.filters,
+        walk,
+        first_step=p.seq == 0 and walk.head is None,
+        page_budget=p.page_budget,
+        page_size=services.settings.page_size,
+        keep_going=keep_going,
+        join=join,
+        publish_head=lambda head: services.store.publish_head(p.run_id, p.resource, p.shard, head),
     )
 
 
@@ -164,7 +249,16 @@ async def _repeat_hand_on(p: PageRange, progress: RangeState, services: Services
     if progress.next_seq != p.seq + 1:
         return
     if progress.status == OPEN and progress.handed_on < p.seq:
-        continuation = replace(p, seq=p.seq + 1, cursor=progress.next_cursor, offset=progress.next_offset)
+        continuation = replace(
+            p,
+            seq=p.seq + 1,
+            cursor=progress.next_cursor,
+            offset=progress.next_offset,
+            anchors=progress.next_anchors,
+            verify_cursor=progress.next_verify,
+            end_offset=progress.end_offset,
+            next_shard=progress.next_shard,
+        )
         await _hand_on(continuation, services)
     elif progress.status == DONE:
         await _finalize_if_last_range(p, services)
@@ -182,9 +276,9 @@ async def _finalize_if_last_range(p: PageRange, services: Services) -> None:
         await _send_finalize(p.run_id, services)
 
 
-async def _hand_on(continuation: PageRange, services: Services) -> None:
+async def _hand_on(continuation: PageRange, services: Services, *, delay_seconds: int = 0) -> None:
     c = continuation
-    await send_message(services.aws.sqs, services.settings.page_queue_url, c)
+    await send_message(services.aws.sqs, services.settings.page_queue_url, c, delay_seconds=delay_seconds)
     await services.store.mark_handed_on(c.run_id, c.resource, c.shard, c.seq - 1)
 
 

@@ -1,9 +1,11 @@
 """The run's objects in the data bucket: raw records (gzip NDJSON) and the run manifest.
 
-Raw keys are deterministic per range step
-(`raw/resource=<resource>/dt=<run date>/run=<run_id>/<shard>-<seq:05d>.ndjson.gz`), so a retried step
-overwrites its own object instead of adding a second copy: what a run wrote is exactly the objects its
-committed steps list in the state table.
+Raw keys name the range step and the delivery that wrote them
+(`raw/resource=<resource>/dt=<run date>/run=<run_id>/<shard>-<seq:05d>-<attempt>.ndjson.gz`): two
+deliveries of one step never write the same object, so a late duplicate cannot overwrite the object
+another delivery committed (on a list that changes, the two would hold different records). What a run
+wrote is exactly the objects its committed steps list in the state table; a delivery that loses the
+commit deletes its object, and Finalize deletes any left by a crash (`delete_uncommitted`).
 """
 
 from __future__ import annotations
@@ -20,9 +22,14 @@ if TYPE_CHECKING:
     from types_aiobotocore_s3 import S3Client
 
 
-def raw_key(resource: str, run_id: str, shard: str, seq: int) -> str:
-    """The S3 key of one range step's records (Hive-style partitions for Athena)."""
-    return f"raw/resource={resource}/dt={run_id_date(run_id)}/run={run_id}/{shard}-{seq:05d}.ndjson.gz"
+def raw_prefix(resource: str, run_id: str) -> str:
+    """Where a run's raw objects of one resource live (Hive-style partitions for Athena)."""
+    return f"raw/resource={resource}/dt={run_id_date(run_id)}/run={run_id}/"
+
+
+def raw_key(resource: str, run_id: str, shard: str, seq: int, attempt: str) -> str:
+    """The S3 key of one delivery (`attempt`, a few random hex digits) of one range step's records."""
+    return f"{raw_prefix(resource, run_id)}{shard}-{seq:05d}-{attempt}.ndjson.gz"
 
 
 def manifest_key(run_id: str) -> str:
@@ -50,8 +57,20 @@ class NdjsonGzipWriter:
         return self._buffer.getvalue()
 
 
+async def delete_uncommitted(s3: S3Client, bucket: str, prefix: str, committed: set[str]) -> int:
+    """Delete the objects under `prefix` that no committed step lists (left by deliveries that crashed
+    between writing and losing the commit); returns how many. Athena reads every object under raw/."""
+    stray: list[str] = []
+    paginator = s3.get_paginator("list_objects_v2")
+    async for listing in paginator.paginate(Bucket=bucket, Prefix=prefix):
+        stray += [o["Key"] for o in listing.get("Contents", []) if o["Key"] not in committed]
+    for key in stray:
+        await s3.delete_object(Bucket=bucket, Key=key)
+    return len(stray)
+
+
 async def put_raw(s3: S3Client, bucket: str, key: str, body: bytes) -> None:
-    """Write one step's object (overwriting a previous attempt's)."""
+    """Write one step's object."""
     await s3.put_object(
         Bucket=bucket,
         Key=key,

@@ -86,6 +86,8 @@ async def compute_run_statistics(
                 ASSETS: asset_records,
             },
             "mode": {REMEDIATIONS: run.mode_of(REMEDIATIONS)},
+            "exact": not run.warnings,
+            "warnings": list(run.warnings),
         },
         "vulnerabilities": summary.section,
         "remediations": remediations_section,

@@ -52,6 +52,8 @@ class RunInfo:
     throttled: int = 0
     objects: list[RawObject] = field(default_factory=list)
     mode: Mapping[str, SyncMode] = field(default_factory=dict)
+    # Joins the run could not make while Vanta's lists changed: when any, the run is not exact.
+    warnings: tuple[str, ...] = ()
 
     def mode_of(self, resource: str) -> SyncMode:
         """The sync mode of `resource` in this run (see the class docstring for the default)."""

@@ -45,6 +45,7 @@ class Page:
     records: list[dict[str, Any]]
     has_next_page: bool
     end_cursor: str | None
+    start_cursor: str | None = None
 
 
 @dataclass(slots=True)
@@ -249,6 +250,7 @@ def _page(document: Any, path: str) -> Page:
         info = results["pageInfo"]
         has_next = info["hasNextPage"]
         end_cursor = info.get("endCursor")
+        start_cursor = info.get("startCursor")
     except (KeyError, TypeError, AttributeError) as exc:
         raise ProtocolError(
             f"Vanta's answer to {path} lacks results.data/results.pageInfo; check VANTA_BASE_URL"
@@ -260,7 +262,9 @@ def _page(document: Any, path: str) -> Page:
         or (has_next and not end_cursor)
     ):
         raise ProtocolError(f"Vanta's answer to {path} has a malformed page envelope")
-    return Page(records, has_next, end_cursor)
+    if start_cursor is not None and type(start_cursor) is not str:
+        start_cursor = None
+    return Page(records, has_next, end_cursor, start_cursor)
 
 
 def _client_error_message(status: int, path: str, body: bytes, token: str) -> str:

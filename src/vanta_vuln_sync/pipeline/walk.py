@@ -1,0 +1,291 @@
+"""Walking one step of a range while Vanta's list changes underneath: every page is joined to the one
+before it by record id, never by position alone.
+
+Vanta's cursors name positions in the list as it is when a request arrives, so a record removed before
+a range's position makes its next page skip one record, and one inserted makes it repeat one. Nothing
+in a reply says so; only ids can. The rules, per cursor style:
+
+- **Offset ranges** (`arrayconnection` cursors, which can be written for any position): each page is
+  requested from the last record already read (an overlap of one), and is accepted only if it holds one
+  of the range's `anchors` (the ids read last). A page without any anchor means records were removed
+  before it: the step steps back (50, 150, 350, ... records) until a page holds an anchor again. Records
+  after the first anchor that were not read before are the new ones. On a static list this costs one
+  record a page (about 1 % more requests).
+- **The join between ranges**: a range does not stop at its planned end offset, which means nothing once
+  records move. It stops where the range after it began: at the first id of that range's first page
+  (its `head`, recorded when that range committed its first step), and writes only the records before
+  it. Everything from the head on is the next range's, which is stitched the same way. A range whose
+  successor has not begun when it gets there hands it its place instead (offset and anchors, by a
+  conditional write on the successor's item that excludes its head): the successor then starts from
+  there, stitched, so no slot waits for a range still queued and no range grows serial.
+- **Shard chains** (opaque cursors, which can only be followed): after each page the step re-reads the
+  window that starts inside the page before it (after its start cursor). That window shows the last
+  record read next to whatever follows it now, so a record that slipped between two pages is seen and
+  written. This doubles the requests of an opaque chain: with only start and end cursors there is no
+  cheaper way to see across a page boundary.
+
+Where a join cannot be made (a burst removed more records than the step-back reaches, every anchor was
+removed, or a window cannot reach the next page), the walk goes on as best it can and returns a
+warning: the run is then flagged inexact, never published as exact. Duplicates that a join could not
+avoid are removed by id when the run is finalized (see pipeline/dedupe.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from vanta_vuln_sync.vanta.cursors import cursor_before, decode_offset
+
+# Ids kept from the end of the last page read (anchors) and from the start of a range (its head).
+ANCHORS = 20
+# How far an offset range steps back to find its anchors again: 50, 150, 350, 750 records.
+FIRST_STEP_BACK = 50
+MAX_STEP_BACK = 1_000
+# A range that has read this many records past its planned end without meeting the next range's head
+# (every head record removed) stops and flags the run.
+MAX_OVERRUN_PAGES = 5
+
+Record = dict[str, Any]
+
+
+class PageSource(Protocol):
+    """What a walk needs from the Vanta client (VantaClient satisfies it)."""
+
+    async def fetch_page(
+        self, resource: str, filters: Mapping[str, str], cursor: str | None = None, page_size: int = 100
+    ) -> _Page: ...
+
+
+class _Page(Protocol):
+    @property
+    def records(self) -> list[Record]: ...
+    @property
+    def has_next_page(self) -> bool: ...
+    @property
+    def end_cursor(self) -> str | None: ...
+    @property
+    def start_cursor(self) -> str | None: ...
+
+
+@dataclass(slots=True)
+class Walk:
+    """Where a range stands: what the step read so far and where the next page starts.
+
+    `offset` is the position after the last record read (offset ranges; None for shard chains),
+    `end_offset` and `next_shard` where the range is planned to end and the range that follows it,
+    `cursor` the next data page's cursor (shard chains), `anchors` the ids read last, `verify_cursor`
+    the start cursor of the last page (shard chains), `head` the first ids of the range (set by its first
+    step), `done` whether the range has ended, `warnings` the joins it could not make.
+    """
+
+    offset: int | None
+    cursor: str | None
+    anchors: tuple[str, ...]
+    verify_cursor: str | None = None
+    end_offset: int | None = None
+    next_shard: str | None = None
+    records: list[Record] = field(default_factory=list)
+    requests: int = 0
+    done: bool = False
+    head: list[str] | None = None
+    warnings: list[str] = field(default_factory=list)
+
+
+class HandedOver(Exception):
+    """The range before this one handed its end over before this one read its first page: the step
+    must start again from where that range stopped (its progress says where)."""
+
+
+def ids_of(records: Sequence[Record]) -> list[str]:
+    """The records' ids, in order (a record without a string id is kept, but cannot anchor)."""
+    return [r["id"] for r in records if isinstance(r.get("id"), str)]
+
+
+def after_anchor(records: Sequence[Record], anchors: Sequence[str]) -> list[Record] | None:
+    """The records of a page that follow its first anchor and are not anchors themselves; None when
+    the page holds no anchor. With no anchors (a range's first page) every record is new."""
+    if not anchors:
+        return list(records)
+    known = set(anchors)
+    first = next((i for i, r in enumerate(records) if r.get("id") in known), None)
+    if first is None:
+        return None
+    return [r for r in records[first + 1 :] if r.get("id") not in known]
+
+
+def cut_at_head(records: Sequence[Record], head: set[str]) -> tuple[list[Record], bool]:
+    """The records before the first one in `head`, and whether a head record was met."""
+    for index, record in enumerate(records):
+        if record.get("id") in head:
+            return list(records[:index]), True
+    return list(records), False
+
+
+def across_boundary(
+    window: Sequence[Record], anchors: Sequence[str], following: set[str], *, list_ends: bool
+) -> tuple[list[Record], bool]:
+    """Check the boundary between the last page (whose last ids are `anchors`) and the page read after
+    it (ids `following`) in a `window` read across both. Returns the records that slipped between them
+    (in the window after the last anchor, before any record of the following page, and not anchors),
+    and whether the boundary was seen whole: the window reached a following record, or the list's end.
+    """
+    known = set(anchors)
+    last = max((i for i, r in enumerate(window) if r.get("id") in known), default=None)
+    if last is None:
+        return [], False
+    slipped: list[Record] = []
+    for record in window[last + 1 :]:
+        if record.get("id") in following:
+            return slipped, True
+        if record.get("id") not in known:
+            slipped.append(record)
+    return slipped, list_ends
+
+
+async def walk_offsets(
+    client: PageSource,
+    resource: str,
+    filters: Mapping[str, str],
+    walk: Walk,
+    *,
+    first_step: bool,
+    page_budget: int,
+    page_size: int,
+    keep_going: Callable[[], bool],
+    join: Callable[[str, int, tuple[str, ...]], Awaitable[list[str] | None]],
+    publish_head: Callable[[list[str]], Awaitable[bool]],
+) -> Walk:
+    """Read up to `page_budget` pages of an offset range from `walk`, joined by id (module doc).
+
+    `publish_head(ids)` records the range's head as soon as its first page is read (False: the range
+    before handed its end over first; HandedOver is raised). `join(shard, offset, anchors)` is called
+    when the walk nears `walk.end_offset`: it returns the head of the next range `shard`, or, when that
+    range has not read its first page yet, hands it where this walk stands (None: the walk ends here
+    and the next range begins from this offset and these anchors). Raises what the client raises.
+    """
+    assert walk.offset is not None
+    head: set[str] | None = None if walk.next_shard is not None else set()
+    pages = 0
+    while pages < page_budget and keep_going():
+        # A range's first page is always read (it is the range's head, which the range before it
+        # looks for); after that the next range's head must be known before reading into it.
+        near_end = walk.end_offset is not None and walk.offset + page_size > walk.end_offset
+        if head is None and near_end and walk.next_shard and not (first_step and walk.requests == 0):
+            found = await join(walk.next_shard, walk.offset, walk.anchors)
+            if found is None:
+                walk.done = True  # handed over: the next range goes on from here
+                return walk
+            head = set(found)
+        start = walk.offset - 1 if walk.anchors and walk.offset > 0 else walk.offset
+        page = await client.fetch_page(resource, filters, cursor=cursor_before(start), page_size=page_size)
+        walk.requests += 1
+        pages += 1
+        fresh = after_anchor(page.records, walk.anchors)
+        back = FIRST_STEP_BACK
+        while fresh is None and start > 0 and back <= MAX_STEP_BACK:
+            start = max(0, start - back)
+            back = back * 2 + FIRST_STEP_BACK
+            page = await client.fetch_page(
+                resource, filters, cursor=cursor_before(start), page_size=page_size
+            )
+            walk.requests += 1
+            fresh = after_anchor(page.records, walk.anchors)
+        if fresh is None:
+            walk.warnings.append(
+                f"{resource}: lost its place near offset {walk.offset} (every record it had read last "
+                "was removed or moved too far); records there may be missing"
+            )
+            fresh = [r for r in page.records if r.get("id") not in set(walk.anchors)]
+        if first_step and walk.head is None:
+            walk.head = ids_of(page.records)[:ANCHORS]
+            if not await publish_head(walk.head):
+                raise HandedOver("the range before this one stopped short and handed its end over")
+        reached = False
+        if head:
+            fresh, reached = cut_at_head(fresh, head)
+            if not reached and any(r.get("id") in head for r in page.records):
+                fresh, reached = [], True  # the next range began before the records this page adds
+        walk.records += fresh
+        decoded = decode_offset(page.end_cursor) if page.end_cursor else None
+        walk.offset = decoded + 1 if decoded is not None else start + len(page.records)
+        if page.records:
+            walk.anchors = tuple(ids_of(page.records)[-ANCHORS:])
+        if reached or not page.has_next_page or page.end_cursor is None:
+            walk.done = True
+            return walk
+        end_offset = walk.end_offset
+        if head and end_offset is not None and walk.offset > end_offset + MAX_OVERRUN_PAGES * page_size:
+            walk.warnings.append(
+                f"{resource}: read {MAX_OVERRUN_PAGES} pages past its end without meeting the next "
+                f"range's first records (all removed?); records near offset {end_offset} may be missing"
+            )
+            walk.done = True
+            return walk
+    return walk
+
+
+async def walk_chain(
+    client: PageSource,
+    resource: str,
+    filters: Mapping[str, str],
+    walk: Walk,
+    *,
+    first_step: bool,
+    page_budget: int,
+    page_size: int,
+    keep_going: Callable[[], bool],
+) -> Walk:
+    """Read up to `page_budget` data pages of a shard chain from `walk.cursor`, checking each page
+    boundary through a window (module doc). Raises what the client raises."""
+    pages = 0
+    while pages < page_budget and keep_going():
+        page = await client.fetch_page(resource, filters, cursor=walk.cursor, page_size=page_size)
+        walk.requests += 1
+        pages += 1
+        if first_step and walk.head is None:
+            walk.head = ids_of(page.records)[:ANCHORS]
+        if walk.anchors and walk.verify_cursor is not None:
+            walk.records += await _verify_boundary(client, resource, filters, walk, page, page_size)
+        known = set(walk.anchors)
+        walk.records += [r for r in page.records if r.get("id") not in known]
+        if page.records:
+            walk.anchors = tuple(ids_of(page.records)[-ANCHORS:])
+            walk.verify_cursor = page.start_cursor
+        if not page.has_next_page or page.end_cursor is None:
+            walk.done = True
+            return walk
+        walk.cursor = page.end_cursor
+    return walk
+
+
+async def _verify_boundary(
+    client: PageSource,
+    resource: str,
+    filters: Mapping[str, str],
+    walk: Walk,
+    page: _Page,
+    page_size: int,
+) -> list[Record]:
+    following = set(ids_of(page.records))
+    window = await client.fetch_page(resource, filters, cursor=walk.verify_cursor, page_size=page_size)
+    walk.requests += 1
+    slipped, whole = across_boundary(
+        window.records, walk.anchors, following, list_ends=not window.has_next_page
+    )
+    if not whole and window.records and window.end_cursor is not None and window.has_next_page:
+        # Records were added before the boundary since: the window stops short of it. The records up to
+        # the window's end were read already, so the page after it shows the boundary.
+        window = await client.fetch_page(resource, filters, cursor=window.end_cursor, page_size=page_size)
+        walk.requests += 1
+        more, whole = across_boundary(
+            window.records, walk.anchors, following, list_ends=not window.has_next_page
+        )
+        slipped += more
+    if not whole:
+        walk.warnings.append(
+            f"{resource}: could not check a page boundary of a cursor chain (the list moved by more "
+            "than a page there); records near it may be missing"
+        )
+    return slipped
