@@ -23,15 +23,11 @@ import orjson
 from aiohttp import web
 
 from vanta_vuln_sync.simulator.churn import ChurnEvent
-from vanta_vuln_sync.simulator.churn_schedule import (
-    ChurnSchedule,
-    PlannedChurn,
-    checked_burst,
-    parse_churn_request,
-)
-from vanta_vuln_sync.simulator.config import SimulatorConfig, SimulatorConfigError
+from vanta_vuln_sync.simulator.churn_schedule import ChurnSchedule, PlannedChurn, checked_burst
+from vanta_vuln_sync.simulator.config import SimulatorConfig
+from vanta_vuln_sync.simulator.control import add_control_routes, error_response, json_response
 from vanta_vuln_sync.simulator.counters import SimCounters, SlidingWindow, retry_after_header
-from vanta_vuln_sync.simulator.dataset import CHURNED, RESOURCES, Dataset, Resource
+from vanta_vuln_sync.simulator.dataset import CHURNED, RESOURCES, Dataset, Evolution, Resource
 from vanta_vuln_sync.simulator.filters import FilterError, Selector, filter_key, parse_filters
 from vanta_vuln_sync.simulator.paging import CursorBook, CursorError, paginate
 
@@ -44,16 +40,6 @@ MAX_PAGE_SIZE = 100
 class _LiveToken:
     value: str
     expires_at: float
-
-
-def _json(status: int, payload: Any, headers: dict[str, str] | None = None) -> web.Response:
-    return web.Response(
-        status=status, body=orjson.dumps(payload), content_type="application/json", headers=headers
-    )
-
-
-def _error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> web.Response:
-    return _json(status, {"error": code, "message": message}, headers)
 
 
 class Simulator:
@@ -105,13 +91,7 @@ class Simulator:
         app.router.add_post("/oauth/token", self._token_endpoint)
         for resource in RESOURCES:
             app.router.add_get(f"/v1/{resource}", self._list_handler(resource))
-        app.router.add_get("/_sim/counters", self._counters_endpoint)
-        app.router.add_get("/_sim/config", self._config_endpoint)
-        app.router.add_post("/_sim/config", self._configure_endpoint)
-        app.router.add_post("/_sim/revoke-token", self._revoke_endpoint)
-        app.router.add_post("/_sim/evolve", self._evolve_endpoint)
-        app.router.add_get("/_sim/churn", self._churn_status_endpoint)
-        app.router.add_post("/_sim/churn", self._churn_endpoint)
+        add_control_routes(app, self)
         return app
 
     async def start(self) -> None:
@@ -181,6 +161,11 @@ class Simulator:
         self._token_window.limit = self._config.token_requests_per_minute
         self._cursors.style = self._config.cursor_style
         return self._config
+
+    def evolve(self, seed: int) -> Evolution:
+        """`dataset.evolve(seed)` under the data lock (thread-safe while serving)."""
+        with self._data_lock:
+            return self.dataset.evolve(seed)
 
     def churn(
         self,
@@ -263,27 +248,29 @@ class Simulator:
             counters.token_throttled += 1
             headers = self._retry_after(wait)
             limit = config.token_requests_per_minute
-            return _error(429, "rate_limited", f"Too many token requests: at most {limit} a minute.", headers)
+            return error_response(
+                429, "rate_limited", f"Too many token requests: at most {limit} a minute.", headers
+            )
         if config.token_error_rate and self._rng.random() < config.token_error_rate:
             counters.token_errors_injected += 1
             status = self._rng.choice((503, 504))
-            return _error(status, "unavailable", "The token service is temporarily unavailable.")
+            return error_response(status, "unavailable", "The token service is temporarily unavailable.")
         try:
             body = orjson.loads(await request.read())
         except orjson.JSONDecodeError:
-            return _error(400, "invalid_request", "The body must be a JSON object.")
+            return error_response(400, "invalid_request", "The body must be a JSON object.")
         if not isinstance(body, dict):
-            return _error(400, "invalid_request", "The body must be a JSON object.")
+            return error_response(400, "invalid_request", "The body must be a JSON object.")
         if body.get("client_id") != config.client_id or body.get("client_secret") != config.client_secret:
-            return _error(401, "invalid_client", "Client authentication failed.")
+            return error_response(401, "invalid_client", "Client authentication failed.")
         if body.get("grant_type") != "client_credentials":
-            return _error(400, "unsupported_grant_type", "grant_type must be client_credentials.")
+            return error_response(400, "unsupported_grant_type", "grant_type must be client_credentials.")
         if body.get("scope") != SCOPE:
-            return _error(400, "invalid_scope", f"scope must be {SCOPE}.")
+            return error_response(400, "invalid_scope", f"scope must be {SCOPE}.")
         # One live token per application: minting replaces (revokes) the previous one.
         self._token = _LiveToken(f"vat_{secrets.token_urlsafe(32)}", self._clock() + config.token_ttl_seconds)
         counters.tokens_minted += 1
-        return _json(
+        return json_response(
             200,
             {
                 "access_token": self._token.value,
@@ -320,16 +307,18 @@ class Simulator:
         if wait is not None:
             counters.throttled += 1
             headers = self._retry_after(wait)
-            return _error(429, "rate_limited", "Rate limit exceeded; back off and retry.", headers)
+            return error_response(429, "rate_limited", "Rate limit exceeded; back off and retry.", headers)
         counters.record_accepted(now)
         await self._latency()
         if not self._authorized(request):
             counters.unauthorized += 1
-            return _error(401, "unauthorized", "The access token is missing, expired or revoked.")
+            return error_response(401, "unauthorized", "The access token is missing, expired or revoked.")
         query = request.query
         raw_size = query.get("pageSize", str(DEFAULT_PAGE_SIZE))
         if not raw_size.isdigit() or not 1 <= int(raw_size) <= MAX_PAGE_SIZE:
-            return _error(400, "invalid_request", f"pageSize must be an integer from 1 to {MAX_PAGE_SIZE}.")
+            return error_response(
+                400, "invalid_request", f"pageSize must be an integer from 1 to {MAX_PAGE_SIZE}."
+            )
         try:
             filters = parse_filters(
                 resource, query, severity_case_sensitive=config.remediation_severity_case_sensitive
@@ -338,7 +327,7 @@ class Simulator:
             cursor = query.get("pageCursor")
             after = None if cursor is None else self._cursors.decode(key, cursor)
         except (FilterError, CursorError) as exc:
-            return _error(400, "invalid_request", str(exc))
+            return error_response(400, "invalid_request", str(exc))
         if resource in CHURNED:
             with self._data_lock:
                 for planned in self._churn.on_list_request(self._config):
@@ -347,7 +336,7 @@ class Simulator:
         if fault < config.error_rate:
             counters.errors_injected += 1
             status = self._rng.choice((500, 502, 503))
-            return _error(status, "internal_error", "Injected server error.")
+            return error_response(status, "internal_error", "Injected server error.")
         fault -= config.error_rate
         truncate = fault < config.truncate_rate
         fault -= config.truncate_rate
@@ -383,71 +372,3 @@ class Simulator:
             return
         jitter = self._rng.uniform(-config.latency_jitter, config.latency_jitter)
         await asyncio.sleep(max(0.0, config.latency_seconds + jitter))
-
-    # -- control endpoints (not Vanta's; never counted as API requests) ----------------------------
-
-    async def _counters_endpoint(self, request: web.Request) -> web.Response:
-        return _json(200, self.counters.as_dict())
-
-    async def _config_endpoint(self, request: web.Request) -> web.Response:
-        return _json(200, self._config.public_dict())
-
-    async def _configure_endpoint(self, request: web.Request) -> web.Response:
-        try:
-            changes = orjson.loads(await request.read())
-            if not isinstance(changes, dict):
-                raise SimulatorConfigError("the body must be a JSON object of config changes")
-            self.configure(**changes)
-        except (orjson.JSONDecodeError, SimulatorConfigError) as exc:
-            return _error(400, "invalid_config", str(exc))
-        return _json(200, self._config.public_dict())
-
-    async def _revoke_endpoint(self, request: web.Request) -> web.Response:
-        self.revoke_token()
-        return _json(200, {"revoked": True})
-
-    async def _evolve_endpoint(self, request: web.Request) -> web.Response:
-        raw = request.query.get("seed", "1")
-        if not raw.isdigit():
-            return _error(400, "invalid_request", "seed must be a non-negative integer")
-        with self._data_lock:
-            change = self.dataset.evolve(int(raw))
-        return _json(
-            200,
-            {
-                "fixed": len(change.fixed),
-                "new": len(change.new),
-                "deactivated": len(change.deactivated),
-                "remediations": len(change.remediations),
-            },
-        )
-
-    async def _churn_status_endpoint(self, request: web.Request) -> web.Response:
-        return _json(200, self.churn_status())
-
-    async def _churn_endpoint(self, request: web.Request) -> web.Response:
-        try:
-            parsed = parse_churn_request(orjson.loads(await request.read()))
-            self.configure(**parsed.changes)
-            if parsed.reset_truth:
-                with self._data_lock:
-                    self.dataset.reset_churn_truth()
-            event = None
-            if parsed.burst is not None:
-                burst = parsed.burst
-                event = self.burst(
-                    delete=burst.delete,
-                    insert=burst.insert,
-                    after_requests=parsed.after_requests,
-                    resource=burst.resource,
-                )
-        except (orjson.JSONDecodeError, SimulatorConfigError) as exc:
-            return _error(400, "invalid_churn", str(exc))
-        status = self.churn_status()
-        if event is not None:
-            status["applied"] = {
-                "resource": event.resource,
-                "deleted": len(event.deleted),
-                "inserted": len(event.inserted),
-            }
-        return _json(200, status)
