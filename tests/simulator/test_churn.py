@@ -3,6 +3,7 @@ would, keep the serve order, match filters, and leave a ground truth a sync can 
 
 from __future__ import annotations
 
+import random
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from datetime import datetime
@@ -11,7 +12,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from vanta_vuln_sync.simulator import Simulator, SimulatorConfigError
+from vanta_vuln_sync.simulator import DEFAULT_NOW, Dataset, Simulator, SimulatorConfigError
+from vanta_vuln_sync.simulator.filters import Selector, parse_filters
 
 from .helpers import fetch_all, get, mint
 
@@ -304,3 +306,26 @@ async def test_evolve_after_churn_keeps_deleted_records_gone_and_inserted_ones_i
         assert {sim.dataset.record_id(event.resource, k) for k in event.inserted} <= served
     walked = await fetch_all(http, sim, "vulnerabilities", token, includeVulnerabilitiesWithoutSlas="true")
     assert walked == sim.dataset.records("vulnerabilities")
+
+
+def test_churn_down_to_empty_lists_and_back_keeps_serve_order_and_cached_selections_exact() -> None:
+    data = Dataset(seed=3, vulnerabilities=4, remediations=2, assets=1, now=DEFAULT_NOW)
+    selector = Selector(data)
+    filters = {
+        "vulnerabilities": parse_filters("vulnerabilities", {"severity": "LOW"}),
+        REMEDIATIONS: parse_filters(REMEDIATIONS, {"isRemediatedOnTime": "true"}),
+        "vulnerable-assets": parse_filters("vulnerable-assets", {"assetType": "SERVER"}),
+    }
+    rng = random.Random(8)
+    for step in range(90):
+        resource = ("vulnerabilities", REMEDIATIONS, "vulnerable-assets")[step % 3]
+        selector.select(resource, filters[resource])  # fills the cache: apply must bring it up to date
+        delete, insert = (6, 0) if step < 9 else (rng.randrange(4), rng.randrange(4))  # empty first
+        selector.apply(data.churn(resource, delete=delete, insert=insert, rng=rng))
+        if step < 9:
+            assert data.count(resource) == 0
+        records = data.records(resource)
+        assert records == sorted(records, key=lambda r: serve_order_key(resource, r))
+        fresh = Selector(data).select(resource, filters[resource])
+        assert list(selector.select(resource, filters[resource])) == list(fresh)
+    assert all(data.count(r) > 0 for r in filters)

@@ -54,6 +54,47 @@ class ChurnEvent:
     revision_after: int
 
 
+class ChurnLedger:
+    """Internal indexes inserted into and deleted from each resource since the truth was last reset
+    (by churn or `Dataset.evolve`): what `ChurnTruth` is made from."""
+
+    def __init__(self, resources: Iterable[str]) -> None:
+        self._inserted: dict[str, set[int]] = {resource: set() for resource in resources}
+        self._deleted: dict[str, set[int]] = {resource: set() for resource in self._inserted}
+
+    def note(self, resource: str, *, deleted: Iterable[int] = (), inserted: Iterable[int] = ()) -> None:
+        self._deleted[resource].update(deleted)
+        self._inserted[resource].update(inserted)
+
+    def reset(self) -> None:
+        for resource in self._inserted:
+            self._inserted[resource].clear()
+            self._deleted[resource].clear()
+
+    def _changes(self, resource: str) -> tuple[set[int], set[int]]:
+        if resource not in self._inserted:
+            raise ValueError(f"no churn truth for {resource!r}; expected one of {', '.join(self._inserted)}")
+        return self._inserted[resource], self._deleted[resource]
+
+    def truth(self, data: Dataset, resource: str) -> ChurnTruth:
+        """The ids of `resource` served without a break since the reset, and those inserted or deleted."""
+        inserted, deleted = self._changes(resource)
+        stable = frozenset(data.record_id(resource, k) for k in data.order(resource) if k not in inserted)
+        return ChurnTruth(stable, frozenset(data.record_id(resource, k) for k in inserted | deleted))
+
+    def counts(self, data: Dataset, resource: str) -> dict[str, int]:
+        """`truth` as counts, plus `served`, `inserted` and `deleted`: JSON-ready."""
+        inserted, deleted = self._changes(resource)
+        served = data.count(resource)
+        return {
+            "served": served,
+            "stable": served - sum(1 for k in inserted if data.is_served(resource, k)),
+            "transient": len(inserted | deleted),
+            "inserted": len(inserted),
+            "deleted": len(deleted),
+        }
+
+
 def splice(
     rows: Sequence[int], key: Callable[[int], int], *, remove: Collection[int] = (), add: Iterable[int] = ()
 ) -> array[int]:
@@ -173,8 +214,12 @@ def _vulnerability_between(
     else:  # where the SLA section ends: no SLA as often as the dataset draws none
         with_sla = rng.random() >= 0.08
     if with_sla:
-        start = rb[before] if before is not None else rb[after] - DAY if after is not None else now
-        end = rb[after] if after is not None and rb[after] >= 0 else max(start, now + SLA_DAYS[-1] * DAY)
+        after_has_sla = after is not None and rb[after] >= 0
+        if before is not None:
+            start = rb[before]
+        else:  # at the head: up to a day before the first date (or from now if none has one)
+            start = rb[after] - DAY if after is not None and after_has_sla else now
+        end = rb[after] if after is not None and after_has_sla else max(start, now + SLA_DAYS[-1] * DAY)
         date = rng.randint(start, end)
         feasible = [s for s in range(len(SLA_DAYS)) if date - SLA_DAYS[s] * DAY <= now] or [len(SLA_DAYS) - 1]
         severity = rng.choices(feasible, [SEVERITY_WEIGHTS[s] for s in feasible])[0]
@@ -215,10 +260,8 @@ def _remediation_between(
     date = rng.randint(start, end)
     severity = generation.draw_severity(rng)
     detected = date - generation.fix_seconds(rng, severity)
-    serial = generation.add_vulnerabilities(data, rng, [now - detected], bytearray(1), severities=[severity])[
-        0
-    ]
-    return data.add_remediation(serial, date)
+    closed = generation.add_vulnerabilities(data, rng, [now - detected], bytearray(1), severities=[severity])
+    return data.add_remediation(closed[0], date)
 
 
 def _asset_between(data: Dataset, before: int | None, after: int | None, rng: random.Random) -> int | None:

@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from vanta_vuln_sync.simulator import churn, generation, render
-from vanta_vuln_sync.simulator.churn import NO_SLA, ChurnEvent, ChurnTruth
+from vanta_vuln_sync.simulator.churn import NO_SLA, ChurnEvent, ChurnLedger, ChurnTruth
 from vanta_vuln_sync.simulator.generation import Flaw
 from vanta_vuln_sync.simulator.vocabulary import INTEGRATIONS, SEVERITY_WEIGHTS
 
@@ -83,8 +83,7 @@ class Dataset:
         # tombstoned remediations and assets, and what was inserted or deleted since the truth reset.
         self.revision: dict[str, int] = dict.fromkeys(CHURNED, 0)
         self.removed: dict[str, set[int]] = {"vulnerability-remediations": set(), "vulnerable-assets": set()}
-        self._inserted: dict[str, set[int]] = {resource: set() for resource in CHURNED}
-        self._deleted: dict[str, set[int]] = {resource: set() for resource in CHURNED}
+        self.ledger = ChurnLedger(CHURNED)
         rng = random.Random(seed)
         self.id_middle = {
             kind: f"{rng.getrandbits(40):010x}" for kind in ("vuln", "rem", "asset", "user", "integration")
@@ -280,44 +279,22 @@ class Dataset:
         if resource not in CHURNED:
             raise ValueError(f"cannot churn {resource!r}; expected one of {', '.join(CHURNED)}")
         event = churn.apply(self, resource, delete=delete, insert=insert, rng=rng)
-        self.note_changes(resource, deleted=event.deleted, inserted=event.inserted)
+        self.ledger.note(resource, deleted=event.deleted, inserted=event.inserted)
         return event
-
-    def note_changes(
-        self, resource: str, *, deleted: Sequence[int] = (), inserted: Sequence[int] = ()
-    ) -> None:
-        """Record internal indexes deleted from / inserted into `resource` for `churn_truth`."""
-        self._deleted[resource].update(deleted)
-        self._inserted[resource].update(inserted)
 
     def churn_truth(self, resource: str) -> ChurnTruth:
         """Which ids of `resource` a sync must hold (`stable`: served without a break since the last
         `reset_churn_truth`) and which it may or may not hold (`transient`: inserted or deleted since,
-        by churn or `evolve`)."""
-        if resource not in CHURNED:
-            raise ValueError(f"no churn truth for {resource!r}; expected one of {', '.join(CHURNED)}")
-        inserted, deleted = self._inserted[resource], self._deleted[resource]
-        stable = frozenset(self.record_id(resource, k) for k in self.order(resource) if k not in inserted)
-        transient = frozenset(self.record_id(resource, k) for k in inserted | deleted)
-        return ChurnTruth(stable, transient)
+        by churn or `evolve`). Raises ValueError for a resource churn does not change."""
+        return self.ledger.truth(self, resource)
 
     def churn_counts(self, resource: str) -> dict[str, int]:
-        """`churn_truth(resource)` as counts (cheap: no ids are made), plus what is served now."""
-        inserted, deleted = self._inserted[resource], self._deleted[resource]
-        present = self.count(resource)
-        return {
-            "served": present,
-            "stable": present - sum(1 for k in inserted if self.is_served(resource, k)),
-            "transient": len(inserted | deleted),
-            "inserted": len(inserted),
-            "deleted": len(deleted),
-        }
+        """`churn_truth(resource)` as counts (no ids are made), with how many records are served."""
+        return self.ledger.counts(self, resource)
 
     def reset_churn_truth(self) -> None:
         """Start the truth afresh: every record served now is stable, none transient."""
-        for resource in CHURNED:
-            self._inserted[resource].clear()
-            self._deleted[resource].clear()
+        self.ledger.reset()
 
     def evolve(self, seed: int, *, days: int = 1) -> Evolution:
         """Move the tenant `days` forward, as scanners and engineers would: ~2 % of open vulnerabilities
@@ -344,8 +321,8 @@ class Dataset:
         new = generation.add_vulnerabilities(self, rng, ages, bytearray(b"\x01" * count))
         change.new.extend(self.vulnerability_id(serial) for serial in new)
         fixed = [serial for serial in open_serials if not self.v_open[serial]]
-        self.note_changes("vulnerabilities", deleted=fixed, inserted=new)
-        self.note_changes(
+        self.ledger.note("vulnerabilities", deleted=fixed, inserted=new)
+        self.ledger.note(
             "vulnerability-remediations", inserted=range(first_new_remediation, len(self.r_date))
         )
         self._reorder()
