@@ -16,10 +16,10 @@ from vanta_vuln_sync.simulator.dataset import RESOURCES, Dataset, Evolution, Res
 from vanta_vuln_sync.simulator.server import Simulator
 
 __all__ = [
-    "ChurnEvent",
-    "ChurnTruth",
     "DEFAULT_NOW",
     "RESOURCES",
+    "ChurnEvent",
+    "ChurnTruth",
     "Dataset",
     "Evolution",
     "Resource",
