@@ -50,6 +50,8 @@ def test_help_shows_examples() -> None:
     assert "--cursor-style" in result.stdout
     assert "examples:" in result.stdout
     assert "/_sim/counters" in result.stdout
+    assert "/_sim/churn" in result.stdout
+    assert "--churn-every" in result.stdout
 
 
 async def test_evolve_endpoint_changes_what_the_api_serves(
@@ -65,3 +67,17 @@ async def test_evolve_endpoint_changes_what_the_api_serves(
     after = await fetch_all(http, sim, "vulnerabilities", token, includeVulnerabilitiesWithoutSlas="true")
     assert after == sim.dataset.records("vulnerabilities")
     assert len(after) == len(before) - change["fixed"] + change["new"]
+
+
+def test_churn_options_become_the_simulator_config() -> None:
+    options = (
+        "--churn-every 5 --churn-delete 2 --churn-insert 3 --churn-seed 9 "
+        "--churn-resources vulnerabilities,vulnerable-assets --remediation-severity-case-sensitive"
+    )
+    config = config_from_args(build_parser().parse_args(options.split(" ")))
+    assert (config.churn_every, config.churn_delete, config.churn_insert, config.churn_seed) == (5, 2, 3, 9)
+    assert config.churn_resources == ("vulnerabilities", "vulnerable-assets")
+    assert config.remediation_severity_case_sensitive is True
+    defaults = config_from_args(build_parser().parse_args([]))
+    assert (defaults.churn_every, defaults.remediation_severity_case_sensitive) == (0, False)
+    assert defaults.churn_resources == ("vulnerabilities", "vulnerability-remediations")

@@ -23,6 +23,7 @@ examples:
   python -m vanta_vuln_sync.simulator --vulnerabilities 100000 --cursor-style opaque
   python -m vanta_vuln_sync.simulator --rate-limit 50 --latency 0.2 --latency-jitter 0.1 --error-rate 0.02
   python -m vanta_vuln_sync.simulator --truncate-rate 0.01 --stall-rate 0.01 --stall-seconds 20
+  python -m vanta_vuln_sync.simulator --churn-every 5 --churn-delete 1 --churn-insert 1 --churn-seed 7
 
 control endpoints (not part of Vanta's API):
   GET  /_sim/counters       request counters, throttled, tokens minted, max requests in 60 s
@@ -30,6 +31,21 @@ control endpoints (not part of Vanta's API):
   POST /_sim/config         JSON object of changes, e.g. {"error_rate": 0.1, "rate_limit_per_minute": 20}
   POST /_sim/revoke-token   revoke the live token now
   POST /_sim/evolve?seed=N  move the data one day forward (fixed, new, deactivated vulnerabilities)
+  GET  /_sim/churn          churn settings, events so far, pending bursts, and per resource the truth
+                            counts: served, stable, transient (inserted or deleted since the reset)
+  POST /_sim/churn          JSON object, any of:
+                              {"every": 5, "delete": 1, "insert": 1}   periodic churn (every 0 = off)
+                              {"resources": ["vulnerable-assets"], "seed": 3}
+                              {"burst": {"delete": 100, "insert": 100, "after_requests": 0}}
+                                one burst now, or once N more list requests have been answered
+                                (optional "resource"; else one of the churn resources, drawn)
+                              {"reset_truth": true}   every record served now counts as stable
+
+churn: every --churn-every-th list request (vulnerabilities, remediations and assets counted together,
+whatever the filters; one that passes the rate limit, the token and parameter checks) first deletes
+--churn-delete records at random positions of one of --churn-resources and inserts --churn-insert new
+ones (fresh ids) at random positions, keeping the serve order: offset cursors of either style then
+skip a record per deletion before their offset and repeat one per insertion.
 """
 
 
@@ -61,6 +77,23 @@ def build_parser() -> argparse.ArgumentParser:
     add("--stall-rate", type=float, default=0.0, help="probability of a request stalling")
     add("--stall-seconds", type=float, default=30.0, help="how long a stalled request hangs")
     add("--token-error-rate", type=float, default=0.0, help="probability of a 503/504 from /oauth/token")
+    add(
+        "--remediation-severity-case-sensitive",
+        action="store_true",
+        help="remediations' severity filter compares as written with the records' lower-case values "
+        "(severity=CRITICAL matches nothing, severity=critical the critical ones)",
+    )
+    add("--churn-every", type=int, default=0, help="a churn event every K-th list request (0 = off)")
+    add("--churn-delete", type=int, default=1, help="records deleted per churn event (default %(default)s)")
+    add("--churn-insert", type=int, default=1, help="records inserted per churn event (default %(default)s)")
+    add(
+        "--churn-resources",
+        type=lambda text: tuple(text.split(",")),
+        default=("vulnerabilities", "vulnerability-remediations"),
+        help="comma-separated resources churn may change, one drawn per event "
+        "(default vulnerabilities,vulnerability-remediations; also vulnerable-assets)",
+    )
+    add("--churn-seed", type=int, default=None, help="seed of churn positions (default: from --seed)")
     add("--client-id", default=DEFAULT_CLIENT_ID, help="accepted client id (default %(default)s)")
     add("--client-secret", default=None, help="accepted client secret (default: the built-in one)")
     return parser
@@ -86,6 +119,12 @@ def config_from_args(args: argparse.Namespace) -> SimulatorConfig:
         stall_rate=args.stall_rate,
         stall_seconds=args.stall_seconds,
         token_error_rate=args.token_error_rate,
+        remediation_severity_case_sensitive=args.remediation_severity_case_sensitive,
+        churn_every=args.churn_every,
+        churn_delete=args.churn_delete,
+        churn_insert=args.churn_insert,
+        churn_resources=args.churn_resources,
+        churn_seed=args.churn_seed,
         client_id=args.client_id,
         client_secret=args.client_secret or DEFAULT_CLIENT_SECRET,
     )

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 CursorStyle = Literal["arrayconnection", "opaque"]
+CHURNABLE = ("vulnerabilities", "vulnerability-remediations", "vulnerable-assets")
 RetryAfterFormat = Literal["seconds", "http-date"]
 
 # Data is generated relative to this fixed instant so every run sees the same dates (and the same
@@ -32,6 +33,12 @@ RUNTIME_FIELDS = frozenset(
         "stall_seconds",
         "token_error_rate",
         "token_requests_per_minute",
+        "remediation_severity_case_sensitive",
+        "churn_every",
+        "churn_delete",
+        "churn_insert",
+        "churn_resources",
+        "churn_seed",
     }
 )
 
@@ -50,6 +57,11 @@ class SimulatorConfig:
     a request gets at most one fault; if they add up to more than 1 the later ones get what is left).
     `latency_seconds` is added to every accepted API request, moved uniformly by up to
     ± `latency_jitter` seconds (never below zero).
+    Churn: every `churn_every`-th list request (0 = never; counted over the vulnerabilities,
+    remediations and assets endpoints together, whatever the filters) first deletes `churn_delete` and
+    inserts `churn_insert` records of one of `churn_resources` (drawn per event), at random positions
+    drawn from `churn_seed` (None: from `seed`). `remediation_severity_case_sensitive`: remediations'
+    `severity` filter compares as written with the records' lower-case values (`CRITICAL` matches none).
     """
 
     seed: int = 1
@@ -70,6 +82,12 @@ class SimulatorConfig:
     stall_rate: float = 0.0
     stall_seconds: float = 30.0
     token_error_rate: float = 0.0
+    remediation_severity_case_sensitive: bool = False
+    churn_every: int = 0
+    churn_delete: int = 1
+    churn_insert: int = 1
+    churn_resources: tuple[str, ...] = ("vulnerabilities", "vulnerability-remediations")
+    churn_seed: int | None = None
     client_id: str = DEFAULT_CLIENT_ID
     client_secret: str = dataclasses.field(default=DEFAULT_CLIENT_SECRET, repr=False)
 
@@ -97,6 +115,22 @@ class SimulatorConfig:
             raise SimulatorConfigError("token_requests_per_minute must be >= 1")
         if self.now.tzinfo is None:
             raise SimulatorConfigError("now must be timezone-aware")
+        for name in ("churn_every", "churn_delete", "churn_insert"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise SimulatorConfigError(f"{name} must be an integer >= 0, got {value!r}")
+        if isinstance(self.churn_resources, str) or not isinstance(self.churn_resources, tuple | list):
+            raise SimulatorConfigError(f"churn_resources must be a list of {', '.join(CHURNABLE)}")
+        object.__setattr__(self, "churn_resources", tuple(self.churn_resources))  # JSON gives a list
+        if not self.churn_resources or not set(self.churn_resources) <= set(CHURNABLE):
+            raise SimulatorConfigError(
+                f"churn_resources must be a non-empty list of {', '.join(CHURNABLE)}, "
+                f"got {list(self.churn_resources)}"
+            )
+        if self.churn_seed is not None and (
+            not isinstance(self.churn_seed, int) or isinstance(self.churn_seed, bool)
+        ):
+            raise SimulatorConfigError(f"churn_seed must be an integer or null, got {self.churn_seed!r}")
 
     @property
     def remediation_count(self) -> int:

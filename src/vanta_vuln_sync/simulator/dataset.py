@@ -9,18 +9,23 @@ Serve order, per resource (stable and deterministic):
 - vulnerabilities: `remediateByDate` earliest first, those without one last, ties by id;
 - vulnerability-remediations: by id, i.e. by remediation time;
 - vulnerable-assets: by id; integrations: by `integrationId`.
+
+Churn (see `churn.py`) deletes and inserts records between requests: a deleted vulnerability is simply
+no longer open, a deleted remediation or asset is tombstoned in `removed`; inserted records are
+appended to the columns with sort keys that put them where they were inserted.
 """
 
 from __future__ import annotations
 
 import random
 from array import array
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from vanta_vuln_sync.simulator import generation, render
+from vanta_vuln_sync.simulator import churn, generation, render
+from vanta_vuln_sync.simulator.churn import NO_SLA, ChurnEvent, ChurnLedger, ChurnTruth
 from vanta_vuln_sync.simulator.generation import Flaw
 from vanta_vuln_sync.simulator.vocabulary import INTEGRATIONS, SEVERITY_WEIGHTS
 
@@ -31,6 +36,7 @@ RESOURCES: tuple[Resource, ...] = (
     "vulnerable-assets",
     "integrations",
 )
+CHURNED: tuple[Resource, ...] = ("vulnerabilities", "vulnerability-remediations", "vulnerable-assets")
 DAY = 86_400
 
 
@@ -73,6 +79,11 @@ class Dataset:
         self.seed = seed
         self.now_ts = int(now.timestamp())
         self.version = 0
+        # Churn: per resource, how many churn events changed it (selection caches key on it), the
+        # tombstoned remediations and assets, and what was inserted or deleted since the truth reset.
+        self.revision: dict[str, int] = dict.fromkeys(CHURNED, 0)
+        self.removed: dict[str, set[int]] = {"vulnerability-remediations": set(), "vulnerable-assets": set()}
+        self.ledger = ChurnLedger(CHURNED)
         rng = random.Random(seed)
         self.id_middle = {
             kind: f"{rng.getrandbits(40):010x}" for kind in ("vuln", "rem", "asset", "user", "integration")
@@ -128,14 +139,15 @@ class Dataset:
                 if not self.v_open[serial]:
                     fix = generation.fix_seconds(rng, self.flaws[self.v_flaw[serial]].severity)
                     # Fixed in the past: never after "now", always at least a day after detection.
-                    self._add_remediation(
+                    self.add_remediation(
                         serial, min(self.v_first[serial] + fix, self.now_ts - int(rng.random() * DAY))
                     )
         self._reorder()
 
     # -- building ----------------------------------------------------------------------------------
 
-    def _add_remediation(self, vuln: int, date: int) -> int:
+    def add_remediation(self, vuln: int, date: int) -> int:
+        """Append a remediation of vulnerability `vuln` dated `date`; returns its internal index."""
         self.r_vuln.append(vuln)
         self.r_date.append(date)
         return len(self.r_vuln) - 1
@@ -145,20 +157,29 @@ class Dataset:
         # Python's sort is stable and the serials start in id order among equal dates, so one int key
         # per record gives (remediateByDate, id) order without a tuple per record (memory at 1 M).
         rb, first = self.v_remediate_by, self.v_first
-        no_sla = 1 << 40
         order = array("i", (s for s in range(len(first)) if self.v_open[s]))
-        keyed = sorted(order, key=lambda s: ((rb[s] if rb[s] >= 0 else no_sla) << 32) | first[s])
+        keyed = sorted(order, key=lambda s: ((rb[s] if rb[s] >= 0 else NO_SLA) << 32) | first[s])
         self.vuln_order = array("i", keyed)
         del keyed
         self.vulns_with_sla = sum(1 for s in self.vuln_order if rb[s] >= 0)
-        self.remediation_order = array("i", sorted(range(len(self.r_date)), key=self.r_date.__getitem__))
+        self.remediation_order = array(
+            "i",
+            sorted(self._kept("vulnerability-remediations", len(self.r_date)), key=self.r_date.__getitem__),
+        )
         self.asset_order = array(
-            "i", sorted(range(len(self.asset_created)), key=self.asset_created.__getitem__)
+            "i",
+            sorted(
+                self._kept("vulnerable-assets", len(self.asset_created)), key=self.asset_created.__getitem__
+            ),
         )
         self.integration_order = array(
             "i", sorted(range(len(INTEGRATIONS)), key=lambda k: INTEGRATIONS[k].integration_id)
         )
         self.version += 1
+
+    def _kept(self, resource: str, size: int) -> Sequence[int]:
+        removed = self.removed[resource]
+        return range(size) if not removed else [k for k in range(size) if k not in removed]
 
     @property
     def now(self) -> datetime:
@@ -205,6 +226,36 @@ class Dataset:
             return render.asset(self, index)
         return render.integration(self, index)
 
+    def serve_key(self, resource: str) -> Callable[[int], int]:
+        """A function of an internal index whose value orders `resource` as it is served (unique per
+        record, also for deleted ones): `order(resource)` is sorted by it. Integrations have none."""
+        if resource == "vulnerabilities":
+            rb, first = self.v_remediate_by, self.v_first
+            return lambda s: ((((rb[s] if rb[s] >= 0 else NO_SLA) << 32) | first[s]) << 32) | s
+        if resource == "vulnerability-remediations":
+            r_date = self.r_date
+            return lambda k: (r_date[k] << 32) | k
+        if resource == "vulnerable-assets":
+            created = self.asset_created
+            return lambda k: (created[k] << 32) | k
+        raise ValueError(f"{resource!r} has no serve key; expected one of {', '.join(CHURNED)}")
+
+    def record_id(self, resource: str, index: int) -> str:
+        """The `id` of the record of `resource` at internal `index` (deleted ones too)."""
+        if resource == "vulnerabilities":
+            return self.vulnerability_id(index)
+        if resource == "vulnerability-remediations":
+            return self.remediation_id(index)
+        if resource == "vulnerable-assets":
+            return self.asset_id(index)
+        raise ValueError(f"{resource!r} records have no id; expected one of {', '.join(CHURNED)}")
+
+    def is_served(self, resource: str, index: int) -> bool:
+        """Whether the record at internal `index` is in `records(resource)` now."""
+        if resource == "vulnerabilities":
+            return bool(self.v_open[index])
+        return index not in self.removed[resource]
+
     def records(self, resource: str) -> list[dict[str, Any]]:
         """Every record of `resource`, exactly as the unfiltered API serves them, in order (for
         vulnerabilities: as with `includeVulnerabilitiesWithoutSlas=true`). Raises ValueError for an
@@ -222,6 +273,29 @@ class Dataset:
 
     # -- change -------------------------------------------------------------------------------------
 
+    def churn(self, resource: str, *, delete: int, insert: int, rng: random.Random) -> ChurnEvent:
+        """Delete `delete` records at random positions of `resource`'s served list, then insert
+        `insert` brand-new ones at random positions, keeping the serve order (see `churn.apply`)."""
+        if resource not in CHURNED:
+            raise ValueError(f"cannot churn {resource!r}; expected one of {', '.join(CHURNED)}")
+        event = churn.apply(self, resource, delete=delete, insert=insert, rng=rng)
+        self.ledger.note(resource, deleted=event.deleted, inserted=event.inserted)
+        return event
+
+    def churn_truth(self, resource: str) -> ChurnTruth:
+        """Which ids of `resource` a sync must hold (`stable`: served without a break since the last
+        `reset_churn_truth`) and which it may or may not hold (`transient`: inserted or deleted since,
+        by churn or `evolve`). Raises ValueError for a resource churn does not change."""
+        return self.ledger.truth(self, resource)
+
+    def churn_counts(self, resource: str) -> dict[str, int]:
+        """`churn_truth(resource)` as counts (no ids are made), with how many records are served."""
+        return self.ledger.counts(self, resource)
+
+    def reset_churn_truth(self) -> None:
+        """Start the truth afresh: every record served now is stable, none transient."""
+        self.ledger.reset()
+
     def evolve(self, seed: int, *, days: int = 1) -> Evolution:
         """Move the tenant `days` forward, as scanners and engineers would: ~2 % of open vulnerabilities
         fixed (removed, a remediation added, dated in the new day), ~2.5 % newly detected, ~0.5 %
@@ -229,13 +303,14 @@ class Dataset:
         rng = random.Random(seed * 7919 + self.version)
         start, self.now_ts = self.now_ts, self.now_ts + days * DAY
         change = Evolution()
+        first_new_remediation = len(self.r_date)
         open_serials = list(self.vuln_order)
         for serial in open_serials:
             roll = rng.random()
             if roll < 0.02 * days:
                 self.v_open[serial] = 0
                 date = start + rng.randrange(days * DAY)
-                index = self._add_remediation(serial, max(date, self.v_first[serial]))
+                index = self.add_remediation(serial, max(date, self.v_first[serial]))
                 change.fixed.append(self.vulnerability_id(serial))
                 change.remediations.append(self.remediation_id(index))
             elif roll < 0.025 * days and self.v_deactivated_on[serial] < 0:
@@ -243,7 +318,12 @@ class Dataset:
                 change.deactivated.append(self.vulnerability_id(serial))
         count = max(1, int(len(open_serials) * 0.025 * days))
         ages = [int(rng.random() * days * DAY) for _ in range(count)]
-        for serial in generation.add_vulnerabilities(self, rng, ages, bytearray(b"\x01" * count)):
-            change.new.append(self.vulnerability_id(serial))
+        new = generation.add_vulnerabilities(self, rng, ages, bytearray(b"\x01" * count))
+        change.new.extend(self.vulnerability_id(serial) for serial in new)
+        fixed = [serial for serial in open_serials if not self.v_open[serial]]
+        self.ledger.note("vulnerabilities", deleted=fixed, inserted=new)
+        self.ledger.note(
+            "vulnerability-remediations", inserted=range(first_new_remediation, len(self.r_date))
+        )
         self._reorder()
         return change

@@ -125,23 +125,40 @@ def fix_seconds(rng: random.Random, severity: int) -> int:
     return int(sla * rng.uniform(1.0, 2.5))
 
 
-def add_vulnerabilities(data: Dataset, rng: random.Random, ages: Sequence[int], is_open: bytearray) -> range:
+def draw_severity(rng: random.Random) -> int:
+    """A severity index drawn with the tenant's weights (5 % critical ... 30 % low)."""
+    return bisect.bisect(SEVERITY_CUMULATIVE, rng.random())
+
+
+def add_vulnerabilities(
+    data: Dataset,
+    rng: random.Random,
+    ages: Sequence[int],
+    is_open: bytearray,
+    *,
+    severities: Sequence[int] | None = None,
+    remediate_by: Sequence[int] | None = None,
+) -> range:
     """Append one vulnerability per entry of `ages` (seconds before now it was first detected);
-    returns their serials. `is_open[k]` false marks one that a remediation will close."""
+    returns their serials. `is_open[k]` false marks one that a remediation will close.
+
+    `severities` and `remediate_by` (epoch seconds, -1 for none) fix those fields instead of drawing
+    them (churn places a record by its date); left None, the draws are exactly as before."""
     rand = rng.random
     count, start = len(ages), len(data.v_first)
     n_assets = len(data.asset_type)
     assets = [int(n_assets * rand() ** 2) for _ in ages]  # a few assets carry many findings
-    severities = [bisect.bisect(SEVERITY_CUMULATIVE, rand()) for _ in ages]
+    if severities is None:
+        severities = [bisect.bisect(SEVERITY_CUMULATIVE, rand()) for _ in ages]
     pools = data.flaws_by_severity
     # Popular CVEs recur across assets: the draw favours the start of each severity's pool.
     data.v_flaw.extend([pools[s][int(len(pools[s]) * rand() ** 1.5)] for s in severities])
     firsts = [data.now_ts - age for age in ages]
     data.v_first.extend(firsts)
     sla = [days * DAY for days in SLA_DAYS]
-    data.v_remediate_by.extend(
-        [-1 if rand() < 0.08 else f + sla[s] for f, s in zip(firsts, severities, strict=True)]
-    )
+    if remediate_by is None:
+        remediate_by = [-1 if rand() < 0.08 else f + sla[s] for f, s in zip(firsts, severities, strict=True)]
+    data.v_remediate_by.extend(remediate_by)
     data.v_asset.extend(assets)
     scanners = data.asset_integrations
     data.v_integration.extend([scanners[a][int(rand() * len(scanners[a]))] for a in assets])

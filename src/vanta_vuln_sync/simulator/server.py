@@ -1,9 +1,10 @@
 """The Vanta API simulator: an aiohttp app with Vanta's auth, pagination, limits and injected faults.
 
 Order of checks for an API request (`GET /v1/<resource>`): rate limit (429, answered at once) →
-latency → token (401) → `pageSize`, filters and cursor (400) → injected fault (5xx, stall, truncated
-body) → page. Every request that passes the rate limit counts against it, whatever its answer;
-throttled ones count in `counters.requests` and `counters.throttled` but use up no budget.
+latency → token (401) → `pageSize`, filters and cursor (400) → churn due (the request is counted; see
+`churn_schedule.py`) → injected fault (5xx, stall, truncated body) → page. Every request that passes
+the rate limit counts against it, whatever its answer; throttled ones count in `counters.requests` and
+`counters.throttled` but use up no budget.
 """
 
 from __future__ import annotations
@@ -11,8 +12,9 @@ from __future__ import annotations
 import asyncio
 import random
 import secrets
+import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, cast
@@ -20,9 +22,12 @@ from typing import Any, cast
 import orjson
 from aiohttp import web
 
-from vanta_vuln_sync.simulator.config import SimulatorConfig, SimulatorConfigError
+from vanta_vuln_sync.simulator.churn import ChurnEvent
+from vanta_vuln_sync.simulator.churn_schedule import ChurnSchedule, PlannedChurn, checked_burst
+from vanta_vuln_sync.simulator.config import SimulatorConfig
+from vanta_vuln_sync.simulator.control import add_control_routes, error_response, json_response
 from vanta_vuln_sync.simulator.counters import SimCounters, SlidingWindow, retry_after_header
-from vanta_vuln_sync.simulator.dataset import RESOURCES, Dataset, Resource
+from vanta_vuln_sync.simulator.dataset import CHURNED, RESOURCES, Dataset, Evolution, Resource
 from vanta_vuln_sync.simulator.filters import FilterError, Selector, filter_key, parse_filters
 from vanta_vuln_sync.simulator.paging import CursorBook, CursorError, paginate
 
@@ -37,22 +42,13 @@ class _LiveToken:
     expires_at: float
 
 
-def _json(status: int, payload: Any, headers: dict[str, str] | None = None) -> web.Response:
-    return web.Response(
-        status=status, body=orjson.dumps(payload), content_type="application/json", headers=headers
-    )
-
-
-def _error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> web.Response:
-    return _json(status, {"error": code, "message": message}, headers)
-
-
 class Simulator:
     """A running simulated Vanta tenant on loopback.
 
     `async with Simulator(SimulatorConfig(vulnerabilities=500)) as sim:` then point a client at
     `sim.base_url` and `sim.auth_url` with `sim.client_id` / `sim.client_secret`.
     `clock` (monotonic seconds) drives token expiry, rate windows and the request log.
+    The data may be changed from another thread (`churn`, `burst`) while it serves: one lock guards it.
     """
 
     def __init__(
@@ -82,6 +78,10 @@ class Simulator:
         self._rng = random.Random(self._config.seed ^ 0x5EED)
         self._token: _LiveToken | None = None
         self._runner: web.AppRunner | None = None
+        self._data_lock = threading.Lock()
+        self._churn = ChurnSchedule(self._config)
+        self._churn_armed = False  # the truth is reset the first time churn is switched on
+        self._arm_churn(self._config.churn_every > 0)
         self.app = self._make_app()
 
     # -- lifecycle ----------------------------------------------------------------------------------
@@ -91,11 +91,7 @@ class Simulator:
         app.router.add_post("/oauth/token", self._token_endpoint)
         for resource in RESOURCES:
             app.router.add_get(f"/v1/{resource}", self._list_handler(resource))
-        app.router.add_get("/_sim/counters", self._counters_endpoint)
-        app.router.add_get("/_sim/config", self._config_endpoint)
-        app.router.add_post("/_sim/config", self._configure_endpoint)
-        app.router.add_post("/_sim/revoke-token", self._revoke_endpoint)
-        app.router.add_post("/_sim/evolve", self._evolve_endpoint)
+        add_control_routes(app, self)
         return app
 
     async def start(self) -> None:
@@ -157,11 +153,84 @@ class Simulator:
 
         Raises SimulatorConfigError for an unknown, unchangeable or out-of-range value.
         """
-        self._config = self._config.with_changes(changes)
+        with self._data_lock:
+            old, self._config = self._config, self._config.with_changes(changes)
+            self._churn.reconfigured(old, self._config)
+            self._arm_churn(self._config.churn_every > 0)
         self._api_window.limit = self._config.rate_limit_per_minute
         self._token_window.limit = self._config.token_requests_per_minute
         self._cursors.style = self._config.cursor_style
         return self._config
+
+    def evolve(self, seed: int) -> Evolution:
+        """`dataset.evolve(seed)` under the data lock (thread-safe while serving)."""
+        with self._data_lock:
+            return self.dataset.evolve(seed)
+
+    def churn(
+        self,
+        *,
+        every: int | None = None,
+        delete: int | None = None,
+        insert: int | None = None,
+        resources: Sequence[str] | None = None,
+        seed: int | None = None,
+        reset_truth: bool = False,
+    ) -> dict[str, Any]:
+        """Set the periodic churn (the given settings only; `every=0` stops it) and, with `reset_truth`,
+        start the ground truth afresh; returns `churn_status()`. Raises SimulatorConfigError for a bad
+        value. Thread-safe."""
+        given = {
+            "churn_every": every,
+            "churn_delete": delete,
+            "churn_insert": insert,
+            "churn_resources": None if resources is None else tuple(resources),
+            "churn_seed": seed,
+        }
+        self.configure(**{name: value for name, value in given.items() if value is not None})
+        if reset_truth:
+            with self._data_lock:
+                self.dataset.reset_churn_truth()
+        return self.churn_status()
+
+    def burst(
+        self, *, delete: int, insert: int, after_requests: int = 0, resource: str | None = None
+    ) -> ChurnEvent | None:
+        """Delete `delete` and insert `insert` records of `resource` (None: one of the config's
+        `churn_resources`, drawn) now, returning the event, or once `after_requests` more list requests
+        have been answered (then None). Raises SimulatorConfigError for a bad value. Thread-safe."""
+        planned = checked_burst(delete, insert, after_requests, resource)
+        with self._data_lock:
+            self._arm_churn(True)
+            if after_requests:
+                self._churn.schedule(planned, after_requests)
+                return None
+            return self._apply_churn(planned)
+
+    def churn_status(self) -> dict[str, Any]:
+        """The churn settings, what churn did, pending bursts, and per churned resource the ground-truth
+        counts (`served`, `stable`, `transient`, `inserted`, `deleted`). JSON-ready; thread-safe."""
+        with self._data_lock:
+            status = self._churn.status(self._config)
+            status["truth"] = {resource: self.dataset.churn_counts(resource) for resource in CHURNED}
+        return status
+
+    def _arm_churn(self, switched_on: bool) -> None:
+        if switched_on and not self._churn_armed:
+            self._churn_armed = True
+            self.dataset.reset_churn_truth()
+
+    def _apply_churn(self, planned: PlannedChurn) -> ChurnEvent:
+        """Apply one churn event to the dataset and the cached selections (the lock is held)."""
+        resource = planned.resource or self._churn.rng.choice(self._config.churn_resources)
+        event = self.dataset.churn(
+            resource, delete=planned.delete, insert=planned.insert, rng=self._churn.rng
+        )
+        self._selector.apply(event)
+        self._churn.events += 1
+        self._churn.deleted += len(event.deleted)
+        self._churn.inserted += len(event.inserted)
+        return event
 
     # -- token endpoint -----------------------------------------------------------------------------
 
@@ -179,27 +248,29 @@ class Simulator:
             counters.token_throttled += 1
             headers = self._retry_after(wait)
             limit = config.token_requests_per_minute
-            return _error(429, "rate_limited", f"Too many token requests: at most {limit} a minute.", headers)
+            return error_response(
+                429, "rate_limited", f"Too many token requests: at most {limit} a minute.", headers
+            )
         if config.token_error_rate and self._rng.random() < config.token_error_rate:
             counters.token_errors_injected += 1
             status = self._rng.choice((503, 504))
-            return _error(status, "unavailable", "The token service is temporarily unavailable.")
+            return error_response(status, "unavailable", "The token service is temporarily unavailable.")
         try:
             body = orjson.loads(await request.read())
         except orjson.JSONDecodeError:
-            return _error(400, "invalid_request", "The body must be a JSON object.")
+            return error_response(400, "invalid_request", "The body must be a JSON object.")
         if not isinstance(body, dict):
-            return _error(400, "invalid_request", "The body must be a JSON object.")
+            return error_response(400, "invalid_request", "The body must be a JSON object.")
         if body.get("client_id") != config.client_id or body.get("client_secret") != config.client_secret:
-            return _error(401, "invalid_client", "Client authentication failed.")
+            return error_response(401, "invalid_client", "Client authentication failed.")
         if body.get("grant_type") != "client_credentials":
-            return _error(400, "unsupported_grant_type", "grant_type must be client_credentials.")
+            return error_response(400, "unsupported_grant_type", "grant_type must be client_credentials.")
         if body.get("scope") != SCOPE:
-            return _error(400, "invalid_scope", f"scope must be {SCOPE}.")
+            return error_response(400, "invalid_scope", f"scope must be {SCOPE}.")
         # One live token per application: minting replaces (revokes) the previous one.
         self._token = _LiveToken(f"vat_{secrets.token_urlsafe(32)}", self._clock() + config.token_ttl_seconds)
         counters.tokens_minted += 1
-        return _json(
+        return json_response(
             200,
             {
                 "access_token": self._token.value,
@@ -236,42 +307,51 @@ class Simulator:
         if wait is not None:
             counters.throttled += 1
             headers = self._retry_after(wait)
-            return _error(429, "rate_limited", "Rate limit exceeded; back off and retry.", headers)
+            return error_response(429, "rate_limited", "Rate limit exceeded; back off and retry.", headers)
         counters.record_accepted(now)
         await self._latency()
         if not self._authorized(request):
             counters.unauthorized += 1
-            return _error(401, "unauthorized", "The access token is missing, expired or revoked.")
+            return error_response(401, "unauthorized", "The access token is missing, expired or revoked.")
         query = request.query
         raw_size = query.get("pageSize", str(DEFAULT_PAGE_SIZE))
         if not raw_size.isdigit() or not 1 <= int(raw_size) <= MAX_PAGE_SIZE:
-            return _error(400, "invalid_request", f"pageSize must be an integer from 1 to {MAX_PAGE_SIZE}.")
+            return error_response(
+                400, "invalid_request", f"pageSize must be an integer from 1 to {MAX_PAGE_SIZE}."
+            )
         try:
-            filters = parse_filters(resource, query)
+            filters = parse_filters(
+                resource, query, severity_case_sensitive=config.remediation_severity_case_sensitive
+            )
             key = filter_key(filters)
             cursor = query.get("pageCursor")
             after = None if cursor is None else self._cursors.decode(key, cursor)
         except (FilterError, CursorError) as exc:
-            return _error(400, "invalid_request", str(exc))
+            return error_response(400, "invalid_request", str(exc))
+        if resource in CHURNED:
+            with self._data_lock:
+                for planned in self._churn.on_list_request(self._config):
+                    self._apply_churn(planned)
         fault = self._rng.random()
         if fault < config.error_rate:
             counters.errors_injected += 1
             status = self._rng.choice((500, 502, 503))
-            return _error(status, "internal_error", "Injected server error.")
+            return error_response(status, "internal_error", "Injected server error.")
         fault -= config.error_rate
         truncate = fault < config.truncate_rate
         fault -= config.truncate_rate
         if not truncate and fault < config.stall_rate:
             counters.stalled += 1
             await asyncio.sleep(config.stall_seconds)
-        page = paginate(
-            self._selector.select(resource, filters),
-            after=after,
-            size=int(raw_size),
-            book=self._cursors,
-            filters=key,
-        )
-        data = [self.dataset.render(resource, row) for row in page.rows]
+        with self._data_lock:
+            page = paginate(
+                self._selector.select(resource, filters),
+                after=after,
+                size=int(raw_size),
+                book=self._cursors,
+                filters=key,
+            )
+            data = [self.dataset.render(resource, row) for row in page.rows]
         body = orjson.dumps({"results": {"data": data, "pageInfo": page.page_info}})
         if truncate:
             counters.truncated += 1
@@ -292,40 +372,3 @@ class Simulator:
             return
         jitter = self._rng.uniform(-config.latency_jitter, config.latency_jitter)
         await asyncio.sleep(max(0.0, config.latency_seconds + jitter))
-
-    # -- control endpoints (not Vanta's; never counted as API requests) ----------------------------
-
-    async def _counters_endpoint(self, request: web.Request) -> web.Response:
-        return _json(200, self.counters.as_dict())
-
-    async def _config_endpoint(self, request: web.Request) -> web.Response:
-        return _json(200, self._config.public_dict())
-
-    async def _configure_endpoint(self, request: web.Request) -> web.Response:
-        try:
-            changes = orjson.loads(await request.read())
-            if not isinstance(changes, dict):
-                raise SimulatorConfigError("the body must be a JSON object of config changes")
-            self.configure(**changes)
-        except (orjson.JSONDecodeError, SimulatorConfigError) as exc:
-            return _error(400, "invalid_config", str(exc))
-        return _json(200, self._config.public_dict())
-
-    async def _revoke_endpoint(self, request: web.Request) -> web.Response:
-        self.revoke_token()
-        return _json(200, {"revoked": True})
-
-    async def _evolve_endpoint(self, request: web.Request) -> web.Response:
-        raw = request.query.get("seed", "1")
-        if not raw.isdigit():
-            return _error(400, "invalid_request", "seed must be a non-negative integer")
-        change = self.dataset.evolve(int(raw))
-        return _json(
-            200,
-            {
-                "fixed": len(change.fixed),
-                "new": len(change.new),
-                "deactivated": len(change.deactivated),
-                "remediations": len(change.remediations),
-            },
-        )
