@@ -70,6 +70,9 @@ class Stack:
             i["pk"]["S"][4:] for i in items if i["pk"]["S"].startswith("run#") and i["sk"]["S"] == "run"
         )
 
+    def get_json(self, key: str) -> Any:
+        return orjson.loads(self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read())
+
     def manifest(self, run_id: str) -> dict[str, Any]:
         body = self.s3.get_object(Bucket=self.bucket, Key=f"runs/{run_id}/manifest.json")["Body"].read()
         return dict(orjson.loads(body))

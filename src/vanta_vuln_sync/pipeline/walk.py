@@ -8,9 +8,9 @@ in a reply says so; only ids can. The rules, per cursor style:
 - **Offset ranges** (`arrayconnection` cursors, which can be written for any position): each page is
   requested from the last record already read (an overlap of one), and is accepted only if it holds one
   of the range's `anchors` (the ids read last). A page without any anchor means records were removed
-  before it: the step steps back (50, 150, 350, ... records) until a page holds an anchor again. Records
-  after the first anchor that were not read before are the new ones. On a static list this costs one
-  record a page (about 1 % more requests).
+  before it: the step steps back a page at a time (pages overlapping, up to ten pages) until a page
+  holds an anchor again. Records after the first anchor that were not read before are the new ones.
+  On a static list this costs one record a page (about 1 % more requests).
 - **The join between ranges**: a range does not stop at its planned end offset, which means nothing once
   records move. It stops where the range after it began: at the first id of that range's first page
   (its `head`, recorded when that range committed its first step), and writes only the records before
@@ -18,11 +18,12 @@ in a reply says so; only ids can. The rules, per cursor style:
   successor has not begun when it gets there hands it its place instead (offset and anchors, by a
   conditional write on the successor's item that excludes its head): the successor then starts from
   there, stitched, so no slot waits for a range still queued and no range grows serial.
-- **Shard chains** (opaque cursors, which can only be followed): after each page the step re-reads the
-  window that starts inside the page before it (after its start cursor). That window shows the last
-  record read next to whatever follows it now, so a record that slipped between two pages is seen and
-  written. This doubles the requests of an opaque chain: with only start and end cursors there is no
-  cheaper way to see across a page boundary.
+- **Shard chains** (opaque cursors, which can only be followed): a page that holds none of the records
+  read last (no insertion pushed them into it) is checked through a window: the page after the start
+  cursor of the page before, which shows the last record read next to whatever follows it now, so a
+  record that slipped between two pages is seen and written. With only start and end cursors there is
+  no cheaper way to see across a page boundary: on a static list this doubles an opaque chain's
+  requests.
 
 Where a join cannot be made (a burst removed more records than the step-back reaches, every anchor was
 removed, or a window cannot reach the next page), the walk goes on as best it can and returns a
@@ -40,8 +41,7 @@ from vanta_vuln_sync.vanta.cursors import cursor_before, decode_offset
 
 # Ids kept from the end of the last page read (anchors) and from the start of a range (its head).
 ANCHORS = 20
-# How far an offset range steps back to find its anchors again: 50, 150, 350, 750 records.
-FIRST_STEP_BACK = 50
+# How far an offset range steps back to find its anchors again: ten pages, at most 1,000 records.
 MAX_STEP_BACK = 1_000
 # A range that has read this many records past its planned end without meeting the next range's head
 # (every head record removed) stops and flags the run.
@@ -96,6 +96,11 @@ class Walk:
 class HandedOver(Exception):
     """The range before this one handed its end over before this one read its first page: the step
     must start again from where that range stopped (its progress says where)."""
+
+
+def step_back_limit(page_size: int) -> int:
+    """Records an offset range may step back to find its place again (ten pages, at most 1,000)."""
+    return min(MAX_STEP_BACK, 10 * page_size)
 
 
 def ids_of(records: Sequence[Record]) -> list[str]:
@@ -183,15 +188,19 @@ async def walk_offsets(
         walk.requests += 1
         pages += 1
         fresh = after_anchor(page.records, walk.anchors)
-        back = FIRST_STEP_BACK
-        while fresh is None and start > 0 and back <= MAX_STEP_BACK:
-            start = max(0, start - back)
-            back = back * 2 + FIRST_STEP_BACK
-            page = await client.fetch_page(
-                resource, filters, cursor=cursor_before(start), page_size=page_size
-            )
-            walk.requests += 1
-            fresh = after_anchor(page.records, walk.anchors)
+        if fresh is None and start > 0:
+            # Records were removed before this point: step back, a page less two records at a time
+            # (consecutive pages overlap), until a page holds one of the records read last.
+            first_page, first_start, back = page, start, max(1, page_size - 2)
+            while fresh is None and start > 0 and first_start - start < step_back_limit(page_size):
+                start = max(0, start - back)
+                page = await client.fetch_page(
+                    resource, filters, cursor=cursor_before(start), page_size=page_size
+                )
+                walk.requests += 1
+                fresh = after_anchor(page.records, walk.anchors)
+            if fresh is None:
+                page, start = first_page, first_start
         if fresh is None:
             walk.warnings.append(
                 f"{resource}: lost its place near offset {walk.offset} (every record it had read last "
@@ -241,15 +250,22 @@ async def walk_chain(
     boundary through a window (module doc). Raises what the client raises."""
     pages = 0
     while pages < page_budget and keep_going():
-        page = await client.fetch_page(resource, filters, cursor=walk.cursor, page_size=page_size)
+        data_cursor = walk.cursor
+        page = await client.fetch_page(resource, filters, cursor=data_cursor, page_size=page_size)
         walk.requests += 1
         pages += 1
         if first_step and walk.head is None:
             walk.head = ids_of(page.records)[:ANCHORS]
-        if walk.anchors and walk.verify_cursor is not None:
-            walk.records += await _verify_boundary(client, resource, filters, walk, page, page_size)
-        known = set(walk.anchors)
-        walk.records += [r for r in page.records if r.get("id") not in known]
+        fresh = after_anchor(page.records, walk.anchors)
+        if fresh is None:
+            # The page holds none of the records read last: check the boundary through windows.
+            if walk.anchors and walk.verify_cursor is not None and data_cursor is not None:
+                walk.records += await _verify_boundary(
+                    client, resource, filters, walk, page, page_size, data_cursor
+                )
+            known = set(walk.anchors)
+            fresh = [r for r in page.records if r.get("id") not in known]
+        walk.records += fresh
         if page.records:
             walk.anchors = tuple(ids_of(page.records)[-ANCHORS:])
             walk.verify_cursor = page.start_cursor
@@ -267,6 +283,7 @@ async def _verify_boundary(
     walk: Walk,
     page: _Page,
     page_size: int,
+    data_cursor: str,
 ) -> list[Record]:
     following = set(ids_of(page.records))
     window = await client.fetch_page(resource, filters, cursor=walk.verify_cursor, page_size=page_size)
@@ -274,15 +291,15 @@ async def _verify_boundary(
     slipped, whole = across_boundary(
         window.records, walk.anchors, following, list_ends=not window.has_next_page
     )
-    if not whole and window.records and window.end_cursor is not None and window.has_next_page:
-        # Records were added before the boundary since: the window stops short of it. The records up to
-        # the window's end were read already, so the page after it shows the boundary.
-        window = await client.fetch_page(resource, filters, cursor=window.end_cursor, page_size=page_size)
+    if not whole:
+        # Records were added before the boundary since the last page was read, so the window stops
+        # short of it; the page after the last page's end cursor now starts at or before its last record.
+        window = await client.fetch_page(resource, filters, cursor=data_cursor, page_size=page_size)
         walk.requests += 1
         more, whole = across_boundary(
             window.records, walk.anchors, following, list_ends=not window.has_next_page
         )
-        slipped += more
+        slipped += [r for r in more if r not in slipped]
     if not whole:
         walk.warnings.append(
             f"{resource}: could not check a page boundary of a cursor chain (the list moved by more "
