@@ -100,13 +100,24 @@ def effective_filters(
     return filters, "full"
 
 
-def shard_ranges(run_id: str, resource: str, filters: Mapping[str, str], page_budget: int) -> list[PageRange]:
+def free_dimensions(resource: str, filters: Mapping[str, str]) -> list[tuple[str, tuple[str, ...]]]:
+    """The shard dimensions of `resource` that `filters` leaves free to split on."""
+    return [(name, values) for name, values in SHARD_DIMENSIONS.get(resource, ()) if name not in filters]
+
+
+def shard_ranges(
+    run_id: str,
+    resource: str,
+    filters: Mapping[str, str],
+    page_budget: int,
+    dimensions: list[tuple[str, tuple[str, ...]]] | None = None,
+) -> list[PageRange]:
     """Disjoint filter shards of `resource` within `filters`, one cursor chain each.
 
     A dimension already fixed by `filters` is not split further, so the shards' union is exactly the
-    list `filters` selects.
+    list `filters` selects. `dimensions` (default: every free one) are the ones checked to partition it.
     """
-    free = [(name, values) for name, values in SHARD_DIMENSIONS.get(resource, ()) if name not in filters]
+    free = free_dimensions(resource, filters) if dimensions is None else dimensions
     ranges: list[PageRange] = []
     for combo in itertools.product(*(values for _, values in free)):
         shard_filters = dict(filters)
@@ -145,6 +156,11 @@ def range_counts(pages: Mapping[str, int], slots: int) -> dict[str, int]:
     return counts
 
 
+def records_per_page(page_size: int) -> int:
+    """New records a page of an offset range adds: one less than it holds (it overlaps the last one)."""
+    return max(1, page_size - 1)
+
+
 def offset_ranges(
     run_id: str,
     resource: str,
@@ -155,10 +171,12 @@ def offset_ranges(
     page_budget: int,
     page_size: int,
 ) -> list[PageRange]:
-    """Ranges of `pages_per_range` whole pages covering `[0, expected_records)`; the last one is
-    open-ended, so the union is the whole list whatever its size now. Each range but the last names the
-    range after it (`next_shard`): it ends where that one began, by id (pipeline/walk.py)."""
-    span = max(1, pages_per_range) * page_size
+    """Ranges of `pages_per_range` pages covering `[0, expected_records)`; the last one is open-ended,
+    so the union is the whole list whatever its size now. Each range but the last names the range after
+    it (`next_shard`): it ends where that one began, by id (pipeline/walk.py). A page adds
+    `page_size - 1` records (each overlaps the one before by a record), so a range spans that many a
+    page, and its last page ends on the next range's first record: no request is spent on a join."""
+    span = max(1, pages_per_range) * records_per_page(page_size)
     count = max(1, math.ceil(expected_records / span))
     return [
         PageRange(
@@ -186,6 +204,9 @@ class Listing:
     filters: dict[str, str]
     style: str  # "offsets", "shards" or "single"
     expected_records: int = 0
+    # Shards: the dimensions that were checked to partition the list, and what the check found.
+    dimensions: list[tuple[str, tuple[str, ...]]] | None = None
+    notices: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,7 +228,8 @@ async def survey(client: PageSource, request: ListingRequest, *, page_budget: in
     if not first.records or not first.has_next_page:
         return Listing(request.resource, filters, "single")
     if first.end_cursor is None or decode_offset(first.end_cursor) is None:
-        return Listing(request.resource, filters, "shards")
+        dimensions, notices = await checked_dimensions(client, request.resource, filters, page_size=page_size)
+        return Listing(request.resource, filters, "shards", dimensions=dimensions, notices=notices)
     expected = request.previous_count
     if expected is None:
         expected = await _probe_length(
@@ -220,7 +242,8 @@ def ranges_for(
     run_id: str, listings: list[Listing], *, slots: int, page_budget: int, page_size: int
 ) -> list[PageRange]:
     """The run's ranges for surveyed resources; offset ranges all of one size (see the module doc)."""
-    pages = {x.resource: math.ceil(x.expected_records / page_size) for x in listings if x.style == "offsets"}
+    per_page = records_per_page(page_size)
+    pages = {x.resource: math.ceil(x.expected_records / per_page) for x in listings if x.style == "offsets"}
     counts = range_counts(pages, slots)
     plan: list[PageRange] = []
     for listing in listings:
@@ -235,7 +258,9 @@ def ranges_for(
                 page_size=page_size,
             )
         elif listing.style == "shards":
-            plan += shard_ranges(run_id, listing.resource, listing.filters, page_budget)
+            plan += shard_ranges(
+                run_id, listing.resource, listing.filters, page_budget, dimensions=listing.dimensions
+            )
         else:
             # Empty or a single record: one chain from the start reads it whatever the cursor style.
             plan.append(
@@ -265,10 +290,28 @@ async def plan_resources(
 
     Raises the client's VantaError when Vanta refuses (for example a 400 on a filter value).
     """
+    plan, _ = await plan_run(
+        client, run_id, requests, slots=slots, page_budget=page_budget, page_size=page_size
+    )
+    return plan
+
+
+async def plan_run(
+    client: PageSource,
+    run_id: str,
+    requests: list[ListingRequest],
+    *,
+    slots: int,
+    page_budget: int,
+    page_size: int,
+) -> tuple[list[PageRange], tuple[str, ...]]:
+    """The ranges of a run (see plan_resources) and the notices its survey raised (a filter that does
+    not split a list, so it was listed without splitting on it)."""
     listings = await asyncio.gather(
         *(survey(client, r, page_budget=page_budget, page_size=page_size) for r in requests)
     )
-    return ranges_for(run_id, list(listings), slots=slots, page_budget=page_budget, page_size=page_size)
+    plan = ranges_for(run_id, list(listings), slots=slots, page_budget=page_budget, page_size=page_size)
+    return plan, tuple(notice for listing in listings for notice in listing.notices)
 
 
 async def plan_resource(
@@ -287,6 +330,52 @@ async def plan_resource(
     return await plan_resources(
         client, run_id, [request], slots=slots, page_budget=page_budget, page_size=page_size
     )
+
+
+async def checked_dimensions(
+    client: PageSource, resource: str, filters: Mapping[str, str], *, page_size: int
+) -> tuple[list[tuple[str, tuple[str, ...]]], tuple[str, ...]]:
+    """The shard dimensions that really partition `resource` here, and a notice for each that does not.
+
+    Nothing official says that a filter's values split a list (for instance that the remediations'
+    `severity` filter matches the lower-case values Vanta's own records carry), so it is checked with
+    one page of the unfiltered list and one page of each value: the records of a value keep the list's
+    order, so each record of the unfiltered page must be in exactly one value's page. A dimension that
+    fails is not split on (its chains would miss or double records); the run says so in its notices.
+    """
+    free = free_dimensions(resource, filters)
+    if not free:
+        return [], ()
+    sample = await client.fetch_page(resource, filters, page_size=page_size)
+    wanted = [str(r["id"]) for r in sample.records if isinstance(r.get("id"), str)]
+    pages = await asyncio.gather(
+        *(
+            client.fetch_page(resource, {**filters, name: value}, page_size=page_size)
+            for name, values in free
+            for value in values
+        )
+    )
+    kept: list[tuple[str, tuple[str, ...]]] = []
+    notices: list[str] = []
+    position = 0
+    for name, values in free:
+        seen: dict[str, int] = {}
+        for page in pages[position : position + len(values)]:
+            for record in page.records:
+                if isinstance(record.get("id"), str):
+                    rid = str(record["id"])
+                    seen[rid] = seen.get(rid, 0) + 1
+        position += len(values)
+        missing = sum(1 for rid in wanted if rid not in seen)
+        doubled = sum(1 for rid in wanted if seen.get(rid, 0) > 1)
+        if missing or doubled:
+            notices.append(
+                f"{resource}: the {name} filter does not split the list ({missing} of {len(wanted)} "
+                f"records in no {name} value, {doubled} in two); listed without splitting on it"
+            )
+        else:
+            kept.append((name, values))
+    return kept, tuple(notices)
 
 
 async def _probe_length(

@@ -120,3 +120,31 @@ async def test_a_burst_too_large_to_repair_flags_the_run_instead_of_publishing_i
     assert manifest["warnings"]
     assert deployed.get_json(f"runs/{run_id}/stats.json")["run"]["exact"] is False
     assert "warnings" in deployed.run_item(run_id)
+
+
+async def test_a_shard_filter_that_does_not_split_its_list_is_noticed_and_the_list_read_unsplit(
+    stack: Callable[..., Awaitable[Stack]],
+) -> None:
+    # Given opaque cursors (so lists are split by filters) and a Vanta whose remediation severity filter
+    # is case-sensitive against the lower-case values its records carry: severity=CRITICAL matches nothing
+    deployed = await stack(
+        sim={
+            "vulnerabilities": 600,
+            "remediations": 900,
+            "cursor_style": "opaque",
+            "seed": 9,
+            "remediation_severity_case_sensitive": True,
+        },
+        PAGE_SIZE="50",
+    )
+    # When a full sync runs
+    run_id = await asyncio.to_thread(sync, deployed)
+    # Then the run noticed that the severity filter does not split remediations, and only that
+    notices = deployed.manifest(run_id)["notices"]
+    assert len(notices) == 1
+    assert notices[0].startswith("vulnerability-remediations: the severity filter does not split")
+    # And every record of both lists is in raw/ exactly once
+    written = deployed.records_by_key(run_id)
+    for resource in RESOURCES:
+        got = [r["id"] for key, rs in written.items() if f"resource={resource}/" in key for r in rs]
+        assert sorted(got) == sorted(r["id"] for r in deployed.sim.dataset.records(resource))

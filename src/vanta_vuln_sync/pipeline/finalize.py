@@ -124,6 +124,8 @@ def manifest(run: RunState, ranges: list[RangeState], info: stats.RunInfo) -> di
         # False when a join could not be made while Vanta's lists changed (`warnings` say where).
         "exact": not run.warnings,
         "warnings": list(run.warnings),
+        # What planning changed to stay exact (for instance a shard filter that did not split a list).
+        "notices": list(run.notices),
         "counters": {"requests": info.requests, "retries": info.retries, "throttled": info.throttled},
         "objects": [{"resource": o.resource, "key": o.key, "records": o.records} for o in info.objects],
     }

@@ -35,6 +35,8 @@ class RunState:
     planned_ranges: int | None = None  # as stored; None: count `plan`
     # Joins the run could not make while the list changed (pipeline/walk.py): the run is not exact.
     warnings: tuple[str, ...] = ()
+    # What planning changed and why (a shard filter that did not split its list, so it was not used).
+    notices: tuple[str, ...] = ()
 
     @property
     def ranges_total(self) -> int:
@@ -146,6 +148,7 @@ def run_from_item(run_id: str, item: dict[str, Any]) -> RunState:
         failure=item.get("failure"),
         planned_ranges=int(item.get("ranges_total", 0)),
         warnings=tuple(sorted(item.get("warnings") or ())),
+        notices=tuple(item.get("notices") or ()),
     )
 
 

@@ -18,7 +18,7 @@ from vanta_vuln_sync.messages import FULL_SCOPE, SYNC_RESOURCES, MessageError, S
 from vanta_vuln_sync.pipeline.queue import send_messages
 from vanta_vuln_sync.pipeline.services import Services
 from vanta_vuln_sync.pipeline.state import RUNNING, RunState, ScopeState
-from vanta_vuln_sync.planner import ListingRequest, effective_filters, plan_resources
+from vanta_vuln_sync.planner import ListingRequest, effective_filters, plan_run
 from vanta_vuln_sync.vanta import ClientError
 
 # Not a child logger: children made before the handler's logger (import order) are orphaned; Logger
@@ -133,7 +133,7 @@ async def _plan(
         modes[resource] = mode
         previous = scope.counts.get(resource) if mode == "full" else None
         requests.append(ListingRequest(resource, filters, previous))
-    plan = await plan_resources(
+    plan, notices = await plan_run(
         client,
         run_id,
         requests,
@@ -141,6 +141,9 @@ async def _plan(
         page_budget=settings.page_budget,
         page_size=settings.page_size,
     )
+    for notice in notices:
+        logger.warning("plan changed: a filter does not split a list", extra={"notice": notice})
+    services.count("ShardFallbacks", len(notices))
     return RunState(
         run_id=run_id,
         scope=scope.scope,
@@ -150,4 +153,5 @@ async def _plan(
         modes=modes,
         reason=request.reason,
         requests=client.counters.requests,
+        notices=notices,
     )

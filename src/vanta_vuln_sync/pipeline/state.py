@@ -222,6 +222,7 @@ class RunStore:
                 "started_at": iso(run.started_at),
                 "reason": run.reason,
                 "modes": run.modes,
+                "notices": list(run.notices),
                 "ranges_total": len(plan),
                 "ranges_done": 0,
                 "requests": run.requests,
