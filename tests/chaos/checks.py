@@ -1,7 +1,10 @@
 """The promises checked after every chaos scenario, each as a list of problems (empty when kept):
 - the run's raw output holds every simulator record exactly once (every object under the run's prefix,
-  which is what Athena reads, not only those the manifest lists);
-- stats.json equals the reference computation (tests/stats/reference.py) over the simulator's records;
+  which is what Athena reads, not only those the manifest lists); when the tenant changed during the
+  run (the simulator's churn), every record present all along exactly once, the others at most once,
+  and the run says it is exact;
+- stats.json equals the reference computation (tests/stats/reference.py) over the simulator's records
+  (over the records raw/ holds, when the tenant changed);
 - the run completed exactly once: one run in the table, succeeded, moved there by one applied write;
 - nothing but the genuine poison this scenario sent sits in a DLQ, each with its reason.
 """
@@ -65,13 +68,18 @@ def verify(
         verdict.problems += _unfinished_ranges(ddb, outputs["StateTableName"], run_id, injector)
     verdict.problems += _completed_once(injector, run_id)
     bucket = outputs["DataBucketName"]
-    verdict.problems += _raw_problems(s3, bucket, run_id, sim)
+    churned = sim.churn_status()["events"] > 0
+    verdict.problems += _raw_problems(s3, bucket, run_id, sim, churned=churned)
     if status == "succeeded":
         stats = orjson.loads(s3.get_object(Bucket=bucket, Key=f"runs/{run_id}/stats.json")["Body"].read())
-        verdict.problems += _stats_problems(stats, sim)
+        verdict.problems += _stats_problems(
+            stats, _raw_records(s3, bucket, run_id) if churned else _served_records(sim)
+        )
         manifest = orjson.loads(
             s3.get_object(Bucket=bucket, Key=f"runs/{run_id}/manifest.json")["Body"].read()
         )
+        if manifest.get("exact") is not True:
+            verdict.problems.append(f"the run says it is not exact: {manifest.get('warnings')}")
         verdict.vanta_retries = int(manifest.get("counters", {}).get("retries", 0))
         verdict.problems += _manifest_problems(manifest, s3, bucket, run_id)
     verdict.problems += _dlq_problems(sqs, outputs, poison)
@@ -133,23 +141,42 @@ def _raw_objects(s3: Any, bucket: str, run_id: str) -> dict[str, list[dict[str, 
     return objects
 
 
-def _raw_problems(s3: Any, bucket: str, run_id: str, sim: Simulator) -> list[str]:
+def _raw_problems(s3: Any, bucket: str, run_id: str, sim: Simulator, *, churned: bool) -> list[str]:
     objects = _raw_objects(s3, bucket, run_id)
     problems = []
     for resource in RESOURCES:
         got = Counter(
             r["id"] for key, records in objects.items() if f"resource={resource}/" in key for r in records
         )
-        expected = Counter(r["id"] for r in sim.dataset.records(resource))
         twice = sum(1 for n in got.values() if n > 1)
-        missing = len(expected - got) if not twice else len(set(expected) - set(got))
-        extra = len(set(got) - set(expected))
+        if churned:
+            truth = sim.dataset.churn_truth(resource)
+            missing = len(truth.stable - set(got))
+            extra = len(set(got) - truth.stable - truth.transient)
+            total = len(truth.stable)
+        else:
+            expected = Counter(r["id"] for r in sim.dataset.records(resource))
+            missing = len(expected - got) if not twice else len(set(expected) - set(got))
+            extra = len(set(got) - set(expected))
+            total = len(expected)
         if twice or missing or extra:
             problems.append(
                 f"raw {resource}: {missing} missing, {twice} written more than once, {extra} unknown "
-                f"(of {len(expected)})"
+                f"(of {total})"
             )
     return problems
+
+
+def _raw_records(s3: Any, bucket: str, run_id: str) -> dict[str, list[dict[str, Any]]]:
+    objects = _raw_objects(s3, bucket, run_id)
+    return {
+        resource: [r for key, records in objects.items() if f"resource={resource}/" in key for r in records]
+        for resource in RESOURCES
+    }
+
+
+def _served_records(sim: Simulator) -> dict[str, list[dict[str, Any]]]:
+    return {resource: sim.dataset.records(resource) for resource in RESOURCES}
 
 
 def _manifest_problems(manifest: dict[str, Any], s3: Any, bucket: str, run_id: str) -> list[str]:
@@ -160,9 +187,8 @@ def _manifest_problems(manifest: dict[str, Any], s3: Any, bucket: str, run_id: s
     return []
 
 
-def _stats_problems(stats: dict[str, Any], sim: Simulator) -> list[str]:
+def _stats_problems(stats: dict[str, Any], records: dict[str, list[dict[str, Any]]]) -> list[str]:
     as_of = datetime.fromisoformat(stats["run"]["as_of"].replace("Z", "+00:00"))
-    records = {resource: sim.dataset.records(resource) for resource in RESOURCES}
     expected = reference_stats(records[RESOURCES[0]], records[RESOURCES[1]], records[RESOURCES[2]], as_of)
     problems = []
     for section in ("vulnerabilities", "remediations", "assets", "top"):

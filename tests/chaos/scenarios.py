@@ -130,6 +130,23 @@ FULL = [
         poison=True,
     ),
     Scenario(
+        "Vanta's lists change mid-sync (1 removed + 1 added every 3 requests) + 5xx + duplicates",
+        sim={"seed": 36, **_DATA, "remediations": 300, "churn_every": 3, "error_rate": 0.05},
+        duplicate_rate=0.2,
+    ),
+    Scenario(
+        "lists change mid-sync, opaque cursors + truncated bodies + AWS lost replies",
+        sim={
+            "seed": 37,
+            **_DATA,
+            "remediations": 300,
+            "cursor_style": "opaque",
+            "churn_every": 3,
+            "truncate_rate": 0.05,
+        },
+        aws=AwsFaults(seed=37, lost_reply_rate=0.05, services=frozenset({"dynamodb"})),
+    ),
+    Scenario(
         "everything at once",
         sim={
             "seed": 34,

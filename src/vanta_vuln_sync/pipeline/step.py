@@ -91,13 +91,15 @@ async def run_step(
         )
         return StepResult(committed=False, failed=True)
     if not await store.commit_step(p, commit):
-        if commit.object_key is not None:
-            # This delivery lost the commit: its object is not the step's (the committed one is).
+        progress = await store.get_range(p.run_id, p.resource, p.shard)
+        ours = progress is not None and any(o.get("key") == commit.object_key for o in progress.objects)
+        if commit.object_key is not None and not ours:
+            # Another delivery committed the step: this one's object is not the step's. (When DynamoDB
+            # applied this delivery's own write and lost the reply, the object is the committed one.)
             await services.aws.s3.delete_object(Bucket=services.settings.data_bucket, Key=commit.object_key)
         # Committed already: by another delivery, or by this one when DynamoDB applied the write but its
         # reply was lost and the SDK's retry failed the condition. Either way, redo what follows a commit
         # (a second continuation or Finalize is a no-op), so a lost reply cannot stall the range.
-        progress = await store.get_range(p.run_id, p.resource, p.shard)
         if progress is not None:
             await _repeat_hand_on(p, progress, services)
         logger.info("step was already committed; repeated only its hand-on", extra={"seq": p.seq})

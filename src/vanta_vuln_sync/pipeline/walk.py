@@ -46,6 +46,8 @@ MAX_STEP_BACK = 1_000
 # A range that has read this many records past its planned end without meeting the next range's head
 # (every head record removed) stops and flags the run.
 MAX_OVERRUN_PAGES = 5
+# Pairs of windows an opaque chain reads to see across one page boundary while the list keeps moving.
+WINDOW_TRIES = 3
 
 Record = dict[str, Any]
 
@@ -285,24 +287,24 @@ async def _verify_boundary(
     page_size: int,
     data_cursor: str,
 ) -> list[Record]:
+    """The records that slipped between the last page and `page`, seen through windows read across the
+    boundary: after the last page's start cursor (which shows the boundary unless records were added
+    before it since), else after its end cursor (which then starts at or before its last record). The
+    list may move again between two windows, so the pair is tried up to WINDOW_TRIES times."""
     following = set(ids_of(page.records))
-    window = await client.fetch_page(resource, filters, cursor=walk.verify_cursor, page_size=page_size)
-    walk.requests += 1
-    slipped, whole = across_boundary(
-        window.records, walk.anchors, following, list_ends=not window.has_next_page
+    slipped: list[Record] = []
+    for _ in range(WINDOW_TRIES):
+        for cursor in (walk.verify_cursor, data_cursor):
+            window = await client.fetch_page(resource, filters, cursor=cursor, page_size=page_size)
+            walk.requests += 1
+            found, whole = across_boundary(
+                window.records, walk.anchors, following, list_ends=not window.has_next_page
+            )
+            slipped += [r for r in found if r not in slipped]
+            if whole:
+                return slipped
+    walk.warnings.append(
+        f"{resource}: could not check a page boundary of a cursor chain (the list kept moving there); "
+        "records near it may be missing"
     )
-    if not whole:
-        # Records were added before the boundary since the last page was read, so the window stops
-        # short of it; the page after the last page's end cursor now starts at or before its last record.
-        window = await client.fetch_page(resource, filters, cursor=data_cursor, page_size=page_size)
-        walk.requests += 1
-        more, whole = across_boundary(
-            window.records, walk.anchors, following, list_ends=not window.has_next_page
-        )
-        slipped += [r for r in more if r not in slipped]
-    if not whole:
-        walk.warnings.append(
-            f"{resource}: could not check a page boundary of a cursor chain (the list moved by more "
-            "than a page there); records near it may be missing"
-        )
     return slipped
