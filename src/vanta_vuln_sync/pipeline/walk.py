@@ -293,14 +293,19 @@ async def _verify_boundary(
     list may move again between two windows, so the pair is tried up to WINDOW_TRIES times."""
     following = set(ids_of(page.records))
     slipped: list[Record] = []
+    # The records seen so far after the last page, in order: a later window may start among them (one
+    # window shows the last record read and a slipped one, the next that one and the following page).
+    known = list(walk.anchors)
     for _ in range(WINDOW_TRIES):
         for cursor in (walk.verify_cursor, data_cursor):
             window = await client.fetch_page(resource, filters, cursor=cursor, page_size=page_size)
             walk.requests += 1
             found, whole = across_boundary(
-                window.records, walk.anchors, following, list_ends=not window.has_next_page
+                window.records, known, following, list_ends=not window.has_next_page
             )
-            slipped += [r for r in found if r not in slipped]
+            new = [r for r in found if r.get("id") not in set(ids_of(slipped))]
+            slipped += new
+            known += ids_of(new)
             if whole:
                 return slipped
     walk.warnings.append(
