@@ -8,6 +8,7 @@ from .client import ClientCounters, Page, VantaClient
 from .errors import (
     AuthError,
     ClientError,
+    DeadlineReached,
     InvalidFilterError,
     ProtocolError,
     RateLimitedError,
@@ -15,7 +16,14 @@ from .errors import (
     TokenUnavailableError,
     VantaError,
 )
-from .ratelimit import FleetRateLimiter, LocalRateLimiter, NoRateLimit, RateLimiter
+from .ratelimit import (
+    FleetRateLimiter,
+    LocalRateLimiter,
+    NoRateLimit,
+    RateLimiter,
+    RateState,
+    read_rate_state,
+)
 from .resources import RESOURCES, validate_filters
 from .retry import RetryPolicy
 
@@ -24,6 +32,7 @@ __all__ = [
     "AuthError",
     "ClientCounters",
     "ClientError",
+    "DeadlineReached",
     "FleetRateLimiter",
     "InProcessTokenProvider",
     "InvalidFilterError",
@@ -33,6 +42,7 @@ __all__ = [
     "ProtocolError",
     "RateLimitedError",
     "RateLimiter",
+    "RateState",
     "RetryPolicy",
     "ServerError",
     "Token",
@@ -42,6 +52,7 @@ __all__ = [
     "VantaClient",
     "VantaError",
     "fetch_token",
+    "read_rate_state",
     "token_fetcher",
     "validate_filters",
 ]
