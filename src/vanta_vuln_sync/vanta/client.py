@@ -246,7 +246,10 @@ class VantaClient:
             delay = self._retry.delay(failures - 1, self._rng, retry_after)
             if isinstance(failure, RateLimitedError):
                 # The whole fleet pauses, not only this request: its neighbours would be refused too.
-                await self._limiter.penalize(delay if retry_after is None else retry_after)
+                if retry_after is None:
+                    await self._limiter.penalize(delay, guessed=True)
+                else:
+                    await self._limiter.penalize(retry_after)
             if failures >= self._retry.attempts:
                 raise _gave_up(failure, f"after {failures} attempts") from cause
             if self._clock() - started + delay > self._retry.total_seconds:
