@@ -181,7 +181,8 @@ class RateState:
         self, configured: float, now: float, adaptation: RateAdaptation = ADAPTATION
     ) -> float:
         """The rate in force at epoch `now` for a container configured with `configured`: the cut rate
-        recovered by the full minutes since the cut, never above `configured` nor below 1."""
+        recovered by the full minutes since the cut took effect (`cut_until`), never above
+        `configured` nor below 1."""
         if self.per_minute is None or self.last_throttled is None:
             return max(1.0, configured)
         minutes = max(0, math.floor((now - max(self.last_throttled, self.cut_until)) / WINDOW_SECONDS))
