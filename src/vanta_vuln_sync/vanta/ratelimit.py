@@ -164,8 +164,8 @@ class RateState:
     `effective_per_minute` for the rate in force. `reserved`: start slots granted fleet-wide, ever.
     `throttled`: 429 answers seen fleet-wide, ever. `last_throttled`: epoch second of the last cut.
     `paused_until`: no start before it (the last 429's pause). `cut_until`: a 429 before it came from a
-    slot reserved before the last cut, and cuts no further. `storm_throttled`: `throttled` before the
-    last cut (the 429s since are that storm's).
+    slot reserved before the last cut, and cuts no further. `last_pause`: the seconds the pause that
+    ends at `paused_until` lasts.
     """
 
     next_slot: float = 0.0
@@ -175,7 +175,7 @@ class RateState:
     last_throttled: float | None = None
     paused_until: float = 0.0
     cut_until: float = 0.0
-    storm_throttled: int = 0
+    last_pause: float = 0.0
 
     def effective_per_minute(
         self, configured: float, now: float, adaptation: RateAdaptation = ADAPTATION
@@ -285,8 +285,8 @@ class FleetRateLimiter:
 
     async def penalize(self, pause_seconds: float, *, guessed: bool = False) -> None:
         """Vanta answered 429: no start anywhere in the fleet before now + `pause_seconds`, and the
-        rate cut (once per storm). A `guessed` pause (no Retry-After came) doubles with each 429 of
-        the storm so far, up to a minute: the fleet waits longer and longer for Vanta's window. One
+        rate cut (once per storm). A `guessed` pause (no Retry-After came) doubles the storm's last
+        one when that is over and Vanta still refuses, up to a minute. One
         conditional update (repeated only if another container wrote the item meanwhile). Raises
         botocore's ClientError if DynamoDB fails."""
         self.penalties += 1
@@ -296,11 +296,12 @@ class FleetRateLimiter:
             state = self._state
             cut = now >= state.cut_until
             pause = max(0.0, pause_seconds)
-            if guessed and not cut:
-                # Vanta's window is still full: the k-th 429 of a storm waits 2**k times longer,
-                # up to a window (after which any sliding window has turned over).
-                storm = max(0, state.throttled - state.storm_throttled)
-                pause = max(pause, min(WINDOW_SECONDS, pause * 2.0 ** min(storm, 16)))
+            if guessed and not cut and now >= state.paused_until:
+                # The storm's last pause is over and Vanta still refuses: its window is still full,
+                # so wait twice as long (2 s at least), up to a window (after which any sliding
+                # window has turned over). A 429 during a pause says nothing new: its request
+                # started before the pause.
+                pause = max(pause, min(WINDOW_SECONDS, 2.0 * max(1.0, state.last_pause)))
             until = now + pause
             self._pause_here(until)
             next_slot = max(state.next_slot, until)
@@ -310,14 +311,15 @@ class FleetRateLimiter:
                 ":one": {"N": "1"},
             }
             sets = ["next_slot = :next", "paused_until = :paused"]
+            if until >= state.paused_until:
+                values[":pause"] = {"N": f"{pause:.3f}"}
+                sets.append("last_pause = :pause")
             if cut:
                 rate = state.effective_per_minute(self.per_minute, now, self._adaptation)
                 values[":rate"] = {"N": f"{max(1.0, rate * self._adaptation.decrease):.3f}"}
                 values[":now"] = _number(now)
                 values[":cut"] = _number(next_slot + self._adaptation.settle_seconds)
-                values[":storm"] = {"N": str(state.throttled)}
                 sets += ["per_minute = :rate", "last_throttled = :now", "cut_until = :cut"]
-                sets += ["storm_throttled = :storm"]
             condition = _unchanged(self._item, ("next_slot", "last_throttled", "paused_until"), values)
             try:
                 response = await self._ddb.update_item(
@@ -461,5 +463,5 @@ def _rate_state(item: Mapping[str, Any] | None) -> RateState:
         last_throttled=number("last_throttled"),
         paused_until=number("paused_until") or 0.0,
         cut_until=number("cut_until") or 0.0,
-        storm_throttled=int(number("storm_throttled") or 0),
+        last_pause=number("last_pause") or 0.0,
     )
