@@ -4,8 +4,8 @@ Both promise that no 60 s window holds more than `per_minute` request starts, an
 90 % of that budget while work is waiting (about 98-99 %: the only loss is a small safety margin).
 Both take a deadline: a slot later than it raises DeadlineReached at once, without sleeping. Both
 take a penalty: after a 429 no request starts before the pause it asks for. The fleet limiter also
-adapts to Vanta's real limit when the configured one is too high: each 429 cuts the fleet's rate to
-0.8 of itself, and every full minute without one gives back one request a minute.
+adapts to Vanta's real limit when the configured one is too high: a 429 cuts the fleet's rate to
+0.8 of itself (once per storm), and minutes without one give it back (see RateAdaptation).
 """
 
 from __future__ import annotations
