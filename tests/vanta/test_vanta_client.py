@@ -16,13 +16,16 @@ from vanta_vuln_sync.simulator import Simulator, SimulatorConfig
 from vanta_vuln_sync.vanta import (
     AuthError,
     ClientError,
+    DeadlineReached,
     InProcessTokenProvider,
     InvalidFilterError,
+    LocalRateLimiter,
     RateLimitedError,
     RetryPolicy,
     ServerError,
     Token,
     VantaClient,
+    VantaError,
     token_fetcher,
 )
 
@@ -356,3 +359,101 @@ async def test_client_gives_up_with_server_error_when_vanta_cannot_be_reached(
         await client.fetch_page("integrations")
     assert client.counters.requests == 3
     assert isinstance(caught.value.__cause__, aiohttp.ClientError)
+
+
+async def test_a_request_whose_rate_slot_comes_after_the_deadline_is_not_sent_and_nothing_waits(
+    virtual_sim: Any, virtual_clock: VirtualClock, http: aiohttp.ClientSession
+) -> None:
+    # Given a limiter of 1 request/min whose start this minute is already taken
+    sim = await virtual_sim(vulnerabilities=50)
+    limiter = LocalRateLimiter(1, clock=virtual_clock, sleep=virtual_clock.sleep)
+    await limiter.acquire()
+    client, _ = make_client(
+        http, sim, limiter=limiter, clock=virtual_clock, wall_clock=virtual_clock, sleep=virtual_clock.sleep
+    )
+    start = virtual_clock()
+    # When the request must end within 40 s (its slot is 60.5 s away)
+    with pytest.raises(DeadlineReached):
+        await client.fetch_page("vulnerabilities", deadline=start + 40)
+    # Then nothing was sent and no time passed: the caller still has its 40 s to hand the work on
+    assert virtual_clock() == start
+    assert sim.counters.requests == 0
+    # And a deadline that leaves room for the slot and the request timeout (5 s) is met
+    page = await client.fetch_page("vulnerabilities", deadline=start + 66)
+    assert page.records
+    assert virtual_clock() == pytest.approx(start + 60.5)
+
+
+async def test_a_retry_that_could_not_end_by_the_deadline_raises_deadline_reached_from_the_failure(
+    virtual_sim: Any, virtual_clock: VirtualClock, http: aiohttp.ClientSession
+) -> None:
+    # Given a Vanta that always fails and a request that must end one timeout (5 s) from now
+    sim = await virtual_sim(vulnerabilities=10, error_rate=1.0)
+    client, _ = make_client(
+        http,
+        sim,
+        clock=virtual_clock,
+        wall_clock=virtual_clock,
+        sleep=virtual_clock.sleep,
+        retry=RetryPolicy(base=1.0, cap=1.0, attempts=8, total_seconds=300),
+    )
+    # When the first attempt fails
+    with pytest.raises(DeadlineReached) as caught:
+        await client.fetch_page("vulnerabilities", deadline=virtual_clock() + 5.0)
+    # Then no retry is started (its backoff plus the timeout would pass the deadline), and the
+    # failure it would have retried is the cause
+    assert sim.counters.requests == 1
+    assert isinstance(caught.value.__cause__, ServerError)
+    assert not isinstance(caught.value, VantaError)
+
+
+async def test_the_retry_budget_counts_from_the_first_rate_slot_not_from_the_call(
+    virtual_sim: Any, virtual_clock: VirtualClock, http: aiohttp.ClientSession
+) -> None:
+    # Given a fleet budget of 2 requests/min already used this minute, a Vanta that always fails,
+    # and a retry budget of 10 s
+    sim = await virtual_sim(vulnerabilities=10, error_rate=1.0)
+    limiter = LocalRateLimiter(2, clock=virtual_clock, sleep=virtual_clock.sleep)
+    await limiter.acquire()
+    await limiter.acquire()
+    client, _ = make_client(
+        http,
+        sim,
+        limiter=limiter,
+        clock=virtual_clock,
+        wall_clock=virtual_clock,
+        sleep=virtual_clock.sleep,
+        retry=RetryPolicy(base=0.01, cap=0.01, attempts=2, total_seconds=10),
+    )
+    # When a request first waits a minute for its slot, then fails
+    with pytest.raises(ServerError, match="gave up after 2 attempts"):
+        await virtual_clock.gather(client.fetch_page("vulnerabilities"))
+    # Then the minute spent waiting did not use up the budget: the failure was retried
+    assert sim.counters.requests == 2
+
+
+async def test_a_429_seen_by_one_client_pauses_every_client_sharing_the_limiter(
+    virtual_sim: Any, virtual_clock: VirtualClock, http: aiohttp.ClientSession
+) -> None:
+    # Given two clients sharing one limiter (100/min) and a Vanta that allows 1 request a minute
+    sim = await virtual_sim(vulnerabilities=50, rate_limit_per_minute=1)
+    limiter = LocalRateLimiter(100, clock=virtual_clock, sleep=virtual_clock.sleep)
+    options: dict[str, Any] = {
+        "limiter": limiter,
+        "clock": virtual_clock,
+        "wall_clock": virtual_clock,
+        "sleep": virtual_clock.sleep,
+        "retry": RetryPolicy(base=0.01, cap=0.01, attempts=1, total_seconds=10),
+    }
+    first, _ = make_client(http, sim, **options)
+    second, _ = make_client(http, sim, **options)
+    await first.fetch_page("vulnerabilities")
+    # When the first client's next request is refused with Retry-After
+    with pytest.raises(RateLimitedError):
+        await first.fetch_page("vulnerabilities")
+    refused_at = virtual_clock()
+    # Then the second client, which never saw a 429, waits out the pause and is served
+    await virtual_clock.gather(second.fetch_page("vulnerabilities"))
+    assert virtual_clock() >= refused_at + 59
+    assert second.counters.throttled == 0
+    assert sim.counters.throttled == 1

@@ -1,13 +1,18 @@
-"""The fleet-wide rate budget on a real DynamoDB API (moto server), in virtual time."""
+"""The fleet-wide rate budget on a real DynamoDB API (moto server), in virtual time: the window, the
+deadline, the fleet-wide pause after a 429 and the adaptive rate."""
 
 from __future__ import annotations
 
+import math
+import random
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
-from vanta_helpers import VirtualClock, max_in_any_window
+from vanta_helpers import MemoryDynamoDB, VirtualClock, max_in_any_window
 
-from vanta_vuln_sync.vanta import FleetRateLimiter
+from vanta_vuln_sync.simulator.counters import SlidingWindow
+from vanta_vuln_sync.vanta import DeadlineReached, FleetRateLimiter, read_rate_state
 
 
 @pytest.mark.parametrize("skew", [0.0, 0.7], ids=["same-clocks", "clocks-0.7s-apart"])
@@ -41,3 +46,123 @@ async def test_fleet_limiter_never_exceeds_the_limit_in_any_60s_window_across_in
     span = max(starts) - min(starts)
     assert (len(starts) - 1) / span * 60 >= 0.9 * per_minute
     assert all(limiter.reservations > 0 for limiter in limiters)
+
+
+@pytest.fixture(params=["moto", "memory"])
+async def rate_table(
+    request: pytest.FixtureRequest, ddb_clients: Any, state_table: str
+) -> tuple[Callable[[], Any], str]:
+    """(factory of per-container DynamoDB clients, table name): on moto server, and on the in-memory
+    stand-in the long dynamics run uses, so both are held to the same behaviour."""
+    if request.param == "moto":
+        return ddb_clients, state_table
+    memory = MemoryDynamoDB()
+
+    async def same() -> Any:
+        return memory
+
+    return same, "state"
+
+
+async def test_a_429_storm_seen_by_one_container_slows_every_container(
+    virtual_clock: VirtualClock, rate_table: tuple[Callable[[], Any], str]
+) -> None:
+    # Given two containers sharing 60 requests/min, both of which have started requests
+    clients, table = rate_table
+    ddb_a, ddb_b = await clients(), await clients()
+    a = FleetRateLimiter(ddb_a, table, 60, clock=virtual_clock, sleep=virtual_clock.sleep)
+    b = FleetRateLimiter(ddb_b, table, 60, clock=virtual_clock, sleep=virtual_clock.sleep)
+    await virtual_clock.gather(a.acquire(), b.acquire())
+    # When Vanta answers container A with 429 and Retry-After: 30
+    throttled_at = virtual_clock()
+    await virtual_clock.gather(a.penalize(30.0))
+    # Then container B's next request waits past the pause, though B never saw a 429
+    await virtual_clock.gather(b.acquire())
+    assert virtual_clock() >= throttled_at + 30.0
+    # And the fleet's rate is cut to 0.8 of itself, for B too, and the item counts what happened
+    assert b.effective_per_minute == pytest.approx(48.0)
+    state = await read_rate_state(ddb_a, table)
+    assert (state.reserved, state.throttled) == (3, 1)
+    assert state.per_minute == pytest.approx(48.0)
+    assert state.last_throttled == pytest.approx(throttled_at)
+
+
+async def test_a_second_429_of_the_same_storm_pauses_but_cuts_the_rate_no_further(
+    virtual_clock: VirtualClock, rate_table: tuple[Callable[[], Any], str]
+) -> None:
+    clients, table = rate_table
+    limiter = FleetRateLimiter(await clients(), table, 50, clock=virtual_clock, sleep=virtual_clock.sleep)
+    await virtual_clock.gather(limiter.acquire(), limiter.penalize(2.0), limiter.penalize(2.0))
+    state = await read_rate_state(await clients(), table)
+    assert state.throttled == 2
+    assert state.per_minute == pytest.approx(40.0)
+
+
+async def test_fleet_slot_past_the_deadline_raises_without_sleeping_and_serves_the_next_caller(
+    virtual_clock: VirtualClock, ddb_clients: Any, state_table: str
+) -> None:
+    # Given 2 requests/min fleet-wide (slots 30.5 s apart) and three callers at once: the first takes
+    # the slot now, the other two share one reservation of the slots at 30.5 s and 61 s
+    slept: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        await virtual_clock.sleep(seconds)
+
+    limiter = FleetRateLimiter(await ddb_clients(), state_table, 2, clock=virtual_clock, sleep=sleep)
+    start = virtual_clock()
+    # When the third must have started within 40 s
+    outcomes = await virtual_clock.gather(
+        _caught(limiter.acquire()), _caught(limiter.acquire()), _caught(limiter.acquire(deadline=start + 40))
+    )
+    # Then it is told so at once, without sleeping, and the others start in their slots
+    assert outcomes[:2] == [None, None]
+    assert isinstance(outcomes[2], DeadlineReached)
+    assert slept == [pytest.approx(30.5)]
+    assert limiter.reservations == 2
+    # And the slot it could not use serves the next caller here, with no new reservation
+    await virtual_clock.gather(limiter.acquire())
+    assert virtual_clock() == pytest.approx(start + 61.0)
+    assert limiter.reservations == 2
+    # And a deadline that the fleet's known next slot already passes costs no DynamoDB write
+    with pytest.raises(DeadlineReached):
+        await limiter.acquire(deadline=virtual_clock() + 1.0)
+    assert limiter.reservations == 2
+
+
+async def _caught(aw: Awaitable[None]) -> BaseException | None:
+    try:
+        await aw
+    except DeadlineReached as exc:
+        return exc
+    return None
+
+
+async def test_fleet_told_twice_vantas_limit_converges_just_under_it(virtual_clock: VirtualClock) -> None:
+    # Given three containers of ten callers each, configured for 100/min against a Vanta that
+    # allows 50/min (a sliding window, Retry-After when it refuses), on a fake clock
+    ddb = MemoryDynamoDB()
+    vanta = SlidingWindow(50)
+    limiters = [
+        FleetRateLimiter(ddb, "state", 100, clock=virtual_clock, sleep=virtual_clock.sleep) for _ in range(3)
+    ]
+    rng = random.Random(3)
+    answers: list[tuple[float, bool]] = []
+
+    async def caller(limiter: FleetRateLimiter) -> None:
+        while len(answers) < 2000:
+            await limiter.acquire()
+            wait = vanta.try_acquire(virtual_clock())
+            answers.append((virtual_clock(), wait is None))
+            await virtual_clock.sleep(rng.uniform(0.0, 0.3))  # the request's own latency
+            if wait is not None:
+                await limiter.penalize(max(1, math.ceil(wait)))
+
+    # When they make 2,000 requests
+    await virtual_clock.gather(*(caller(limiter) for limiter in limiters for _ in range(10)))
+    # Then under 2 % were refused, and the last 500 accepted ran within 10 % of Vanta's 50/min
+    refused = sum(1 for _, accepted in answers if not accepted)
+    assert refused / len(answers) < 0.02
+    tail = [moment for moment, accepted in answers if accepted][-500:]
+    assert 45.0 <= (len(tail) - 1) / (tail[-1] - tail[0]) * 60 <= 55.0
+    assert ddb.items[("state", "rate#vanta", "rate")]["throttled"] == {"N": str(refused)}

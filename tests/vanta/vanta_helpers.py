@@ -6,9 +6,11 @@ import asyncio
 import heapq
 import itertools
 from collections.abc import Awaitable
+from decimal import Decimal
 from typing import Any, TypeVar
 
 import aiohttp
+from botocore.exceptions import ClientError as BotoClientError
 
 from vanta_vuln_sync.simulator import Simulator
 from vanta_vuln_sync.vanta import InProcessTokenProvider, NoRateLimit, RetryPolicy, VantaClient, token_fetcher
@@ -109,3 +111,77 @@ def make_client(
     }
     options.update(overrides)
     return VantaClient(session, sim.base_url, **options), tokens
+
+
+class MemoryDynamoDB:
+    """An in-memory stand-in for the few DynamoDB calls the rate limiter makes, for dynamics runs of
+    thousands of requests that moto server would take minutes to serve (its semantics are checked
+    against moto server by the same tests at a smaller scale).
+
+    Understands `SET a = :x, b = :y ADD c :n` updates, conditions of `attribute_not_exists(a)` and
+    `a = :x` terms joined by AND (one level of `(... OR ...)`), ReturnValues ALL_NEW and
+    ReturnValuesOnConditionCheckFailure ALL_OLD. Counts the calls it served.
+    """
+
+    def __init__(self) -> None:
+        self.items: dict[tuple[str, str, str], dict[str, Any]] = {}
+        self.calls = 0
+
+    async def get_item(self, *, TableName: str, Key: dict[str, Any], **_: Any) -> dict[str, Any]:
+        self.calls += 1
+        item = self.items.get(_key(TableName, Key))
+        return {"Item": dict(item)} if item is not None else {}
+
+    async def update_item(
+        self,
+        *,
+        TableName: str,
+        Key: dict[str, Any],
+        UpdateExpression: str,
+        ExpressionAttributeValues: dict[str, Any],
+        ConditionExpression: str | None = None,
+        ReturnValues: str = "NONE",
+        ReturnValuesOnConditionCheckFailure: str = "NONE",
+    ) -> dict[str, Any]:
+        self.calls += 1
+        key = _key(TableName, Key)
+        old = self.items.get(key)
+        values = ExpressionAttributeValues
+        if ConditionExpression and not _holds(ConditionExpression, old or {}, values):
+            response: dict[str, Any] = {
+                "Error": {"Code": "ConditionalCheckFailedException", "Message": "condition failed"}
+            }
+            if ReturnValuesOnConditionCheckFailure == "ALL_OLD" and old is not None:
+                response["Item"] = dict(old)
+            raise BotoClientError(response, "UpdateItem")
+        new = dict(old or Key)
+        sets, _, adds = UpdateExpression.removeprefix("SET ").partition(" ADD ")
+        for assignment in sets.split(","):
+            name, _, value = assignment.partition("=")
+            new[name.strip()] = values[value.strip()]
+        if adds:
+            name, value = adds.split()
+            total = Decimal(new.get(name, {"N": "0"})["N"]) + Decimal(values[value]["N"])
+            new[name] = {"N": str(total)}
+        self.items[key] = new
+        return {"Attributes": dict(new)} if ReturnValues == "ALL_NEW" else {}
+
+
+def _key(table: str, key: dict[str, Any]) -> tuple[str, str, str]:
+    return table, key["pk"]["S"], key["sk"]["S"]
+
+
+def _holds(condition: str, item: dict[str, Any], values: dict[str, Any]) -> bool:
+    def term(text: str) -> bool:
+        text = text.strip()
+        if text.startswith("(") and text.endswith(")"):
+            return any(term(part) for part in text[1:-1].split(" OR "))
+        if " OR " in text:
+            return any(term(part) for part in text.split(" OR "))
+        if text.startswith("attribute_not_exists("):
+            return text[len("attribute_not_exists(") : -1] not in item
+        name, _, value = text.partition("=")
+        name = name.strip()
+        return name in item and Decimal(item[name]["N"]) == Decimal(values[value.strip()]["N"])
+
+    return all(term(part) for part in condition.split(" AND "))

@@ -8,6 +8,7 @@ from .client import ClientCounters, Page, VantaClient
 from .errors import (
     AuthError,
     ClientError,
+    DeadlineReached,
     InvalidFilterError,
     ProtocolError,
     RateLimitedError,
@@ -15,7 +16,15 @@ from .errors import (
     TokenUnavailableError,
     VantaError,
 )
-from .ratelimit import FleetRateLimiter, LocalRateLimiter, NoRateLimit, RateLimiter
+from .ratelimit import (
+    FleetRateLimiter,
+    LocalRateLimiter,
+    NoRateLimit,
+    RateAdaptation,
+    RateLimiter,
+    RateState,
+    read_rate_state,
+)
 from .resources import RESOURCES, validate_filters
 from .retry import RetryPolicy
 
@@ -24,6 +33,7 @@ __all__ = [
     "AuthError",
     "ClientCounters",
     "ClientError",
+    "DeadlineReached",
     "FleetRateLimiter",
     "InProcessTokenProvider",
     "InvalidFilterError",
@@ -31,8 +41,10 @@ __all__ = [
     "NoRateLimit",
     "Page",
     "ProtocolError",
+    "RateAdaptation",
     "RateLimitedError",
     "RateLimiter",
+    "RateState",
     "RetryPolicy",
     "ServerError",
     "Token",
@@ -42,6 +54,7 @@ __all__ = [
     "VantaClient",
     "VantaError",
     "fetch_token",
+    "read_rate_state",
     "token_fetcher",
     "validate_filters",
 ]

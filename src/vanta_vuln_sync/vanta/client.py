@@ -20,6 +20,7 @@ from .auth import TokenProvider
 from .errors import (
     AuthError,
     ClientError,
+    DeadlineReached,
     InvalidFilterError,
     ProtocolError,
     RateLimitedError,
@@ -63,8 +64,9 @@ class VantaClient:
     The aiohttp `session` is injected (one per event loop) and never closed here. `tokens` supplies
     bearer tokens (InProcessTokenProvider or TokenBroker), `limiter` paces request starts
     (LocalRateLimiter(50) unless given; a FleetRateLimiter in Lambda), `retry` says how often and how
-    long to retry 429, 5xx, timeouts, connection errors and truncated or invalid JSON. `clock` and
-    `sleep` are monotonic time for the retry budget, `wall_clock` reads HTTP-date Retry-After headers.
+    long to retry 429, 5xx, timeouts, connection errors and truncated or invalid JSON; every 429 also
+    penalizes the limiter (the whole fleet pauses). `clock` and `sleep` are monotonic time for the retry
+    budget, `wall_clock` (epoch seconds) reads deadlines and HTTP-date Retry-After headers.
     """
 
     def __init__(
@@ -103,16 +105,22 @@ class VantaClient:
         filters: Mapping[str, FilterValue] | None = None,
         cursor: str | None = None,
         page_size: int = MAX_PAGE_SIZE,
+        *,
+        deadline: float | None = None,
     ) -> Page:
         """The page of `resource` after `cursor` (the first page when None).
 
         Filters are validated first (InvalidFilterError, before any request). Raises AuthError,
         RateLimitedError, ServerError, ClientError or ProtocolError when Vanta fails beyond retrying.
+        With a `deadline` (epoch seconds on `wall_clock`) the request, retries included, ends by then:
+        an attempt that could not finish in time (its rate slot, its backoff plus the request timeout)
+        is not started and DeadlineReached is raised instead, chained from the failure it would retry.
+        The retry budget (`RetryPolicy.total_seconds`) counts from the first attempt's rate slot.
         """
         params = self._params(resource, filters, page_size)
         if cursor is not None:
             params["pageCursor"] = cursor
-        return await self._request("GET", resource_spec(resource).path, params)
+        return await self._request("GET", resource_spec(resource).path, params, deadline)
 
     def iter_pages(
         self,
@@ -120,20 +128,25 @@ class VantaClient:
         filters: Mapping[str, FilterValue] | None = None,
         cursor: str | None = None,
         page_size: int = MAX_PAGE_SIZE,
+        *,
+        deadline: float | None = None,
     ) -> AsyncIterator[Page]:
         """Pages of `resource` from the one after `cursor` to the last, following `endCursor`.
 
         Filters are validated here, at the call, before any request (InvalidFilterError); iterating
-        raises what `fetch_page` raises.
+        raises what `fetch_page` raises, DeadlineReached included: every page's request must end by
+        `deadline`.
         """
         params = self._params(resource, filters, page_size)
-        return self._walk(resource_spec(resource).path, params, cursor)
+        return self._walk(resource_spec(resource).path, params, cursor, deadline)
 
-    async def _walk(self, path: str, params: dict[str, str], cursor: str | None) -> AsyncIterator[Page]:
+    async def _walk(
+        self, path: str, params: dict[str, str], cursor: str | None, deadline: float | None
+    ) -> AsyncIterator[Page]:
         while True:
             if cursor is not None:
                 params["pageCursor"] = cursor
-            page = await self._request("GET", path, params)
+            page = await self._request("GET", path, params, deadline)
             more, cursor = page.has_next_page, page.end_cursor
             yield page
             if not more:
@@ -162,16 +175,20 @@ class VantaClient:
             self._auth_headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
         return self._auth_headers
 
-    async def _request(self, method: str, path: str, params: Mapping[str, str]) -> Page:
+    async def _request(
+        self, method: str, path: str, params: Mapping[str, str], deadline: float | None
+    ) -> Page:
         """The funnel: token, rate limit, request with timeout, status mapping, parse, envelope check,
-        retries. Returns the page or raises a VantaError."""
+        retries. Returns the page or raises a VantaError (DeadlineReached when time runs out)."""
         url = self._url(path)
-        started = self._clock()
+        started: float | None = None  # when the first attempt's slot was granted: the budget starts
         failures = 0
         reauthenticated = False
+        last: VantaError | None = None
         while True:
             token = await self._tokens.token()
-            await self._limiter.acquire()
+            await self._acquire(path, deadline, last)
+            started = self._clock() if started is None else started
             self.counters.requests += 1
             retry_after: float | None = None
             cause: BaseException | None = None
@@ -227,14 +244,44 @@ class VantaClient:
                 else:
                     raise ClientError(_client_error_message(status, path, body, token), status)
             failures += 1
+            delay = self._retry.delay(failures - 1, self._rng, retry_after)
+            if isinstance(failure, RateLimitedError):
+                # The whole fleet pauses, not only this request: its neighbours would be refused too.
+                if retry_after is None:
+                    await self._limiter.penalize(delay, guessed=True)
+                else:
+                    await self._limiter.penalize(retry_after)
             if failures >= self._retry.attempts:
                 raise _gave_up(failure, f"after {failures} attempts") from cause
-            delay = self._retry.delay(failures - 1, self._rng, retry_after)
             if self._clock() - started + delay > self._retry.total_seconds:
                 raise _gave_up(failure, f"within {self._retry.total_seconds:g}s") from cause
+            if deadline is not None and self._wall_clock() + delay + self._timeout_seconds > deadline:
+                raise DeadlineReached(
+                    f"no retry of {path} can end before the deadline (after: {failure})"
+                ) from failure
+            last = failure
             self.counters.retries += 1
             log.debug("retrying %s in %.2fs after: %s", path, delay, failure)
             await self._sleep(delay)
+
+    async def _acquire(self, path: str, deadline: float | None, last: VantaError | None) -> None:
+        """A rate slot for an attempt that can still end by `deadline` (epoch seconds): one starting
+        no later than the deadline less the request timeout, read on the limiter's own clock."""
+        if deadline is None:
+            await self._limiter.acquire()
+            return
+        left = deadline - self._timeout_seconds - self._wall_clock()
+        try:
+            if left < 0:
+                raise DeadlineReached(
+                    f"no request to {path} can end before the deadline "
+                    f"(the timeout is {self._timeout_seconds:g}s); hand the rest on"
+                )
+            await self._limiter.acquire(self._limiter.now() + left)
+        except DeadlineReached as exc:
+            if last is None:
+                raise
+            raise DeadlineReached(f"{exc} (retrying after: {last})") from last
 
 
 def _gave_up(failure: VantaError, how: str) -> VantaError:

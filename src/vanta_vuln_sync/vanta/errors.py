@@ -44,3 +44,12 @@ class InvalidFilterError(ClientError):
 
 class ProtocolError(VantaError):
     """Vanta answered with a payload that is not the documented envelope (or not JSON at all)."""
+
+
+class DeadlineReached(Exception):
+    """No request (or retry) could start and finish before the caller's deadline.
+
+    Not a VantaError: Vanta did not fail, time ran out. Raised before sleeping, so the caller still
+    has its remaining time to hand the rest of its work on. A retry cut short this way chains the
+    failure it was retrying (`__cause__`).
+    """
