@@ -24,10 +24,15 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     """Process a batch of SyncRequests; returns the partial batch response."""
     container = current_container()
 
+    def remaining() -> float:
+        return float(context.get_remaining_time_in_millis()) / 1000.0
+
     async def record_handler(record: SQSRecord) -> None:
         services = await container.services(metrics)
         sent = record.attributes.sent_timestamp
         sent_at = datetime.fromtimestamp(int(sent) / 1000, UTC) if sent else None
-        await process_sync_request(record.body, record.message_id, sent_at, services=services)
+        await process_sync_request(
+            record.body, record.message_id, sent_at, services=services, remaining=remaining
+        )
 
     return container.process_batch(event, record_handler, context)

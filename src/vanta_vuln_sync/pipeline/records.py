@@ -25,7 +25,12 @@ logger = Logger()
 
 
 async def process_sync_request(
-    body: str, message_id: str, sent_at: datetime | None, *, services: Services
+    body: str,
+    message_id: str,
+    sent_at: datetime | None,
+    *,
+    services: Services,
+    remaining: Callable[[], float] | None = None,
 ) -> str:
     """Start, resume or join the run a RequestQueue message asks for; park it if it is poison.
 
@@ -34,7 +39,9 @@ async def process_sync_request(
     try:
         request = parse_sync_request(body)
         sent = sent_at or datetime.now(UTC)
-        start = await start_run(request, message_id=message_id, sent_at=sent, services=services)
+        start = await start_run(
+            request, message_id=message_id, sent_at=sent, services=services, remaining=remaining
+        )
     except MessageError as exc:
         await _park(body, message_id, exc.reason, services.settings.request_dlq_url, services)
         return "parked"

@@ -8,6 +8,7 @@ PageRange messages are no-ops at the worker).
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -15,6 +16,7 @@ import orjson
 from aws_lambda_powertools import Logger, Tracer
 
 from vanta_vuln_sync.messages import FULL_SCOPE, SYNC_RESOURCES, MessageError, SyncRequest
+from vanta_vuln_sync.pipeline.deadline import HANDOFF_SECONDS, DeadlineSource, deadline_of
 from vanta_vuln_sync.pipeline.queue import send_messages
 from vanta_vuln_sync.pipeline.services import Services
 from vanta_vuln_sync.pipeline.state import RUNNING, RunState, ScopeState
@@ -67,12 +69,19 @@ def run_id_for(message_id: str, sent_at: datetime) -> str:
 
 @tracer.capture_method
 async def start_run(
-    request: SyncRequest, *, message_id: str, sent_at: datetime, services: Services
+    request: SyncRequest,
+    *,
+    message_id: str,
+    sent_at: datetime,
+    services: Services,
+    remaining: Callable[[], float] | None = None,
 ) -> RunStart:
     """Start (or resume) the run for `request`, or join the scope's running run.
 
     Raises MessageError when Vanta rejects the request's filters (400/403: poison, never retried),
     the client's VantaError or botocore's ClientError for transient failures (the message is retried).
+    `remaining()` is the invocation's seconds left: planning requests never wait for a rate slot past it
+    (DeadlineReached; the message is retried, by then with the fleet's budget less contended).
     """
     store = services.store
     scope = scope_key(request)
@@ -85,7 +94,8 @@ async def start_run(
     if run is None:
         scope_state = await store.get_scope(scope)
         try:
-            run = await store.create_run(await _plan(request, run_id, scope_state, services, sent_at))
+            planned = await _plan(request, run_id, scope_state, services, sent_at, remaining)
+            run = await store.create_run(planned)
         except ClientError as exc:
             await store.release_scope(scope, run_id, None, started_at=sent_at)
             raise MessageError(f"Vanta rejected the request ({exc.status}): {exc}") from exc
@@ -122,10 +132,16 @@ async def _claim(services: Services, scope: str, run_id: str) -> str:
 
 
 async def _plan(
-    request: SyncRequest, run_id: str, scope: ScopeState, services: Services, started_at: datetime
+    request: SyncRequest,
+    run_id: str,
+    scope: ScopeState,
+    services: Services,
+    started_at: datetime,
+    remaining: Callable[[], float] | None,
 ) -> RunState:
     settings = services.settings
     client = services.vanta()
+    source = DeadlineSource(client, deadline_of(remaining, services.clock, HANDOFF_SECONDS))
     modes: dict[str, str] = {}
     requests: list[ListingRequest] = []
     for resource in request.resources:
@@ -134,7 +150,7 @@ async def _plan(
         previous = scope.counts.get(resource) if mode == "full" else None
         requests.append(ListingRequest(resource, filters, previous))
     plan, notices = await plan_run(
-        client,
+        source,
         run_id,
         requests,
         slots=settings.worker_concurrency * settings.ranges_in_flight,

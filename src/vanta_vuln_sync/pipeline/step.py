@@ -23,12 +23,14 @@ from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 
 from vanta_vuln_sync.messages import Finalize, PageRange
+from vanta_vuln_sync.pipeline.deadline import HANDOFF_SECONDS, DeadlineSource, deadline_of
 from vanta_vuln_sync.pipeline.queue import send_message
 from vanta_vuln_sync.pipeline.services import Services
 from vanta_vuln_sync.pipeline.state import DONE, FAILED, OPEN, RUNNING, RangeState, StepCommit
 from vanta_vuln_sync.pipeline.storage import NdjsonGzipWriter, put_raw, raw_key
 from vanta_vuln_sync.pipeline.walk import HandedOver, Walk, walk_chain, walk_offsets
 from vanta_vuln_sync.vanta import ClientError, VantaClient
+from vanta_vuln_sync.vanta.errors import DeadlineReached
 
 # Not a child logger: children made before the handler's logger (import order) are orphaned; Logger
 # instances of one service share one handler and one set of context keys anyway.
@@ -161,6 +163,25 @@ async def _fetch_and_write(
             return None
         return progress.head
 
+    source = DeadlineSource(client, deadline_of(remaining, services.clock, HANDOFF_SECONDS))
+    try:
+        await _walk(p, source, walk, services, keep_going, join)
+    except DeadlineReached:
+        # The next request's rate slot or end falls past the invocation's safe end: commit what was
+        # read (every page so far is whole) and hand the rest on.
+        logger.info("stopping the step before the invocation's deadline", extra={"seq": p.seq})
+    return await _write_and_describe(p, client, walk, services)
+
+
+async def _walk(
+    p: PageRange,
+    source: DeadlineSource,
+    walk: Walk,
+    services: Services,
+    keep_going: Callable[[], bool],
+    join: Callable[[str, int, tuple[str, ...]], Awaitable[list[str] | None]],
+) -> None:
+    settings = services.settings
     if p.offset is not None:
         if p.seq == 0:
             start = await services.store.get_range(p.run_id, p.resource, p.shard)
@@ -168,24 +189,18 @@ async def _fetch_and_write(
                 # Handed over by the range before: go on from where it stopped (no head to publish).
                 walk.offset, walk.anchors, walk.head = start.start_offset, start.start_anchors, []
         try:
-            await _walk_offsets(p, client, walk, services, keep_going, join)
+            await _walk_offsets(p, source, walk, services, keep_going, join)
         except HandedOver:
             # The range before stopped short of this one's start while this step read its first page.
             start = await services.store.get_range(p.run_id, p.resource, p.shard)
             assert start is not None
             assert start.start_offset is not None
-            walk = Walk(
-                offset=start.start_offset,
-                cursor=None,
-                anchors=start.start_anchors,
-                end_offset=p.end_offset,
-                next_shard=p.next_shard,
-                head=[],
-            )
-            await _walk_offsets(p, client, walk, services, keep_going, join)
+            walk.offset, walk.anchors, walk.head = start.start_offset, start.start_anchors, []
+            walk.records.clear()
+            await _walk_offsets(p, source, walk, services, keep_going, join)
     else:
         await walk_chain(
-            client,
+            source,
             p.resource,
             p.filters,
             walk,
@@ -194,6 +209,12 @@ async def _fetch_and_write(
             page_size=settings.page_size,
             keep_going=keep_going,
         )
+
+
+async def _write_and_describe(
+    p: PageRange, client: VantaClient, walk: Walk, services: Services
+) -> StepCommit:
+    settings = services.settings
     for warning in walk.warnings:
         logger.warning("run is not exact", extra={"warning": warning, "seq": p.seq})
         await services.store.add_warning(p.run_id, f"{p.shard}: {warning}")
@@ -225,7 +246,7 @@ async def _fetch_and_write(
 
 async def _walk_offsets(
     p: PageRange,
-    client: VantaClient,
+    client: DeadlineSource,
     walk: Walk,
     services: Services,
     keep_going: Callable[[], bool],

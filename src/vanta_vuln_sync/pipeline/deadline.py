@@ -1,0 +1,39 @@
+"""The invocation's deadline, carried into every Vanta request a step or a plan makes.
+
+Lambda kills an invocation at its timeout. At 50 requests a minute shared by the fleet, the next rate
+slot can be minutes away, so no request may start whose slot or expected end falls past the point where
+the invocation must stop to commit and hand on: the client raises DeadlineReached instead of waiting
+(vanta/client.py), and the step commits what it read and hands the rest on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+from vanta_vuln_sync.vanta import VantaClient
+from vanta_vuln_sync.vanta.client import Page
+
+# Seconds kept after the last Vanta request for the S3 write, the commit and the enqueue.
+HANDOFF_SECONDS = 15.0
+
+
+def deadline_of(
+    remaining: Callable[[], float] | None, clock: Callable[[], float], reserve: float
+) -> float | None:
+    """The epoch second by which a request must have ended (None: no deadline, as in the CLI)."""
+    return None if remaining is None else clock() + remaining() - reserve
+
+
+class DeadlineSource:
+    """A VantaClient whose every `fetch_page` carries `deadline` (the PageSource of walks and plans)."""
+
+    def __init__(self, client: VantaClient, deadline: float | None) -> None:
+        self.client = client
+        self.deadline = deadline
+
+    async def fetch_page(
+        self, resource: str, filters: Mapping[str, str], cursor: str | None = None, page_size: int = 100
+    ) -> Page:
+        return await self.client.fetch_page(
+            resource, filters, cursor=cursor, page_size=page_size, deadline=self.deadline
+        )
