@@ -192,6 +192,38 @@ def test_status_shows_progress_when_run_is_running(
     assert "0 / 3" in out
 
 
+def test_status_shows_the_fleets_requests_as_the_rate_limiter_grants_them(
+    stack: EmbeddedStack, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given a running run that has committed no step yet, while workers hold 37 request slots...
+    run_id = f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:10]}"
+    _create_run(stack, run_id)
+    ddb, table = boto3.client("dynamodb"), stack.outputs["StateTableName"]
+    key = {"pk": {"S": "rate#vanta"}, "sk": {"S": "rate"}}
+    ddb.put_item(
+        TableName=table,
+        Item={
+            **key,
+            "next_slot": {"N": f"{time.time() + 30:.6f}"},
+            "reserved": {"N": "37"},
+            "throttled": {"N": "2"},
+            "per_minute": {"N": "50"},
+        },
+    )
+    try:
+        code = main(["status", run_id, "--stack", stack.name])
+    finally:
+        ddb.delete_item(TableName=table, Key=key)  # the module's other runs start from a fresh limiter
+    out = capsys.readouterr().out
+    assert code == 0
+    # ...status shows them, and that the limiter is busy, though no step has committed a count.
+    assert re.search(r"requests / retries / 429s \(committed\)\s+0 / 0 / 0", out)
+    assert "37 started, 2 429s, limit 50/min" in out
+    ahead = re.search(r"busy: request slots booked (\d+) s ahead", out)
+    assert ahead
+    assert 15 <= int(ahead.group(1)) <= 30
+
+
 def test_status_latest_is_the_newest_run(stack: EmbeddedStack, capsys: pytest.CaptureFixture[str]) -> None:
     newest = f"29991231T235959Z-{uuid.uuid4().hex[:10]}"
     _create_run(stack, f"20000101T000000Z-{uuid.uuid4().hex[:10]}")
