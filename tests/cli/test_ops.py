@@ -19,6 +19,7 @@ from vanta_vuln_sync.cli import main
 from vanta_vuln_sync.container import shutdown_container
 from vanta_vuln_sync.local.embedded_aws import EmbeddedAws, EmbeddedStack
 from vanta_vuln_sync.local.poller import Poller
+from vanta_vuln_sync.local.runtime import container_loop
 from vanta_vuln_sync.local.simulator_thread import SimulatorThread
 from vanta_vuln_sync.messages import PageRange
 from vanta_vuln_sync.pipeline.state import RunState, RunStore
@@ -314,6 +315,7 @@ def running_stack(moto_server: str) -> Iterator[EmbeddedStack]:
         poller = Poller(
             only_functions=deployed.function_names,
             container_teardown=shutdown_container,
+            container_setup=container_loop,
             environment_overrides={
                 "POWERTOOLS_TRACE_DISABLED": "true",
                 "POWERTOOLS_METRICS_DISABLED": "true",
@@ -354,8 +356,10 @@ def test_resync_prints_the_run_id_then_a_second_request_joins_it_when_the_schedu
         if "succeeded" in status:
             break
         time.sleep(0.5)
-    assert "status                     succeeded" in status
-    assert "vulnerabilities          " in status
+    assert re.search(r"^status +succeeded$", status, re.MULTILINE), status
+    assert re.search(r"^  vulnerabilities +1 ranges done, 0 open$", status, re.MULTILINE), status
+    # The limiter's live totals: the run's requests (planning and fetching) took slots from it.
+    assert re.search(r"^Vanta rate limiter +(busy|idle):", status, re.MULTILINE), status
 
 
 @pytest.mark.parametrize("command", ["resync", "status", "redrive"])

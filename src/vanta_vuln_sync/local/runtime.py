@@ -159,7 +159,7 @@ def run_local(options: LocalOptions) -> LocalResult:
         poller = Poller(
             only_functions=stack.function_names,
             container_teardown=_close_container,
-            container_setup=_open_container,
+            container_setup=container_loop,
             failed_visibility_timeout=options.failed_visibility_timeout,
             # No X-Ray daemon and no CloudWatch here: tracing off, EMF metrics not printed.
             environment_overrides={
@@ -203,9 +203,10 @@ def run_local(options: LocalOptions) -> LocalResult:
         embedded.stop()
 
 
-def _open_container() -> asyncio.AbstractEventLoop:
-    # Run in each new container thread: its state (settings read at cold start, as in Lambda) and the
-    # loop its invocations run on, which the poller cancels when one times out.
+def container_loop() -> asyncio.AbstractEventLoop:
+    """`Poller(container_setup=...)` for the real handlers: run in each new container thread, it makes
+    the container's state (settings read at cold start, as in Lambda) and returns the loop its
+    invocations run on, whose tasks the poller cancels when one times out."""
     from vanta_vuln_sync.container import current_container
 
     return current_container().loop
@@ -362,4 +363,12 @@ def summary_rows(result: LocalResult) -> list[tuple[str, Any]]:
     return rows
 
 
-__all__ = ["LocalOptions", "LocalResult", "LocalRunError", "run_local", "summary_rows", "summary_table"]
+__all__ = [
+    "LocalOptions",
+    "LocalResult",
+    "LocalRunError",
+    "container_loop",
+    "run_local",
+    "summary_rows",
+    "summary_table",
+]
