@@ -346,11 +346,12 @@ def summary_rows(result: LocalResult) -> list[tuple[str, Any]]:
         if not function.invocations:
             continue
         p50, longest = function.p50_seconds, function.max_seconds
-        took = f", p50 {p50:.1f} s, max {longest:.1f} s" if p50 is not None and longest is not None else ""
+        took = f" · p50 {p50:.1f} s · max {longest:.1f} s" if p50 is not None and longest is not None else ""
         rows.append(
             (
-                f"{_role(name)} invocations (timeout {function.timeout_seconds} s)",
-                f"{function.invocations:,}{took}, {function.timed_out} timed out",
+                f"{_role(name)} invocations",
+                f"{function.invocations:,} · {function.timed_out} timed out{took} "
+                f"(timeout {function.timeout_seconds} s)",
             )
         )
     if result.simulator is not None:
