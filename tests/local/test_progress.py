@@ -110,6 +110,13 @@ def test_meter_has_no_figures_when_the_limiter_keeps_no_totals() -> None:
     assert (meter.live, meter.requests, meter.per_minute) == (False, None, None)
 
 
+def test_meter_counts_from_zero_when_the_limiter_starts_keeping_totals_after_the_baseline() -> None:
+    meter = RequestMeter()
+    meter.sample(0.0, RateState(next_slot=1.0))
+    meter.sample(10.0, RateState(next_slot=2.0, reserved=12, throttled=1))
+    assert (meter.requests, meter.throttled, meter.per_minute) == (12, 1, 12)
+
+
 async def test_rate_item_reads_missing_attributes_as_none(aws: str) -> None:
     from aiobotocore.session import get_session
 

@@ -280,8 +280,9 @@ def _limiter_rows(rate: RateState, now: float) -> list[tuple[str, str]]:
         rows.append(("Vanta requests (fleet, live)", f"{rate.reserved:,} started{throttled}{limit}"))
     if rate.next_slot is not None:
         ahead = rate.next_slot - now
+        at_limit = f" at the limit ({rate.per_minute}/min)" if rate.per_minute is not None else ""
         pace = (
-            f"busy: request slots booked {ahead:.0f} s ahead"
+            f"busy{at_limit}: request slots booked {ahead:.0f} s ahead"
             if ahead > 0
             else f"idle: last request slot {-ahead:.0f} s ago"
         )

@@ -60,46 +60,51 @@ async def read_rate_item(ddb: DynamoDBClient, table: str) -> RateState:
 class RequestMeter:
     """Requests started since a baseline and slots granted in the last 60 s, from samples of the
     limiter's `reserved` (and `throttled`) taken over time. The first sample is the baseline: take it
-    when the run starts."""
+    when the run starts. A total the baseline lacks but a later sample has started after the baseline,
+    from 0 (a limiter that began keeping totals meanwhile)."""
 
     def __init__(self, window: float = WINDOW_SECONDS) -> None:
         self._window = window
         self._samples: deque[tuple[float, int]] = deque()
         self._baseline: RateState | None = None
+        self._baseline_at = 0.0
         self._latest: RateState | None = None
 
     def sample(self, at: float, state: RateState) -> None:
         """Record the limiter's item as read at monotonic time `at`."""
         if self._baseline is None:
-            self._baseline = state
+            self._baseline, self._baseline_at = state, at
         self._latest = state
         if state.reserved is None:
             return
+        if not self._samples and at > self._baseline_at:
+            self._samples.append((self._baseline_at, self._base("reserved")))
         self._samples.append((at, state.reserved))
         # Keep one sample at or before the window's start: the count the window is measured from.
         while len(self._samples) > 1 and self._samples[1][0] <= at - self._window:
             self._samples.popleft()
 
+    def _base(self, total: str) -> int:
+        value = getattr(self._baseline, total, None) if self._baseline is not None else None
+        return int(value) if value is not None else 0
+
     @property
     def live(self) -> bool:
         """True when the limiter keeps totals (else every figure below is None)."""
-        return bool(self._samples) and self._baseline is not None and self._baseline.reserved is not None
+        return bool(self._samples)
 
     @property
     def requests(self) -> int | None:
         """Requests started (slots granted) since the baseline."""
         if not self.live or self._latest is None or self._latest.reserved is None:
             return None
-        assert self._baseline is not None
-        assert self._baseline.reserved is not None
-        return self._latest.reserved - self._baseline.reserved
+        return self._latest.reserved - self._base("reserved")
 
     @property
     def throttled(self) -> int | None:
         """429s seen since the baseline."""
-        base = self._baseline.throttled if self._baseline else None
         latest = self._latest.throttled if self._latest else None
-        return latest - base if latest is not None and base is not None else None
+        return latest - self._base("throttled") if latest is not None else None
 
     @property
     def per_minute(self) -> int | None:
