@@ -185,9 +185,8 @@ def _request_figures(
             meter.per_minute,
             meter.limit,
         )
+    # Counted, never extrapolated: requests in the last 60 s (or since the first sample).
     samples.append((elapsed, accepted))
-    while len(samples) > 2 and samples[1][0] <= elapsed - 60.0:
+    while len(samples) > 1 and samples[1][0] <= elapsed - 60.0:
         samples.popleft()
-    span = elapsed - samples[0][0]
-    rate = (accepted - samples[0][1]) / span * 60.0 if span >= 5.0 else None
-    return requests, throttled, rate, None
+    return requests, throttled, float(accepted - samples[0][1]), None
