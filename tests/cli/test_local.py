@@ -6,6 +6,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import re
 import subprocess
 import sys
 from collections import Counter
@@ -107,3 +108,33 @@ def test_local_help_shows_an_example(capsys: pytest.CaptureFixture[str]) -> None
     with pytest.raises(SystemExit):
         main(["local", "--help"])
     assert "vuln-sync local --out" in capsys.readouterr().out
+
+
+def test_local_run_warns_in_bold_when_worker_invocations_time_out(tmp_path: Path) -> None:
+    # Given workers whose 1 s timeout is shorter than one Vanta request (1.2 s latency)...
+    done = _vuln_sync(
+        "local",
+        "--out",
+        str(tmp_path / "out"),
+        "--vulnerabilities",
+        "50",
+        "--rate-limit",
+        "0",
+        "--latency",
+        "1.2",
+        "--worker-timeout",
+        "1",
+        "--timeout",
+        "15",
+        "--progress",
+        "plain",
+    )
+    # ...the run cannot finish (each timed-out batch waits out PageQueue's 30 min visibility
+    # timeout, as in AWS), and the summary counts the timeouts and says what they cost.
+    assert done.returncode == 1, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "run timed out" in done.stderr
+    warning = re.search(r"warning: (\d+) worker invocations? ran past (?:their|its) 1 s timeout", done.stderr)
+    assert warning, done.stderr[-3000:]
+    assert re.search(rf"worker invocations\s.*· {warning.group(1)} timed", done.stdout), done.stdout[-2000:]
+    assert re.search(r"in AWS (it|they) would have been killed", done.stderr)
+    assert "Traceback" not in done.stderr

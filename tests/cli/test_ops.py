@@ -19,6 +19,7 @@ from vanta_vuln_sync.cli import main
 from vanta_vuln_sync.container import shutdown_container
 from vanta_vuln_sync.local.embedded_aws import EmbeddedAws, EmbeddedStack
 from vanta_vuln_sync.local.poller import Poller
+from vanta_vuln_sync.local.runtime import container_loop
 from vanta_vuln_sync.local.simulator_thread import SimulatorThread
 from vanta_vuln_sync.messages import PageRange
 from vanta_vuln_sync.pipeline.state import RunState, RunStore
@@ -192,6 +193,38 @@ def test_status_shows_progress_when_run_is_running(
     assert "0 / 3" in out
 
 
+def test_status_shows_the_fleets_requests_as_the_rate_limiter_grants_them(
+    stack: EmbeddedStack, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given a running run that has committed no step yet, while workers hold 37 request slots...
+    run_id = f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:10]}"
+    _create_run(stack, run_id)
+    ddb, table = boto3.client("dynamodb"), stack.outputs["StateTableName"]
+    key = {"pk": {"S": "rate#vanta"}, "sk": {"S": "rate"}}
+    ddb.put_item(
+        TableName=table,
+        Item={
+            **key,
+            "next_slot": {"N": f"{time.time() + 30:.6f}"},
+            "reserved": {"N": "37"},
+            "throttled": {"N": "2"},
+            "per_minute": {"N": "50"},
+        },
+    )
+    try:
+        code = main(["status", run_id, "--stack", stack.name])
+    finally:
+        ddb.delete_item(TableName=table, Key=key)  # the module's other runs start from a fresh limiter
+    out = capsys.readouterr().out
+    assert code == 0
+    # ...status shows them, and that the limiter is busy, though no step has committed a count.
+    assert re.search(r"requests / retries / 429s \(committed\)\s+0 / 0 / 0", out)
+    assert "37 started, 2 429s, limit 50/min" in out
+    ahead = re.search(r"busy at the limit \(50/min\): request slots booked (\d+) s ahead", out)
+    assert ahead
+    assert 15 <= int(ahead.group(1)) <= 30
+
+
 def test_status_latest_is_the_newest_run(stack: EmbeddedStack, capsys: pytest.CaptureFixture[str]) -> None:
     newest = f"29991231T235959Z-{uuid.uuid4().hex[:10]}"
     _create_run(stack, f"20000101T000000Z-{uuid.uuid4().hex[:10]}")
@@ -282,6 +315,7 @@ def running_stack(moto_server: str) -> Iterator[EmbeddedStack]:
         poller = Poller(
             only_functions=deployed.function_names,
             container_teardown=shutdown_container,
+            container_setup=container_loop,
             environment_overrides={
                 "POWERTOOLS_TRACE_DISABLED": "true",
                 "POWERTOOLS_METRICS_DISABLED": "true",
@@ -322,8 +356,10 @@ def test_resync_prints_the_run_id_then_a_second_request_joins_it_when_the_schedu
         if "succeeded" in status:
             break
         time.sleep(0.5)
-    assert "status                     succeeded" in status
-    assert "vulnerabilities          " in status
+    assert re.search(r"^status +succeeded$", status, re.MULTILINE), status
+    assert re.search(r"^  vulnerabilities +1 ranges done, 0 open$", status, re.MULTILINE), status
+    # The limiter's live totals: the run's requests (planning and fetching) took slots from it.
+    assert re.search(r"^Vanta rate limiter +(busy|idle):", status, re.MULTILINE), status
 
 
 @pytest.mark.parametrize("command", ["resync", "status", "redrive"])

@@ -32,7 +32,8 @@ def recorded_calls() -> Iterator[list[poller_test_handlers.Call]]:
 
 @pytest.fixture
 def mapped_function(aws: str) -> Callable[..., MappedFunction]:
-    """Factory: a function running `poller_test_handlers.handler`, mapped to a fresh queue with a DLQ."""
+    """Factory: a function running `poller_test_handlers.<handler>` (default `handler`), mapped to a
+    fresh queue with a DLQ."""
 
     def make(
         *,
@@ -44,6 +45,7 @@ def mapped_function(aws: str) -> Callable[..., MappedFunction]:
         max_receive_count: int = 5,
         report_failures: bool = True,
         environment: dict[str, str] | None = None,
+        handler: str = "handler",
     ) -> MappedFunction:
         name = f"fn-{uuid.uuid4().hex[:10]}"
         sqs = boto3.client("sqs")
@@ -72,7 +74,7 @@ def mapped_function(aws: str) -> Callable[..., MappedFunction]:
             FunctionName=name,
             Runtime="python3.13",
             Role=role,
-            Handler="poller_test_handlers.handler",
+            Handler=f"poller_test_handlers.{handler}",
             Code={"ZipFile": code.getvalue()},
             Timeout=timeout,
             Environment={"Variables": environment or {}},

@@ -6,10 +6,13 @@ import uuid
 import zipfile
 from collections.abc import Iterator
 from io import BytesIO
+from typing import Any
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError
 
+from vanta_vuln_sync.local.access_keys import ACCESS_KEYS
 from vanta_vuln_sync.local.embedded_aws import EmbeddedAws, EmbeddedStack, package_code
 
 
@@ -98,3 +101,48 @@ def test_code_package_holds_the_handlers_and_no_bytecode() -> None:
     names = zipfile.ZipFile(BytesIO(package_code())).namelist()
     assert "vanta_vuln_sync/settings.py" in names
     assert not [n for n in names if n.endswith(".pyc")]
+
+
+def test_moto_refuses_every_service_once_a_container_key_is_revoked(stack: EmbeddedStack) -> None:
+    # Given a container's own key, which AWS accepts...
+    key = ACCESS_KEYS.issue()
+
+    def client(service: str) -> Any:
+        return boto3.client(service, aws_access_key_id=key, aws_secret_access_key="any")  # type: ignore[call-overload]
+
+    s3, ddb, sqs = client("s3"), client("dynamodb"), client("sqs")
+    bucket, table = stack.outputs["DataBucketName"], stack.outputs["StateTableName"]
+    queue = stack.outputs["PageDLQUrl"]
+    s3.put_object(Bucket=bucket, Key="revoked-test/before", Body=b"x")
+    # ...when the key is revoked (the poller does it at the container's deadline)...
+    assert ACCESS_KEYS.revoke(key), "no request of the key was left in progress"
+    # ...every call with it is refused in its service's words, and nothing changes.
+    refused = {
+        "s3": lambda: s3.put_object(Bucket=bucket, Key="revoked-test/after", Body=b"x"),
+        "s3 read": lambda: s3.get_object(Bucket=bucket, Key="revoked-test/before"),
+        "dynamodb": lambda: ddb.put_item(TableName=table, Item={"pk": {"S": "revoked"}, "sk": {"S": "x"}}),
+        "sqs": lambda: sqs.send_message(QueueUrl=queue, MessageBody="revoked"),
+    }
+    codes = {}
+    for name, call in refused.items():
+        with pytest.raises(ClientError) as error:
+            call()
+        codes[name] = (
+            error.value.response["Error"]["Code"],
+            error.value.response["ResponseMetadata"]["HTTPStatusCode"],
+        )
+    assert codes == {
+        "s3": ("AccessDenied", 403),
+        "s3 read": ("AccessDenied", 403),
+        "dynamodb": ("AccessDeniedException", 403),
+        "sqs": ("AccessDenied", 403),
+    }
+    keys = [
+        o["Key"]
+        for o in boto3.client("s3").list_objects_v2(Bucket=bucket, Prefix="revoked-test/")["Contents"]
+    ]
+    assert keys == ["revoked-test/before"]
+    item = boto3.client("dynamodb").get_item(TableName=table, Key={"pk": {"S": "revoked"}, "sk": {"S": "x"}})
+    assert "Item" not in item
+    # Other keys (the poller's, the CLI's) are untouched.
+    boto3.client("s3").put_object(Bucket=bucket, Key="revoked-test/other", Body=b"x")

@@ -45,6 +45,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     parser.add_argument("--timeout", type=float, default=3600.0, metavar="S", help="give up after S seconds")
     parser.add_argument(
+        "--worker-timeout",
+        type=int,
+        metavar="S",
+        help="deploy the worker with this function timeout instead of the template's 300 s, to see what "
+        "a timed-out invocation costs (its writes refused, its batch back only after the queue's "
+        "visibility timeout)",
+    )
+    parser.add_argument(
         "--progress", choices=("auto", "bar", "plain"), default="auto", help="progress display (default auto)"
     )
     sim = parser.add_argument_group("simulator (ignored when VANTA_CLIENT_ID is set)")
@@ -92,6 +100,10 @@ def run(args: argparse.Namespace) -> int:
         )
     if args.timeout <= 0:
         raise CliError(f"--timeout must be positive, got {args.timeout}")
+    if args.worker_timeout is not None and not 1 <= args.worker_timeout <= 900:
+        raise CliError(
+            f"--worker-timeout must be between 1 and 900 (Lambda's limit), got {args.worker_timeout}"
+        )
     if args.out.exists() and not args.out.is_dir():
         raise CliError(f"--out {args.out} exists and is not a folder")
     vanta = None
@@ -143,6 +155,7 @@ def run(args: argparse.Namespace) -> int:
         timeout=args.timeout,
         progress=args.progress,
         stream=sys.stdout,
+        worker_timeout=args.worker_timeout,
     )
     try:
         result = run_local(options)
@@ -152,6 +165,10 @@ def run(args: argparse.Namespace) -> int:
 
     console = Console(file=sys.stdout, highlight=False)
     console.print(summary_table(summary_rows(result), title="vuln-sync local"))
+    # A timed-out invocation is damage AWS would do too: said in bold whether or not the run succeeded.
+    errors = Console(file=sys.stderr, highlight=False, soft_wrap=True)
+    for warning in result.timeout_warnings():
+        errors.print(f"warning: {warning}", style="bold", markup=False)
     if result.succeeded:
         # Plain prints: a path must stay on one line to be clicked or copied.
         if result.report is not None:

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
     from mypy_boto3_sqs.type_defs import SendMessageBatchRequestEntryTypeDef
 
+    from vanta_vuln_sync.local.limiter import RateState
     from vanta_vuln_sync.local.runs import RunProgress
     from vanta_vuln_sync.pipeline.state import RunStore
 
@@ -247,12 +248,14 @@ def run_resync(args: argparse.Namespace) -> int:
 
 
 def run_status(args: argparse.Namespace) -> int:
-    """Print a run's progress; 1 when the run failed."""
+    """Print a run's progress (committed steps) and the fleet's Vanta requests as they happen (the rate
+    limiter's item); 1 when the run failed."""
+    from vanta_vuln_sync.local.limiter import read_rate_item
     from vanta_vuln_sync.local.runs import latest_run_id, read_progress
 
     stack = resolve_stack(args.stack)
 
-    async def read(store: RunStore, ddb: Any) -> RunProgress:
+    async def read(store: RunStore, ddb: Any) -> tuple[RunProgress, RateState]:
         run_id = args.run
         if run_id == "latest":
             run_id = await latest_run_id(ddb, stack.outputs["StateTableName"])
@@ -261,14 +264,33 @@ def run_status(args: argparse.Namespace) -> int:
         progress = await read_progress(store, run_id)
         if progress is None:
             raise CliError(f"no run {run_id!r} in stack {stack.name!r} (runs are kept 30 days)")
-        return progress
+        return progress, await read_rate_item(ddb, stack.outputs["StateTableName"])
 
-    progress = _run_async(read, stack, "reading the run")
-    _print_run(progress, stack)
+    progress, rate = _run_async(read, stack, "reading the run")
+    _print_run(progress, stack, rate)
     return 1 if progress.run.status == "failed" else 0
 
 
-def _print_run(progress: RunProgress, stack: Stack) -> None:
+def _limiter_rows(rate: RateState, now: float) -> list[tuple[str, str]]:
+    """The fleet rate limiter's live figures: requests started and 429s in all, the limit, its pace."""
+    rows: list[tuple[str, str]] = []
+    if rate.reserved is not None:
+        limit = f", limit {rate.per_minute}/min" if rate.per_minute is not None else ""
+        throttled = f", {rate.throttled:,} 429s" if rate.throttled is not None else ""
+        rows.append(("Vanta requests (fleet, live)", f"{rate.reserved:,} started{throttled}{limit}"))
+    if rate.next_slot is not None:
+        ahead = rate.next_slot - now
+        at_limit = f" at the limit ({rate.per_minute}/min)" if rate.per_minute is not None else ""
+        pace = (
+            f"busy{at_limit}: request slots booked {ahead:.0f} s ahead"
+            if ahead > 0
+            else f"idle: last request slot {-ahead:.0f} s ago"
+        )
+        rows.append(("Vanta rate limiter", pace))
+    return rows
+
+
+def _print_run(progress: RunProgress, stack: Stack, rate: RateState) -> None:
     run = progress.run
     finished = run.finished_at
     ended = f"{finished:%Y-%m-%d %H:%M:%S} UTC" if finished else "-"
@@ -284,8 +306,12 @@ def _print_run(progress: RunProgress, stack: Stack) -> None:
         ("ranges done", f"{run.ranges_done} / {run.ranges_total}"),
         ("pages", str(progress.pages)),
         ("records", f"{progress.records:,}"),
-        ("requests / retries / 429s", f"{progress.requests} / {progress.retries} / {progress.throttled}"),
+        (
+            "requests / retries / 429s (committed)",
+            f"{progress.requests} / {progress.retries} / {progress.throttled}",
+        ),
     ]
+    rows += _limiter_rows(rate, time.time())
     by_resource: dict[str, list[int]] = {}
     for r in progress.ranges:
         counts = by_resource.setdefault(r.resource, [0, 0])

@@ -5,14 +5,21 @@ clients) between invocations. Here a container is a thread of this process: the 
 per-container state in `threading.local` (see `vanta_vuln_sync.container`), so each thread has its own
 event loop, HTTP session and AWS clients, reused by every invocation it runs.
 
-A thread cannot be killed. An invocation that outlives its timeout is finished as "timed out" by the
-poller's watchdog (its batch is not deleted, its concurrency slot is freed, as Lambda would); the thread
-runs on until the handler returns and is then retired instead of going back to the pool, so the next
-invocation gets a fresh (cold) container, as after a real timeout.
+A thread cannot be killed, so a container whose invocation outlives its timeout is killed as far as
+anything outside it can tell (`Container.kill`, called by the poller's watchdog at the deadline):
+- its AWS access key is revoked: each container signs with its own key (`access_keys`), and the
+  embedded moto server refuses every later request signed with it, so nothing it writes after the
+  deadline lands;
+- the tasks on its event loop are cancelled (the loop the `setup` hook returned, if any), so a handler
+  waiting on I/O stops there; one blocked in synchronous code runs on, its AWS calls refused;
+- it leaves the pool at once: the next invocation gets a fresh (cold) container with a fresh key, as
+  after a real timeout. Its thread ends, after its teardown, when the handler returns.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import importlib
 import itertools
 import logging
@@ -23,11 +30,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from vanta_vuln_sync.local.access_keys import ACCESS_KEYS, AccessKeys, use_container_key
 from vanta_vuln_sync.local.context import LambdaContext
 
 logger = logging.getLogger(__name__)
 
 Handler = Callable[[dict[str, Any], LambdaContext], Any]
+# Run on a new container's thread before its first invocation; returns the loop its handler runs on.
+ContainerSetup = Callable[[], asyncio.AbstractEventLoop | None]
 Outcome = Literal["succeeded", "failed", "timed_out"]
 
 
@@ -102,7 +112,9 @@ class Invocation:
         self.response: Any = None
         self.error: BaseException | None = None
         self.logged_error: str | None = None  # the last exception the handler logged, if any
+        self.container: Container | None = None  # the container running it, once submitted
         self.started = time.monotonic()
+        self.seconds: float | None = None  # how long it ran, once finished
         self._on_finish = on_finish
         self._lock = threading.Lock()
 
@@ -112,6 +124,7 @@ class Invocation:
             if self.outcome is not None:
                 return False
             self.outcome, self.response, self.error = outcome, response, error
+            self.seconds = time.monotonic() - self.started
         self._on_finish(self)
         return True
 
@@ -126,31 +139,69 @@ class Container:
         pool: ContainerPool,
         number: int,
         teardown: Callable[[], None] | None,
+        setup: ContainerSetup | None = None,
+        keys: AccessKeys = ACCESS_KEYS,
     ) -> None:
         self.function = function
         self.invocations = 0
+        self.access_key = keys.issue()
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.killed = False
         self._handler = handler
         self._pool = pool
         self._teardown = teardown
+        self._setup = setup
+        self._keys = keys
+        self._current: Invocation | None = None
         self._jobs: queue.SimpleQueue[Invocation | None] = queue.SimpleQueue()
         self.thread = threading.Thread(target=self._run, name=f"lambda:{function.name}#{number}", daemon=True)
         self.thread.start()
 
     def submit(self, invocation: Invocation) -> None:
         """Hand the container its next invocation (it must be idle)."""
+        invocation.container = self
         self._jobs.put(invocation)
+
+    def kill(self, invocation: Invocation) -> bool:
+        """What Lambda does to a container whose `invocation` passed its timeout (see the module doc).
+        Call it from another thread. True when no request of its key is still being applied."""
+        self.killed = True
+        drained = self._keys.revoke(self.access_key)
+        loop = self.loop
+        if loop is not None and not loop.is_closed():
+            with contextlib.suppress(RuntimeError):  # closed meanwhile: nothing left to cancel
+                loop.call_soon_threadsafe(self._cancel_tasks, invocation)
+        self._pool.retire(self)
+        return drained
+
+    def _cancel_tasks(self, invocation: Invocation) -> None:
+        # On the container's loop. Only while the timed-out invocation still runs: a callback that
+        # comes later must not cancel the container's teardown.
+        if self._current is not invocation or self.loop is None:
+            return
+        for task in asyncio.all_tasks(self.loop):
+            task.cancel()
 
     def shut_down(self) -> None:
         """Ask the thread to end after its current invocation."""
         self._jobs.put(None)
 
     def _run(self) -> None:
+        use_container_key(self.access_key)
+        if self._setup is not None:
+            try:
+                self.loop = self._setup()
+            except Exception as exc:  # the handler meets the same error and fails its batch with it
+                logger.debug("container setup of %s failed: %s", self.function.name, exc)
         try:
             while (invocation := self._jobs.get()) is not None:
                 self.invocations += 1
                 _logged.last = None
+                self._current = invocation
                 try:
                     response = self._handler(invocation.event, invocation.context)
+                except asyncio.CancelledError as exc:  # killed at its deadline (see `kill`)
+                    finished = invocation.finish("failed", error=exc)
                 except Exception as exc:  # the handler's failure is the batch's failure, as in Lambda
                     logger.warning(
                         "%s invocation %s raised %s: %s",
@@ -160,12 +211,27 @@ class Container:
                         exc,
                     )
                     finished = invocation.finish("failed", error=exc)
+                except BaseException as exc:
+                    # The container's process died (e.g. the chaos suite's SimulatedCrash): Lambda
+                    # fails the invocation at once (Runtime.ExitError), not at its timeout, and the
+                    # next batch gets a new container.
+                    logger.warning(
+                        "%s container died in invocation %s: %s",
+                        self.function.name,
+                        invocation.context.aws_request_id,
+                        type(exc).__name__,
+                    )
+                    invocation.finish("failed", error=exc)
+                    self._pool.retire(self)
+                    return
                 else:
                     invocation.logged_error = getattr(_logged, "last", None)
                     finished = invocation.finish("succeeded", response=response)
-                if not finished:
-                    # The watchdog timed this invocation out: Lambda would have killed the container.
-                    self._pool.retire(self)
+                finally:
+                    self._current = None
+                if not finished or self.killed:
+                    # The watchdog timed this invocation out and killed the container (it has left
+                    # the pool); only its teardown is left.
                     return
                 self._pool.release(self)
         finally:
@@ -183,11 +249,18 @@ class ContainerPool:
     """
 
     def __init__(
-        self, function: FunctionConfig, handler: Handler, teardown: Callable[[], None] | None
+        self,
+        function: FunctionConfig,
+        handler: Handler,
+        teardown: Callable[[], None] | None,
+        setup: ContainerSetup | None = None,
+        keys: AccessKeys = ACCESS_KEYS,
     ) -> None:
         self.function = function
         self._handler = handler
         self._teardown = teardown
+        self._setup = setup
+        self._keys = keys
         self._lock = threading.Lock()
         self._idle: list[Container] = []
         self._all: list[Container] = []
@@ -205,7 +278,9 @@ class ContainerPool:
                 return self._idle.pop()
             self.cold_starts += 1
             number = next(self._numbers)
-        container = Container(self.function, self._handler, self, number, self._teardown)
+        container = Container(
+            self.function, self._handler, self, number, self._teardown, self._setup, self._keys
+        )
         with self._lock:
             self._all.append(container)
         return container
@@ -217,11 +292,11 @@ class ContainerPool:
             self._idle.append(container)
 
     def retire(self, container: Container) -> None:
-        """Forget a container whose invocation timed out; its thread ends."""
+        """Forget a killed container (once; later calls do nothing); its thread ends on its own."""
         with self._lock:
-            self._busy -= 1
             if container in self._all:
                 self._all.remove(container)
+                self._busy -= 1
 
     @property
     def busy(self) -> int:

@@ -21,11 +21,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs
 
 import boto3
 from botocore.exceptions import ClientError
 
 import vanta_vuln_sync
+from vanta_vuln_sync.local.access_keys import ACCESS_KEYS, CONTAINER_KEY_PREFIX, AccessKeys
 from vanta_vuln_sync.local.template import DEFAULT_TEMPLATE_PATH, deploy_to_moto, transform_template
 
 logger = logging.getLogger(__name__)
@@ -93,32 +95,98 @@ def package_code(package_dir: Path | None = None) -> bytes:
     return buffer.getvalue()
 
 
-class _SerializedDynamoDB:
-    """WSGI middleware: one DynamoDB or SQS write request at a time.
+class _Gate:
+    """WSGI middleware in front of moto: refuses revoked container keys, serializes racy writes.
 
-    moto's backends are not thread-safe: TransactWriteItems deep-copies the table while other request
-    threads write to it ("dictionary changed size during iteration", a 500), two concurrent conditional
-    writes can both succeed, and SQS rebuilds a queue's message list on delete, which can drop a message
-    sent at that moment. These requests are short, so serializing them costs little. ReceiveMessage is
-    left concurrent: a long poll would hold the lock for its whole wait.
+    Revoked keys (see `access_keys`): a request signed with a container key that the poller revoked
+    (its invocation passed its timeout) is answered 403 AccessDenied in the service's own format and
+    never reaches moto. The check is made when the request arrives and again once it holds the lock
+    below, and `AccessKeys.revoke` waits for the key's requests in progress, so once a key is revoked
+    nothing it sent changes state.
+
+    Serialized writes: one DynamoDB or SQS write request at a time. moto's backends are not
+    thread-safe: TransactWriteItems deep-copies the table while other request threads write to it
+    ("dictionary changed size during iteration", a 500), two concurrent conditional writes can both
+    succeed, and SQS rebuilds a queue's message list on delete, which can drop a message sent at that
+    moment. These requests are short, so serializing them costs little. ReceiveMessage is left
+    concurrent: a long poll would hold the lock for its whole wait.
     """
 
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: Any, keys: AccessKeys) -> None:
         self._app = app
+        self._keys = keys
         self._lock = threading.Lock()
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
         target = str(environ.get("HTTP_X_AMZ_TARGET", ""))
-        if target.startswith("DynamoDB_") or (
+        serialized = target.startswith("DynamoDB_") or (
             target.startswith("AmazonSQS.") and target != "AmazonSQS.ReceiveMessage"
-        ):
-            with self._lock:
-                return list(self._app(environ, start_response))
-        return self._app(environ, start_response)
+        )
+        key, service = _signing_key(environ)
+        if key is None or not key.startswith(CONTAINER_KEY_PREFIX):
+            if serialized:
+                with self._lock:
+                    return list(self._app(environ, start_response))
+            return self._app(environ, start_response)
+        if not self._keys.enter(key):
+            return _access_denied(environ, start_response, key, service)
+        try:
+            if serialized:
+                with self._lock:
+                    if self._keys.is_revoked(key):
+                        self._keys.refuse()
+                        return _access_denied(environ, start_response, key, service)
+                    return list(self._app(environ, start_response))
+            # Read the whole reply while the key counts as in flight (revoke waits for it).
+            return list(self._app(environ, start_response))
+        finally:
+            self._keys.leave(key)
+
+
+def _signing_key(environ: dict[str, Any]) -> tuple[str | None, str]:
+    """The access key id and service of a SigV4 request (header or presigned URL), or (None, "")."""
+    authorization = str(environ.get("HTTP_AUTHORIZATION", ""))
+    _, found, rest = authorization.partition("Credential=")
+    if not found:
+        query = parse_qs(str(environ.get("QUERY_STRING", "")))
+        rest = (query.get("X-Amz-Credential") or [""])[0]
+        if not rest:
+            return None, ""
+    scope = rest.split(",", 1)[0].split("/")
+    return scope[0], scope[3] if len(scope) > 3 else ""
+
+
+def _access_denied(environ: dict[str, Any], start_response: Any, key: str, service: str) -> list[bytes]:
+    """403 AccessDenied as `service` words it (S3 XML, JSON with the query-compatible code for SQS)."""
+    # Read the request's body first: left unread, it would be taken for the connection's next request.
+    length = int(environ.get("CONTENT_LENGTH") or 0)
+    if length > 0:
+        environ["wsgi.input"].read(length)
+    message = (
+        f"access key {key} is revoked: its Lambda container was killed when its invocation passed "
+        "the function timeout (embedded runtime)"
+    )
+    headers = [("x-amzn-requestid", "embedded-revoked"), ("x-amz-request-id", "embedded-revoked")]
+    if service in ("s3", ""):
+        body = (
+            '<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>AccessDenied</Code>'
+            f"<Message>{message}</Message><RequestId>embedded-revoked</RequestId></Error>"
+        ).encode()
+        headers.append(("Content-Type", "application/xml"))
+    else:
+        code = "AccessDenied" if service == "sqs" else "AccessDeniedException"
+        body = json.dumps({"__type": f"{code}", "message": message}).encode()
+        headers.append(("Content-Type", "application/x-amz-json-1.0"))
+        if service == "sqs":
+            headers.append(("x-amzn-query-error", "AccessDenied;Sender"))
+    headers.append(("Content-Length", str(len(body))))
+    start_response("403 Forbidden", headers)
+    return [body]
 
 
 class MotoServer:
-    """`moto.server.ThreadedMotoServer`, with DynamoDB requests serialized (see _SerializedDynamoDB).
+    """`moto.server.ThreadedMotoServer` behind `_Gate`: revoked container keys refused, DynamoDB and
+    SQS writes serialized.
 
     Also what the tests run: moto evaluates a DynamoDB condition and applies the write without a lock,
     so two concurrent conditional writes can both succeed, which real DynamoDB never allows.
@@ -136,10 +204,11 @@ class MotoServer:
         )
         from werkzeug.serving import make_server
 
-        app = _SerializedDynamoDB(DomainDispatcherApplication(create_backend_app))
+        app = _Gate(DomainDispatcherApplication(create_backend_app), ACCESS_KEYS)
         self._server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=MotoRequestHandler)
         self._thread = threading.Thread(target=self._server.serve_forever, name="moto-server", daemon=True)
         self._thread.start()
+        ACCESS_KEYS.add_guard()
         host, port = self._server.server_address[:2]
         return f"http://{host}:{port}"
 
@@ -148,6 +217,7 @@ class MotoServer:
             self._server.shutdown()
             self._server.server_close()
             self._server = None
+            ACCESS_KEYS.remove_guard()
         if self._thread is not None:
             self._thread.join(10.0)
             self._thread = None

@@ -1,16 +1,23 @@
-"""Following a local run to its end: the state table, the DLQs, the queues, the simulator, the poller."""
+"""Following a local run to its end: the state table, the DLQs, the queues, the simulator, the poller.
+
+Figures shown while it runs come from where they are recorded as they happen: pages and records from
+the ranges' committed steps, requests, 429s and the rate from the fleet rate limiter's item (sampled
+every second; see `limiter.py`). Where the limiter keeps no totals, from the simulator's counters, or
+else from the committed steps."""
 
 from __future__ import annotations
 
 import asyncio
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiobotocore.session import get_session
 
 from vanta_vuln_sync.local.embedded_aws import EmbeddedStack
+from vanta_vuln_sync.local.limiter import RequestMeter, read_rate_item
 from vanta_vuln_sync.local.poller import Poller
 from vanta_vuln_sync.local.progress import ProgressView, Snapshot
 from vanta_vuln_sync.local.runs import RunProgress, find_run, read_progress
@@ -34,7 +41,7 @@ class Watch:
 
 async def follow_run(
     stack: EmbeddedStack,
-    candidates: list[str],
+    start: Callable[[], list[str]],
     poller: Poller,
     simulator: SimulatorThread | None,
     view: ProgressView,
@@ -42,17 +49,23 @@ async def follow_run(
     started: float,
     rate_limit: int,
 ) -> Watch:
-    """Show progress until the run ends, a message lands in a DLQ, the run stalls (nothing queued or
-    running for a while), or `give_up_after` seconds pass."""
+    """Call `start` (it sends the sync request and returns the run ids it may get), then show progress
+    until the run ends, a message lands in a DLQ, the run stalls (nothing queued or running for a
+    while), or `give_up_after` seconds pass."""
     watch = Watch()
     samples: deque[tuple[float, int]] = deque()
+    meter = RequestMeter()
     deadline = time.monotonic() + give_up_after
     dlqs = {"RequestDLQ": stack.outputs["RequestDLQUrl"], "PageDLQ": stack.outputs["PageDLQUrl"]}
     queues = [stack.outputs["RequestQueueUrl"], stack.outputs["PageQueueUrl"]]
     idle_since: float | None = None
     session = get_session()
     async with session.create_client("dynamodb") as ddb, session.create_client("sqs") as sqs:
-        store = RunStore(ddb, stack.outputs["StateTableName"])
+        table = stack.outputs["StateTableName"]
+        store = RunStore(ddb, table)
+        # The limiter's totals before the run's first request: its requests are counted from here.
+        meter.sample(time.monotonic(), await read_rate_item(ddb, table))
+        candidates = start()
         while True:
             if watch.progress is None:
                 found = await find_run(store, candidates)
@@ -64,8 +77,9 @@ async def follow_run(
                     QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"]
                 )
                 watch.dlq_depth[name] = int(attributes["Attributes"].get("ApproximateNumberOfMessages", 0))
+            meter.sample(time.monotonic(), await read_rate_item(ddb, table))
             now = time.monotonic()
-            view.show(_snapshot(watch, poller, simulator, samples, now - started, rate_limit))
+            view.show(_snapshot(watch, poller, simulator, meter, samples, now - started, rate_limit))
             run = watch.progress.run if watch.progress else None
             if run is not None and run.status in (SUCCEEDED, FAILED):
                 return watch
@@ -102,6 +116,7 @@ def _snapshot(
     watch: Watch,
     poller: Poller,
     simulator: SimulatorThread | None,
+    meter: RequestMeter,
     samples: deque[tuple[float, int]],
     elapsed: float,
     rate_limit: int,
@@ -109,21 +124,7 @@ def _snapshot(
     progress = watch.progress
     run = progress.run if progress else None
     stats = poller.stats()
-    requests = progress.requests if progress else 0
-    throttled = progress.throttled if progress else 0
-    accepted = requests
-    if simulator is not None:
-        counters = simulator.counters()
-        requests, throttled, accepted = (
-            counters["requests"],
-            counters["throttled"],
-            counters["accepted_requests"],
-        )
-    samples.append((elapsed, accepted))
-    while len(samples) > 2 and samples[1][0] <= elapsed - 60.0:
-        samples.popleft()
-    span = elapsed - samples[0][0]
-    rate = (accepted - samples[0][1]) / span * 60.0 if span >= 5.0 else None
+    requests, throttled, rate, limit = _request_figures(progress, simulator, meter, samples, elapsed)
     if run is None:
         phase = "planning"
     elif run.status != "running":
@@ -132,10 +133,12 @@ def _snapshot(
         phase = "finalizing"
     else:
         phase = "syncing"
-    note = None
+    notes = []
+    if stats.timed_out:
+        notes.append(f"{stats.timed_out} invocation(s) timed out")
     failing = [f"{name}: {s.last_error}" for name, s in stats.functions.items() if s.last_error]
     if failing:
-        note = "last failure " + "; ".join(failing)
+        notes.append("last failure " + "; ".join(failing))
     return Snapshot(
         elapsed=elapsed,
         phase=phase,
@@ -148,8 +151,42 @@ def _snapshot(
         retries=progress.retries if progress else 0,
         throttled=throttled,
         rate_per_minute=rate,
-        rate_limit=rate_limit,
+        rate_limit=limit or rate_limit,
         invocations=stats.invocations,
         in_flight=stats.in_flight,
-        note=note,
+        note="; ".join(notes) or None,
     )
+
+
+def _request_figures(
+    progress: RunProgress | None,
+    simulator: SimulatorThread | None,
+    meter: RequestMeter,
+    samples: deque[tuple[float, int]],
+    elapsed: float,
+) -> tuple[int, int, float | None, int | None]:
+    """Requests, 429s, requests in the last minute and the limit: from the limiter as they happen;
+    where it keeps no totals, from the simulator's counters or else the committed steps."""
+    requests = progress.requests if progress else 0
+    throttled = progress.throttled if progress else 0
+    accepted = requests
+    if simulator is not None:
+        counters = simulator.counters()
+        requests, throttled, accepted = (
+            counters["requests"],
+            counters["throttled"],
+            counters["accepted_requests"],
+        )
+    if meter.live and meter.requests is not None:
+        live_throttled = meter.throttled
+        return (
+            meter.requests,
+            live_throttled if live_throttled is not None else throttled,
+            meter.per_minute,
+            meter.limit,
+        )
+    # Counted, never extrapolated: requests in the last 60 s (or since the first sample).
+    samples.append((elapsed, accepted))
+    while len(samples) > 1 and samples[1][0] <= elapsed - 60.0:
+        samples.popleft()
+    return requests, throttled, float(accepted - samples[0][1]), None

@@ -7,13 +7,20 @@ function's reserved concurrency, or `default_concurrency`, whichever is smallest
 - the handler returns: the batch succeeded, except the records named in a partial batch response
   (`batchItemFailures`, honoured only with `FunctionResponseTypes: [ReportBatchItemFailures]`);
 - the handler raises, or returns a malformed partial response: the whole batch failed;
-- the invocation outlives the function's `Timeout`: failed (the thread runs on, see containers.py).
+- the invocation outlives the function's `Timeout`: timed out. At the deadline the container is killed
+  (`Container.kill`: its AWS access key revoked, so moto refuses whatever it sends afterwards; its
+  loop's tasks cancelled; a fresh cold container, with a fresh key, serves the next batch).
 Succeeded records are deleted. Failed ones are left alone: they come back when their visibility timeout
 ends, and SQS (moto) moves them to the DLQ on the receive after `maxReceiveCount`.
 
-One deviation, off by default: `failed_visibility_timeout=N` makes failed records visible again after N
-seconds instead of the queue's visibility timeout (30 min for PageQueue), so a local run with failures
-reaches its retries and its DLQ in seconds rather than hours. The local runtime turns it on and says so.
+One deviation, off by default: `failed_visibility_timeout=N` makes the records of a failed invocation
+visible again after N seconds instead of the queue's visibility timeout (30 min for PageQueue), so a
+local run with failures reaches its retries and its DLQ in seconds rather than hours. The local runtime
+turns it on and says so. It never applies to a timed-out invocation: Lambda does not touch that batch,
+which comes back only when the queue's visibility timeout ends (the time the timeout really costs).
+
+Counters per function (`stats()`): invocations, outcomes, timed-out invocations and every invocation's
+duration (`FunctionStats.p50_seconds`, `max_seconds`, against `timeout_seconds`).
 
 Process-wide environment: every function's `Environment.Variables` are put in `os.environ` before the
 handlers are imported. One process has one environment, so where two functions set the same variable
@@ -24,6 +31,7 @@ from __future__ import annotations
 
 import logging
 import os
+import statistics
 import threading
 import time
 from collections.abc import Callable, Collection, Mapping
@@ -32,8 +40,10 @@ from typing import TYPE_CHECKING, Any
 
 import boto3
 
+from vanta_vuln_sync.local.access_keys import ACCESS_KEYS, install_container_keys
 from vanta_vuln_sync.local.containers import (
     ContainerPool,
+    ContainerSetup,
     FunctionConfig,
     Invocation,
     LoggedErrorRecorder,
@@ -58,8 +68,10 @@ _POLLERS_PER_MAPPING = 5
 
 @dataclass(slots=True)
 class FunctionStats:
-    """What happened to one function so far."""
+    """What happened to one function so far. `durations` are the finished invocations' seconds (a
+    timed-out one: until its deadline was seen, about `timeout_seconds`)."""
 
+    timeout_seconds: int = 0
     invocations: int = 0
     succeeded: int = 0
     failed: int = 0
@@ -70,6 +82,29 @@ class FunctionStats:
     cold_starts: int = 0
     peak_concurrency: int = 0
     last_error: str | None = None
+    durations: list[float] = field(default_factory=list)
+
+    @property
+    def p50_seconds(self) -> float | None:
+        """The median duration of the finished invocations (None before the first)."""
+        return statistics.median(self.durations) if self.durations else None
+
+    @property
+    def max_seconds(self) -> float | None:
+        """The longest finished invocation (None before the first)."""
+        return max(self.durations) if self.durations else None
+
+    def timing(self) -> dict[str, float | int | None]:
+        """Invocation durations against the timeout, for reports: p50, max, timeout, how many ran
+        and how many timed out."""
+        p50, longest = self.p50_seconds, self.max_seconds
+        return {
+            "invocations": self.invocations,
+            "timed_out": self.timed_out,
+            "timeout_s": self.timeout_seconds,
+            "p50_s": round(p50, 3) if p50 is not None else None,
+            "max_s": round(longest, 3) if longest is not None else None,
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +124,10 @@ class PollerStats:
     @property
     def failed(self) -> int:
         return sum(f.failed + f.timed_out for f in self.functions.values())
+
+    @property
+    def timed_out(self) -> int:
+        return sum(f.timed_out for f in self.functions.values())
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,12 +161,15 @@ class Poller:
         default_concurrency: int = 10,
         environment_overrides: Mapping[str, str] | None = None,
         container_teardown: Callable[[], None] | None = None,
+        container_setup: ContainerSetup | None = None,
         only_functions: Collection[str] | None = None,
         failed_visibility_timeout: int | None = None,
         idle_wait_seconds: int = 1,
     ) -> None:
         """`default_concurrency` caps a mapping without `MaximumConcurrency`; `container_teardown` runs
         in each container thread as it ends (to close the handler's per-container clients);
+        `container_setup` runs in each container thread before its first invocation and returns the
+        event loop the handler will run on (so a timed-out invocation's tasks can be cancelled);
         `only_functions` limits the poller to those function names (moto may hold other stacks);
         `failed_visibility_timeout` see the module doc."""
         self._endpoint_url = endpoint_url
@@ -135,12 +177,15 @@ class Poller:
         self._default_concurrency = default_concurrency
         self._overrides = dict(environment_overrides or {})
         self._teardown = container_teardown
+        self._setup = container_setup
         self._idle_wait = idle_wait_seconds
         self._only = set(only_functions) if only_functions is not None else None
         self._failed_visibility = failed_visibility_timeout
         self._recorder = LoggedErrorRecorder()
         self._recorder_loggers: list[logging.Logger] = []
         self._stop = threading.Event()
+        self._polling_over = threading.Event()  # every poller thread has ended: no new invocation
+        self._watchdog: threading.Thread | None = None
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
         self._active: set[Invocation] = set()
@@ -170,12 +215,18 @@ class Poller:
         self.mappings, self.functions = mappings, functions
         # moto would otherwise "invoke" the mapped functions itself (in Docker) on every SendMessage.
         detach_moto_sqs_invoker()
+        install_container_keys()
+        if not ACCESS_KEYS.guarded:
+            logger.warning(
+                "no embedded moto server guards this process: the AWS writes of a timed-out invocation "
+                "cannot be refused (start moto with embedded_aws.MotoServer)"
+            )
         apply_environment(self.functions.values(), self._overrides)
         for function in self.functions.values():
             self._pools[function.name] = ContainerPool(
-                function, resolve_handler(function.handler), self._teardown
+                function, resolve_handler(function.handler), self._teardown, self._setup
             )
-            self._stats[function.name] = FunctionStats()
+            self._stats[function.name] = FunctionStats(timeout_seconds=function.timeout_seconds)
         # Where the handlers' loggers send records: the root, and Powertools' service logger (which
         # does not propagate). Only after the handlers are imported: Powertools takes a logger that
         # already has a handler for one it configured itself, and would skip setting it up.
@@ -194,7 +245,8 @@ class Poller:
             self._runners.append(runner)
             for number in range(min(_POLLERS_PER_MAPPING, runner.limit)):
                 self._spawn(self._poll, runner, name=f"poller:{mapping.queue_name}#{number + 1}")
-        self._spawn(self._watch_deadlines, name="poller:watchdog")
+        self._watchdog = threading.Thread(target=self._watch_deadlines, name="poller:watchdog", daemon=True)
+        self._watchdog.start()
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop polling, let running invocations finish (up to `timeout` s), end the containers."""
@@ -202,8 +254,13 @@ class Poller:
         deadline = time.monotonic() + timeout
         for thread in self._threads:
             thread.join(max(0.0, deadline - time.monotonic()))
+        # Only now may the watchdog end (once nothing runs): a poller thread that had just received a
+        # batch when stop() began still invokes it, and that invocation still has a deadline.
+        self._polling_over.set()
         while self._active and time.monotonic() < deadline:
             time.sleep(0.05)
+        if self._watchdog is not None:
+            self._watchdog.join(max(0.0, deadline - time.monotonic()))
         for pool in self._pools.values():
             pool.close(max(0.0, deadline - time.monotonic()))
         for target in self._recorder_loggers:
@@ -227,7 +284,12 @@ class Poller:
             snapshot = {}
             for name, stats in self._stats.items():
                 pool = self._pools[name]
-                snapshot[name] = replace(stats, cold_starts=pool.cold_starts, peak_concurrency=pool.peak_busy)
+                snapshot[name] = replace(
+                    stats,
+                    cold_starts=pool.cold_starts,
+                    peak_concurrency=pool.peak_busy,
+                    durations=list(stats.durations),
+                )
         return PollerStats(snapshot)
 
     def queue_depths(self) -> dict[str, QueueDepth]:
@@ -320,11 +382,18 @@ class Poller:
         self._pools[function.name].acquire().submit(invocation)
 
     def _complete(self, runner: _MappingRunner, invocation: Invocation) -> None:
+        timed_out = invocation.outcome == "timed_out"
+        # Lambda kills the container at the deadline; the batch is left as it is.
+        if timed_out and invocation.container is not None and not invocation.container.kill(invocation):
+            logger.warning(
+                "%s: a request of the timed-out container was still being applied 2 s after its deadline",
+                runner.function.name,
+            )
         failed = failed_message_ids(runner.mapping, invocation)
         succeeded = [m for m in invocation.messages if m["MessageId"] not in failed]
         try:
             self._delete(runner.mapping, succeeded)
-            if failed and self._failed_visibility is not None:
+            if failed and not timed_out and self._failed_visibility is not None:
                 self._make_visible(
                     runner.mapping, [m for m in invocation.messages if m["MessageId"] in failed]
                 )
@@ -334,7 +403,9 @@ class Poller:
                 stats = self._stats[runner.function.name]
                 stats.in_flight -= 1
                 stats.records_failed += len(failed)
-                if invocation.outcome == "timed_out":
+                if invocation.seconds is not None:
+                    stats.durations.append(invocation.seconds)
+                if timed_out:
                     stats.timed_out += 1
                     stats.last_error = f"timed out after {runner.function.timeout_seconds} s"
                 elif invocation.outcome == "failed" or failed:
@@ -377,14 +448,15 @@ class Poller:
             )
 
     def _watch_deadlines(self) -> None:
-        while not (self._stop.is_set() and not self._active):
+        while not (self._polling_over.is_set() and not self._active):
             now = time.monotonic()
             with self._lock:
                 overdue = [inv for inv in self._active if inv.context.deadline <= now]
             for invocation in overdue:
                 if invocation.finish("timed_out"):
                     logger.warning(
-                        "%s invocation %s timed out; its batch stays on the queue",
+                        "%s invocation %s timed out: its container is killed (its later AWS requests "
+                        "are refused) and its batch comes back after the queue's visibility timeout",
                         invocation.context.function_name,
                         invocation.context.aws_request_id,
                     )

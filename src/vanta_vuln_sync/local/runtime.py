@@ -24,7 +24,7 @@ import orjson
 from vanta_vuln_sync.local.embedded_aws import EmbeddedAws, EmbeddedStack
 from vanta_vuln_sync.local.follow import Watch, follow_run
 from vanta_vuln_sync.local.outputs import copy_run_outputs, peek_dlq
-from vanta_vuln_sync.local.poller import Poller
+from vanta_vuln_sync.local.poller import FunctionStats, Poller
 from vanta_vuln_sync.local.progress import Snapshot, make_view, summary_table
 from vanta_vuln_sync.local.runs import RunProgress, candidate_run_ids
 from vanta_vuln_sync.local.simulator_thread import SimulatorThread
@@ -59,6 +59,8 @@ class LocalOptions:
     progress: str = "auto"
     failed_visibility_timeout: int | None = 10
     stream: IO[str] | None = None
+    # Deploy the worker with this Timeout instead of the template's (to see what a timeout costs).
+    worker_timeout: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +79,29 @@ class LocalResult:
     dlq: dict[str, list[str]]
     simulator: dict[str, Any] | None
     errors: dict[str, str] = field(default_factory=dict)  # function name -> its last failure
+    # Per function: invocations, timed-out invocations, durations (p50/max) against the timeout.
+    functions: dict[str, FunctionStats] = field(default_factory=dict)
+
+    @property
+    def timed_out(self) -> int:
+        """Invocations that ran past their function's timeout (killed, as Lambda kills them)."""
+        return sum(stats.timed_out for stats in self.functions.values())
+
+    def timeout_warnings(self) -> list[str]:
+        """One sentence per function whose invocations ran past their timeout (empty when none)."""
+        warnings = []
+        for name, stats in sorted(self.functions.items()):
+            if not stats.timed_out:
+                continue
+            one = stats.timed_out == 1
+            warnings.append(
+                f"{stats.timed_out} {_role(name)} invocation{'' if one else 's'} ran past "
+                f"{'its' if one else 'their'} {stats.timeout_seconds} s timeout: in AWS "
+                f"{'it' if one else 'they'} would have been killed, and here "
+                f"{'it was' if one else 'they were'} too: AWS writes after the deadline were refused, "
+                "and the batch comes back only after the queue's visibility timeout"
+            )
+        return warnings
 
 
 def run_local(options: LocalOptions) -> LocalResult:
@@ -122,6 +147,10 @@ def run_local(options: LocalOptions) -> LocalResult:
             raise LocalRunError(str(exc)) from exc
         if stack.skipped:
             console.print(stack.skipped_summary(), markup=False, highlight=False, soft_wrap=True)
+        if options.worker_timeout is not None:
+            embedded.client("lambda").update_function_configuration(
+                FunctionName=stack.outputs["WorkerFunctionName"], Timeout=options.worker_timeout
+            )
         # The functions read the credentials from the stack's secret, as in AWS, not from this shell.
         for name in ("VANTA_CLIENT_ID", "VANTA_CLIENT_SECRET"):
             os.environ.pop(name, None)
@@ -130,6 +159,7 @@ def run_local(options: LocalOptions) -> LocalResult:
         poller = Poller(
             only_functions=stack.function_names,
             container_teardown=_close_container,
+            container_setup=container_loop,
             failed_visibility_timeout=options.failed_visibility_timeout,
             # No X-Ray daemon and no CloudWatch here: tracing off, EMF metrics not printed.
             environment_overrides={
@@ -142,11 +172,17 @@ def run_local(options: LocalOptions) -> LocalResult:
         except Exception as exc:
             raise LocalRunError(f"the handlers could not be loaded: {exc}") from exc
         try:
-            candidates = _enqueue_full_sync(stack)
             try:
                 watch = asyncio.run(
                     follow_run(
-                        stack, candidates, poller, simulator, view, options.timeout, started, rate_limit
+                        stack,
+                        lambda: _enqueue_full_sync(stack),
+                        poller,
+                        simulator,
+                        view,
+                        options.timeout,
+                        started,
+                        rate_limit,
                     )
                 )
             except Exception as exc:
@@ -154,9 +190,10 @@ def run_local(options: LocalOptions) -> LocalResult:
                 raise LocalRunError(f"following the run in the state table failed: {exc!r}") from exc
         finally:
             poller.stop()
-        errors = {name: s.last_error for name, s in poller.stats().functions.items() if s.last_error}
+        functions = poller.stats().functions
+        errors = {name: s.last_error for name, s in functions.items() if s.last_error}
         try:
-            return _result(watch, stack, simulator, options, started, errors)
+            return _result(watch, stack, simulator, options, started, errors, functions)
         except Exception as exc:
             raise LocalRunError(f"copying the run's outputs to {options.out} failed: {exc!r}") from exc
     finally:
@@ -164,6 +201,15 @@ def run_local(options: LocalOptions) -> LocalResult:
         if simulator is not None:
             simulator.stop()
         embedded.stop()
+
+
+def container_loop() -> asyncio.AbstractEventLoop:
+    """`Poller(container_setup=...)` for the real handlers: run in each new container thread, it makes
+    the container's state (settings read at cold start, as in Lambda) and returns the loop its
+    invocations run on, whose tasks the poller cancels when one times out."""
+    from vanta_vuln_sync.container import current_container
+
+    return current_container().loop
 
 
 def _close_container() -> None:
@@ -191,6 +237,7 @@ def _result(
     options: LocalOptions,
     started: float,
     errors: dict[str, str],
+    functions: dict[str, FunctionStats],
 ) -> LocalResult:
     progress = watch.progress
     run = progress.run if progress else None
@@ -239,7 +286,16 @@ def _result(
         dlq=dlq,
         simulator=simulator.counters() if simulator is not None else None,
         errors=errors,
+        functions=functions,
     )
+
+
+def _role(function_name: str) -> str:
+    """`worker` or `scheduler` from the deployed function's name (`<stack>-worker`), else the name."""
+    for role in ("worker", "scheduler"):
+        if function_name.endswith(f"-{role}"):
+            return role
+    return function_name
 
 
 def summary_rows(result: LocalResult) -> list[tuple[str, Any]]:
@@ -286,6 +342,18 @@ def summary_rows(result: LocalResult) -> list[tuple[str, Any]]:
             ("retries", progress.retries),
             ("429s", progress.throttled),
         ]
+    for name, function in sorted(result.functions.items()):
+        if not function.invocations:
+            continue
+        p50, longest = function.p50_seconds, function.max_seconds
+        took = f" · p50 {p50:.1f} s · max {longest:.1f} s" if p50 is not None and longest is not None else ""
+        rows.append(
+            (
+                f"{_role(name)} invocations",
+                f"{function.invocations:,} · {function.timed_out} timed out{took} "
+                f"(timeout {function.timeout_seconds} s)",
+            )
+        )
     if result.simulator is not None:
         rows.append(
             (
@@ -296,4 +364,12 @@ def summary_rows(result: LocalResult) -> list[tuple[str, Any]]:
     return rows
 
 
-__all__ = ["LocalOptions", "LocalResult", "LocalRunError", "run_local", "summary_rows", "summary_table"]
+__all__ = [
+    "LocalOptions",
+    "LocalResult",
+    "LocalRunError",
+    "container_loop",
+    "run_local",
+    "summary_rows",
+    "summary_table",
+]

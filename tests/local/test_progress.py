@@ -1,0 +1,130 @@
+"""What a local run shows while it runs: requests and rate as the rate limiter grants them, not when
+an invocation ends."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Callable
+
+import boto3
+import poller_test_handlers
+from mapped_functions import MappedFunction
+
+from vanta_vuln_sync.local.embedded_aws import EmbeddedStack
+from vanta_vuln_sync.local.follow import follow_run
+from vanta_vuln_sync.local.limiter import RateState, RequestMeter, read_rate_item
+from vanta_vuln_sync.local.poller import Poller
+from vanta_vuln_sync.local.progress import Snapshot
+
+
+class Recorded:
+    """A progress view that keeps every snapshot."""
+
+    def __init__(self) -> None:
+        self.snapshots: list[Snapshot] = []
+
+    def show(self, snapshot: Snapshot) -> None:
+        self.snapshots.append(snapshot)
+
+    def close(self) -> None:
+        pass
+
+
+def _state_table() -> str:
+    name = f"state-{uuid.uuid4().hex[:10]}"
+    boto3.client("dynamodb").create_table(
+        TableName=name,
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+        AttributeDefinitions=[
+            {"AttributeName": "pk", "AttributeType": "S"},
+            {"AttributeName": "sk", "AttributeType": "S"},
+        ],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    return name
+
+
+def test_progress_shows_requests_while_the_first_invocation_still_runs(
+    mapped_function: Callable[..., MappedFunction],
+) -> None:
+    # Given a fake sync whose one invocation takes a rate-limiter slot every 0.4 s for 3.2 s and
+    # commits nothing until it ends...
+    function = mapped_function(handler="slow_requester", timeout=30)
+    table = _state_table()
+    boto3.client("dynamodb").put_item(
+        TableName=table,
+        Item={"pk": {"S": "rate#vanta"}, "sk": {"S": "rate"}, "reserved": {"N": "500"}},
+    )  # slots granted before this run: not its requests
+    stack = EmbeddedStack(
+        name="fake",
+        outputs={
+            "StateTableName": table,
+            "RequestQueueUrl": function.queue_url,
+            "PageQueueUrl": function.queue_url,
+            "RequestDLQUrl": function.dlq_url,
+            "PageDLQUrl": function.dlq_url,
+        },
+        function_names=[function.name],
+        secret_arn="",
+        skipped=[],
+    )
+    view = Recorded()
+    poller = Poller(only_functions=[function.name], container_teardown=poller_test_handlers.teardown)
+    poller.start()
+    try:
+
+        def start() -> list[str]:
+            function.send({"table": table, "slots": 8, "every": 0.4})
+            return ["no-such-run"]
+
+        # ...when the run is followed for a few seconds...
+        asyncio.run(follow_run(stack, start, poller, None, view, 5.0, 0.0, 50))
+        assert poller.run_until(lambda: poller.stats().functions[function.name].succeeded == 1, timeout=10)
+    finally:
+        poller.stop()
+    # ...requests show while the invocation runs, counted from the run's start, against the limit.
+    running = [s for s in view.snapshots if s.in_flight == 1]
+    assert running, "followed while the invocation ran"
+    assert any(0 < s.requests < 8 for s in running)
+    assert all(s.requests <= 8 for s in view.snapshots)
+    assert [s.requests for s in view.snapshots] == sorted(s.requests for s in view.snapshots)
+    assert all(s.rate_limit == 50 for s in running)
+    assert running[-1].rate_per_minute == running[-1].requests, "under a minute: every slot is recent"
+
+
+def test_meter_counts_slots_granted_in_the_last_minute_only() -> None:
+    meter = RequestMeter()
+    for second, reserved in ((0, 100), (30, 130), (61, 150), (90, 160), (125, 200)):
+        meter.sample(float(second), RateState(reserved=reserved, throttled=reserved // 50, per_minute=50))
+    assert meter.requests == 100
+    assert meter.throttled == 2
+    assert meter.per_minute == 200 - 150, "granted since the sample 60 s back (t=61)"
+    assert meter.limit == 50
+
+
+def test_meter_has_no_figures_when_the_limiter_keeps_no_totals() -> None:
+    meter = RequestMeter()
+    meter.sample(0.0, RateState(next_slot=1.0))
+    meter.sample(5.0, RateState(next_slot=2.0))
+    assert (meter.live, meter.requests, meter.per_minute) == (False, None, None)
+
+
+def test_meter_counts_from_zero_when_the_limiter_starts_keeping_totals_after_the_baseline() -> None:
+    meter = RequestMeter()
+    meter.sample(0.0, RateState(next_slot=1.0))
+    meter.sample(10.0, RateState(next_slot=2.0, reserved=12, throttled=1))
+    assert (meter.requests, meter.throttled, meter.per_minute) == (12, 1, 12)
+
+
+async def test_rate_item_reads_missing_attributes_as_none(aws: str) -> None:
+    from aiobotocore.session import get_session
+
+    table = _state_table()
+    async with get_session().create_client("dynamodb") as ddb:
+        assert await read_rate_item(ddb, table) == RateState(reserved=0, throttled=0)
+        await ddb.put_item(
+            TableName=table,
+            Item={"pk": {"S": "rate#vanta"}, "sk": {"S": "rate"}, "next_slot": {"N": "1700000000.5"}},
+        )
+        assert await read_rate_item(ddb, table) == RateState(next_slot=1700000000.5)
