@@ -108,6 +108,7 @@ def run_point(point: Point, *, timeout: float = 900.0, worker_memory_mb: int | N
     from vanta_vuln_sync.container import shutdown_container
     from vanta_vuln_sync.local.embedded_aws import EmbeddedAws
     from vanta_vuln_sync.local.poller import Poller
+    from vanta_vuln_sync.local.runtime import container_loop
     from vanta_vuln_sync.local.simulator_thread import SimulatorThread
     from vanta_vuln_sync.simulator import SimulatorConfig
 
@@ -157,6 +158,7 @@ def run_point(point: Point, *, timeout: float = 900.0, worker_memory_mb: int | N
         poller = Poller(
             only_functions=stack.function_names,
             container_teardown=shutdown_container,
+            container_setup=container_loop,
             failed_visibility_timeout=max(2, round(60 / point.time_scale)),
             environment_overrides={
                 "POWERTOOLS_TRACE_DISABLED": "true",
@@ -232,6 +234,8 @@ def run_point(point: Point, *, timeout: float = 900.0, worker_memory_mb: int | N
             "after_last_request_s": round(started + wall - last, 3) if last else None,
             "simulator": counters,
             "last_errors": {n: s.last_error for n, s in poller_stats.functions.items() if s.last_error},
+            # Invocation durations against the function timeout (p50, max) and how many timed out.
+            "timing": {n.rsplit("-", 1)[-1]: s.timing() for n, s in poller_stats.functions.items()},
         },
     )
 

@@ -27,6 +27,7 @@ import orjson
 from vanta_vuln_sync.local.embedded_aws import EmbeddedAws, EmbeddedStack
 from vanta_vuln_sync.local.faults import AppliedCall, AwsFaultInjector, AwsFaults
 from vanta_vuln_sync.local.poller import Poller
+from vanta_vuln_sync.local.runtime import container_loop
 from vanta_vuln_sync.local.simulator_thread import SimulatorThread
 from vanta_vuln_sync.simulator import Simulator, SimulatorConfig
 
@@ -249,6 +250,12 @@ class ChaosBench:
             lambda_client.update_function_configuration(
                 FunctionName=stack.outputs["WorkerFunctionName"], Timeout=scenario.worker_timeout
             )
+            # A timed-out batch comes back after the visibility timeout, as in AWS (the poller kills the
+            # invocation): scaled down with the worker's timeout, as the template scales it (6 x).
+            sqs.set_queue_attributes(
+                QueueUrl=stack.outputs["PageQueueUrl"],
+                Attributes={"VisibilityTimeout": str(2 * scenario.worker_timeout)},
+            )
         overrides = {
             "POWERTOOLS_TRACE_DISABLED": "true",
             "POWERTOOLS_METRICS_DISABLED": "true",
@@ -262,6 +269,7 @@ class ChaosBench:
         poller = Poller(
             only_functions=stack.function_names,
             container_teardown=_close_container,
+            container_setup=container_loop,
             failed_visibility_timeout=1,
             environment_overrides=overrides,
         )

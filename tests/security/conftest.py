@@ -34,6 +34,7 @@ import pytest
 from vanta_vuln_sync.container import shutdown_container
 from vanta_vuln_sync.local.embedded_aws import EmbeddedAws
 from vanta_vuln_sync.local.poller import Poller
+from vanta_vuln_sync.local.runtime import container_loop
 from vanta_vuln_sync.local.simulator_thread import SimulatorThread
 from vanta_vuln_sync.simulator import SimulatorConfig
 
@@ -326,6 +327,7 @@ def synced_stack() -> SyncedStack:
             poller = Poller(
                 only_functions=deployed.function_names,
                 container_teardown=shutdown_container,
+                container_setup=container_loop,
                 failed_visibility_timeout=1,
                 environment_overrides={
                     "POWERTOOLS_TRACE_DISABLED": "true",  # no X-Ray daemon here
