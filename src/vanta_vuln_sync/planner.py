@@ -50,7 +50,7 @@ WATERMARK_OVERLAP = timedelta(days=1)
 MIN_PAGES_PER_RANGE = 5
 MAX_RANGES = 240
 # One-record probes sent at once while finding a first run's list length (see _probe_length).
-PROBES_PER_ROUND = 3
+PROBES_PER_ROUND = 2
 
 
 class PageSource(Protocol):
@@ -384,9 +384,9 @@ async def _probe_length(
     """A length at most about 1/32 (and at least one page) above the list's true length, from
     one-record probes in rounds of PROBES_PER_ROUND at once: first at growing offsets from `start`
     (x2 each) until one is past the end, then splitting the interval that holds the end into
-    PROBES_PER_ROUND + 1 parts. For 125,000 records: 5 rounds of Vanta's latency instead of 11 with one
-    probe at a time, for a few more requests. The precision keeps empty ranges past the end rare (each
-    costs a request)."""
+    PROBES_PER_ROUND + 1 parts. For 125,000 records: 6 rounds of 2 probes (12 requests, 0.6 % of a
+    2,000-page sync) instead of 11 rounds of one; 3 a round would save a round for 3 more requests.
+    The precision keeps empty ranges past the end rare (each costs a request)."""
 
     async def present(offset: int) -> bool:
         page = await client.fetch_page(resource, filters, cursor=cursor_before(offset), page_size=1)
