@@ -300,6 +300,7 @@ def synced_stack() -> SyncedStack:
             parameters: dict[str, str | int] = {
                 "VantaBaseUrl": sim.base_url,
                 "VantaAuthUrl": sim.auth_url,
+                "AllowCustomVantaHost": "true",
                 "VantaRateLimitPerMinute": 1000,
                 "WorkerMaxConcurrency": 2,
                 "PageBudget": 2,
