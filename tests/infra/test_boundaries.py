@@ -157,6 +157,16 @@ def test_page_queue_accepts_work_only_from_the_two_functions() -> None:
         assert not _may_send(policy, outsider), outsider
 
 
+@pytest.mark.parametrize("queue", ["RequestQueue", "PageQueue"])
+def test_redrive_principals_may_move_parked_messages_back_to_either_queue(queue: str) -> None:
+    redriver = f"arn:aws:iam::{ACCOUNT}:role/oncall"
+    policy = _queue_policy({"RedrivePrincipalArns": redriver, "ResyncPrincipalArns": OPS_ROLE}, queue)
+    assert _may_send(policy, redriver)
+    assert not _may_send(policy, READ_ONLY)
+    assert _may_send(policy, OPS_ROLE) is (queue == "RequestQueue")
+    assert not _may_send(_queue_policy({}, queue), redriver)
+
+
 def test_both_queue_policies_refuse_plain_http() -> None:
     for queue in ("RequestQueue", "PageQueue"):
         policy = _queue_policy({}, queue)
