@@ -41,8 +41,28 @@ async def check_page_range(page_range: PageRange, settings: Settings, store: Run
         )
     if p.seq != 0:
         return
-    plan = await store.get_plan(p.run_id)
-    if not plan:
-        return
-    if all(r.range_key != p.range_key for r in plan):
+    planned = await _planned_ranges(store, p.run_id)
+    if planned is not None and p.range_key not in planned:
         raise MessageError(f"range {p.range_key} is not in the plan of run {p.run_id}")
+
+
+# A plan never changes once stored (RunStore.create_run writes it once), so each container reads a run's
+# plan once, not once per range: the plan item can be large and every range's first step asks.
+_PLANS: dict[tuple[int, str], frozenset[str]] = {}
+_PLANS_KEPT = 32
+
+
+async def _planned_ranges(store: RunStore, run_id: str) -> frozenset[str] | None:
+    """The range keys of the run's plan; None when the run has no plan (yet)."""
+    key = (id(store), run_id)
+    cached = _PLANS.get(key)
+    if cached is not None:
+        return cached
+    plan = await store.get_plan(run_id)
+    if not plan:
+        return None
+    planned = frozenset(r.range_key for r in plan)
+    if len(_PLANS) >= _PLANS_KEPT:
+        _PLANS.pop(next(iter(_PLANS)))
+    _PLANS[key] = planned
+    return planned
