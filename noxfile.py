@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import ast
+import os
+
 import nox
 
 nox.options.sessions = ["tests", "lint"]
@@ -46,7 +49,8 @@ def validate(session: nox.Session) -> None:
 
 @nox.session
 def build(session: nox.Session) -> None:
-    """`sam build` for python3.13 on arm64 without Docker; the Lambda's requirements pinned from pyproject."""
+    """`sam build` for python3.13 on arm64 without Docker; the Lambda's requirements pinned from pyproject;
+    the package pruned to the modules the handlers import (the zip sizes before and after are logged)."""
     session.install(SAM_CLI)
     _sam_build(session)
 
@@ -71,6 +75,110 @@ def _sam_build(session: nox.Session) -> None:
     env = {**_sam_env(), "PATH": f"{python_bin}{os.pathsep}{os.environ.get('PATH', '')}"}
     session.run("sam", "build", "--template-file", "template.yaml", "--manifest", str(requirements), env=env)
     _check_native_code_is_arm64(session, os.path.join(".aws-sam", "build"))
+    _prune_to_lambda_modules(session, os.path.join(".aws-sam", "build"))
+
+
+# What the two functions run: the package modules these import (at any depth, deferred imports too).
+LAMBDA_HANDLERS = ("vanta_vuln_sync.handlers.scheduler", "vanta_vuln_sync.handlers.worker")
+
+
+def lambda_modules(package_dir: str, handlers: tuple[str, ...] = LAMBDA_HANDLERS) -> set[str]:
+    """Files (relative to the package's parent) of the package modules the handlers import, with their
+    packages' `__init__.py`; `if TYPE_CHECKING:` imports do not count. Standard library only, so the
+    tests can call it too. `sam build` copies all of `src/`; everything else (the simulator, the
+    embedded runtime and its fault injector, the CLI) is left out of the Lambda package."""
+    import pathlib
+
+    root = pathlib.Path(package_dir)
+    modules: dict[str, pathlib.Path] = {}
+    for path in root.rglob("*.py"):
+        parts = list(path.relative_to(root.parent).with_suffix("").parts)
+        modules[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+
+    def imports(module: str) -> set[str]:
+        path = modules[module]
+        package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+        names: set[str] = set()
+        for node in _runtime_nodes(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names.update(alias.name for alias in node.names)
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    parts = package.split(".")[: len(package.split(".")) - node.level + 1]
+                    base = ".".join(parts + ([node.module] if node.module else []))
+                names.add(base)
+                names.update(f"{base}.{alias.name}" for alias in node.names)
+        found = set()
+        for name in names:
+            while name and name not in modules:
+                name = name.rpartition(".")[0]
+            if name:
+                found.add(name)
+        return found
+
+    seen: set[str] = set()
+    todo = list(handlers)
+    while todo:
+        module = todo.pop()
+        if module in seen:
+            continue
+        seen.add(module)
+        parts = module.split(".")
+        todo += [p for i in range(1, len(parts)) if (p := ".".join(parts[:i])) in modules]
+        todo += imports(module)
+    return {modules[m].relative_to(root.parent).as_posix() for m in seen}
+
+
+def _runtime_nodes(tree: ast.AST) -> list[ast.AST]:
+    """Every node of `tree` except those under `if TYPE_CHECKING:` (never imported at run time)."""
+    out: list[ast.AST] = []
+    todo: list[ast.AST] = [tree]
+    while todo:
+        node = todo.pop()
+        out.append(node)
+        if isinstance(node, ast.If) and isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING":
+            todo.extend(node.orelse)
+            continue
+        todo.extend(ast.iter_child_nodes(node))
+    return out
+
+
+def _prune_to_lambda_modules(session: nox.Session, build_dir: str) -> None:
+    """Delete from each function's build what its handlers never import; log the package's zip size
+    before and after (the size `sam deploy` uploads)."""
+    import pathlib
+
+    for function in sorted(pathlib.Path(build_dir).iterdir()):
+        package = function / "vanta_vuln_sync"
+        if not package.is_dir():
+            continue
+        before = _zip_size(function)
+        keep = lambda_modules(str(package))
+        for path in sorted(package.rglob("*"), reverse=True):
+            relative = path.relative_to(function).as_posix()
+            if path.is_file() and relative not in keep and path.name != "py.typed":
+                path.unlink()
+            elif path.is_dir() and not any(path.iterdir()):
+                path.rmdir()
+        session.log(
+            f"{function.name}: Lambda zip {before:,} bytes before pruning, {_zip_size(function):,} after"
+        )
+
+
+def _zip_size(directory: str | os.PathLike[str]) -> int:
+    """Bytes of `directory` zipped (deflate), as `sam deploy` packages a function."""
+    import io
+    import pathlib
+    import zipfile
+
+    root = pathlib.Path(directory)
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for path in sorted(root.rglob("*")):
+            if path.is_file():
+                archive.write(path, path.relative_to(root).as_posix())
+    return len(buffer.getvalue())
 
 
 def _lambda_python_bin(session: nox.Session) -> str:

@@ -17,6 +17,7 @@ from aiobotocore.session import AioSession, get_session
 
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb import DynamoDBClient
+    from types_aiobotocore_kms import KMSClient
     from types_aiobotocore_s3 import S3Client
     from types_aiobotocore_secretsmanager import SecretsManagerClient
     from types_aiobotocore_sqs import SQSClient
@@ -33,12 +34,14 @@ class AwsClients:
     sqs: SQSClient
     dynamodb: DynamoDBClient
     secrets: SecretsManagerClient
+    # Seals the Vanta token at rest (vanta/broker.py); None only where nothing stores a token.
+    kms: KMSClient | None = None
 
 
 async def open_clients(
     stack: AsyncExitStack, *, region: str | None = None, session: AioSession | None = None
 ) -> AwsClients:
-    """Open the four clients on the running loop; they close when `stack` closes."""
+    """Open the clients on the running loop; they close when `stack` closes."""
     session = session or get_session()
     return AwsClients(
         s3=await stack.enter_async_context(session.create_client("s3", region_name=region, config=_CONFIG)),
@@ -49,4 +52,5 @@ async def open_clients(
         secrets=await stack.enter_async_context(
             session.create_client("secretsmanager", region_name=region, config=_CONFIG)
         ),
+        kms=await stack.enter_async_context(session.create_client("kms", region_name=region, config=_CONFIG)),
     )

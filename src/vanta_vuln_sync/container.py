@@ -33,6 +33,7 @@ from vanta_vuln_sync.pipeline.services import Services
 from vanta_vuln_sync.pipeline.state import RunStore
 from vanta_vuln_sync.settings import Settings, SettingsError, settings_from_env
 from vanta_vuln_sync.vanta import FleetRateLimiter, RetryPolicy, TokenBroker, VantaClient, token_fetcher
+from vanta_vuln_sync.vanta.broker import KmsTokenCipher
 
 T = TypeVar("T")
 # Not a child logger: children made before the handler's logger (import order) are orphaned; Logger
@@ -134,7 +135,12 @@ async def build_services(
         client_secret,
         request_timeout=settings.vanta.request_timeout,
     )
-    broker = TokenBroker(aws.dynamodb, settings.state_table, fetch)
+    cipher = None
+    if settings.token_key_id:
+        if aws.kms is None:
+            raise SettingsError("TOKEN_KEY_ID is set but no KMS client was opened to seal the token with")
+        cipher = KmsTokenCipher(aws.kms, settings.token_key_id, settings.state_table)
+    broker = TokenBroker(aws.dynamodb, settings.state_table, fetch, cipher=cipher)
     limiter = FleetRateLimiter(aws.dynamodb, settings.state_table, settings.vanta.rate_limit_per_minute)
     retry = RetryPolicy()
 

@@ -57,6 +57,17 @@ class Settings:
     # Poison messages go straight to these (not through maxReceiveCount); see pipeline/records.py.
     page_dlq_url: str | None = None
     request_dlq_url: str | None = None
+    # The KMS key the Vanta token is sealed with in the state table (None: stored as it is; tools, tests).
+    token_key_id: str | None = None
+    # Admission: runs of scopes other than the full sync that may run at once; more requests wait.
+    max_concurrent_runs: int = 3
+    # A run still running after this long is failed by the next request of its scope (or for a slot).
+    stuck_run_seconds: float = 2 * 3600.0
+    # Bounds on what a message may ask for (larger ones are poison): pages per PageRange step, filters
+    # per resource of a SyncRequest, characters of one filter value.
+    max_page_budget: int = 500
+    max_filters: int = 8
+    max_filter_value_length: int = 200
 
 
 def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int = 1) -> int:
@@ -122,4 +133,10 @@ def settings_from_env(env: Mapping[str, str] | None = None) -> Settings:
         aws_endpoint_url=env.get("AWS_ENDPOINT_URL") or None,
         page_dlq_url=env.get("PAGE_DLQ_URL") or None,
         request_dlq_url=env.get("REQUEST_DLQ_URL") or None,
+        token_key_id=env.get("TOKEN_KEY_ID") or None,
+        max_concurrent_runs=_int(env, "MAX_CONCURRENT_RUNS", 3),
+        stuck_run_seconds=_float(env, "STUCK_RUN_SECONDS", 2 * 3600.0),
+        max_page_budget=_int(env, "MAX_PAGE_BUDGET", 500),
+        max_filters=_int(env, "MAX_FILTERS", 8),
+        max_filter_value_length=_int(env, "MAX_FILTER_VALUE_LENGTH", 200),
     )

@@ -35,6 +35,8 @@ ENVIRONMENT_CONTRACT = {
     "PAGE_BUDGET",
     "RANGES_IN_FLIGHT",
     "WORKER_MAX_CONCURRENCY",
+    "MAX_CONCURRENT_RUNS",
+    "TOKEN_KEY_ID",
     "POWERTOOLS_SERVICE_NAME",
     "POWERTOOLS_METRICS_NAMESPACE",
     "POWERTOOLS_LOG_LEVEL",
@@ -134,7 +136,11 @@ def test_state_table_is_on_demand_with_recovery_encryption_and_ttl(cfn: Template
     }
     assert table["BillingMode"] == "PAY_PER_REQUEST"
     assert table["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
-    assert table["SSESpecification"] == {"SSEEnabled": True}
+    assert table["SSESpecification"] == {
+        "SSEEnabled": True,
+        "SSEType": "KMS",
+        "KMSMasterKeyId": {"Fn::GetAtt": ["StateKey", "Arn"]},
+    }
     assert table["TimeToLiveSpecification"] == {"AttributeName": "ttl", "Enabled": True}
     assert cfn.resources["StateTable"]["DeletionPolicy"] == "Retain"
 
@@ -172,9 +178,14 @@ def test_bucket_policy_denies_every_request_without_tls(cfn: Template) -> None:
 
 
 def _statements(cfn: Template, role: str) -> list[dict[str, Any]]:
+    """The role's inline statements and those of the unconditional AWS::IAM::Policy resources on it."""
     props = cfn.props(role)
     assert "ManagedPolicyArns" not in props, "managed policies grant on '*'; scope statements instead"
-    return [s for policy in props["Policies"] for s in policy["PolicyDocument"]["Statement"]]
+    statements = [s for policy in props.get("Policies", []) for s in policy["PolicyDocument"]["Statement"]]
+    for policy in cfn.of_type("AWS::IAM::Policy").values():
+        if "Condition" not in policy and {"Ref": role} in policy["Properties"]["Roles"]:
+            statements += policy["Properties"]["PolicyDocument"]["Statement"]
+    return statements
 
 
 def _as_list(value: Any) -> list[Any]:
@@ -226,9 +237,14 @@ def test_each_function_may_send_only_where_its_messages_go(cfn: Template) -> Non
         assert _granted(cfn, role, "secretsmanager:GetSecretValue") == [{"Ref": "VantaSecretArn"}]
         assert _granted(cfn, role, "dynamodb:UpdateItem") == [{"Fn::GetAtt": ["StateTable", "Arn"]}]
         assert _granted(cfn, role, "cloudwatch:PutMetricData") == []  # metrics go out as EMF in logs
-    # Only the worker touches the bucket (raw pages, Finalize's outputs); the scheduler plans from the table.
-    assert _granted(cfn, "WorkerRole", "s3:PutObject") == [{"Fn::Sub": "${DataBucket.Arn}/*"}]
-    assert _granted(cfn, "SchedulerRole", "s3:PutObject") == []
+    # Only the worker touches the bucket (raw pages, Finalize's outputs), and only under the prefixes the
+    # pipeline owns; the scheduler plans from the table and has no S3 action at all.
+    owned = ("raw", "runs", "latest", "history")
+    prefixes = [{"Fn::Sub": f"${{DataBucket.Arn}}/{prefix}/*"} for prefix in owned]
+    assert _granted(cfn, "WorkerRole", "s3:PutObject") == prefixes
+    assert _granted(cfn, "WorkerRole", "s3:GetObject") == prefixes
+    scheduler_actions = [a for s in _statements(cfn, "SchedulerRole") for a in _as_list(s["Action"])]
+    assert not [a for a in scheduler_actions if a.startswith("s3:")]
 
 
 def _alarms(cfn: Template) -> list[dict[str, Any]]:
@@ -385,8 +401,9 @@ def test_lambda_insights_layer_and_its_permissions_exist_only_when_enabled(cfn: 
         assert condition == "InsightsEnabled"
         assert "LambdaInsightsExtension-Arm64" in arn["Fn::Sub"]
         assert otherwise == {"Ref": "AWS::NoValue"}
-    (policy,) = cfn.of_type("AWS::IAM::Policy").values()
+    (policy,) = [p for p in cfn.of_type("AWS::IAM::Policy").values() if "Condition" in p]
     assert policy["Condition"] == "InsightsEnabled"
+    assert "lambda-insights" in policy["Properties"]["PolicyName"]
 
 
 def test_moto_skip_list_names_only_resource_types_the_template_uses(cfn: Template) -> None:

@@ -146,7 +146,7 @@ class SyncedStack:
     table_items: list[dict[str, Any]]
     dlq_messages: dict[str, list[dict[str, Any]]]  # "request" / "page" -> messages with attributes
     function_errors: dict[str, str]
-    token: str | None
+    token: str | None  # the access token the simulator issued (the live one at the end of the sync)
     tokens_minted: int
     simulator_counters: dict[str, Any] = field(default_factory=dict)
 
@@ -301,6 +301,7 @@ def synced_stack() -> SyncedStack:
             parameters: dict[str, str | int] = {
                 "VantaBaseUrl": sim.base_url,
                 "VantaAuthUrl": sim.auth_url,
+                "AllowCustomVantaHost": "true",
                 "VantaRateLimitPerMinute": 1000,
                 "WorkerMaxConcurrency": 2,
                 "PageBudget": 2,
@@ -345,8 +346,9 @@ def synced_stack() -> SyncedStack:
                 _wait_for_messages(sqs, [outputs["RequestDLQUrl"], outputs["PageDLQUrl"]], timeout=10.0)
                 stats = poller.stats()
             table_items = ddb.scan(TableName=outputs["StateTableName"], ConsistentRead=True)["Items"]
-            token_items = [i for i in table_items if i["pk"]["S"] == "token#vanta"]
-            token = token_items[0]["token"]["S"] if token_items and "token" in token_items[0] else None
+            # The token as Vanta (the simulator) issued it, to search for; the table holds it sealed.
+            live = simulator.simulator._token
+            token = live.value if live is not None else None
             counters = simulator.counters()
             gathered = SyncedStack(
                 stack_name=stack_name,

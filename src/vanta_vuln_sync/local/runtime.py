@@ -136,6 +136,8 @@ def run_local(options: LocalOptions) -> LocalResult:
         parameters: dict[str, str | int] = {
             "VantaBaseUrl": base_url,
             "VantaAuthUrl": auth_url,
+            # The simulator's loopback URLs: the template admits only Vanta's own unless this is set.
+            "AllowCustomVantaHost": "true",
             "VantaRateLimitPerMinute": min(rate_limit, _TEMPLATE_MAX_RATE),
             "LogLevel": "WARNING",
         }

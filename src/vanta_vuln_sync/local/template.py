@@ -32,6 +32,7 @@ MOTO_SKIPPED_RESOURCE_TYPES = frozenset(
         "AWS::Glue::Database",
         "AWS::Glue::Table",
         "AWS::S3::BucketPolicy",
+        "AWS::SQS::QueuePolicy",
         "AWS::SNS::Subscription",
         "AWS::Scheduler::Schedule",
     }

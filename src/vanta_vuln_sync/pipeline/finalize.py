@@ -8,6 +8,7 @@ every replay, so a crash between the status write and the scope write heals on r
 
 from __future__ import annotations
 
+import uuid
 from collections import Counter
 from datetime import UTC, datetime
 from typing import Any
@@ -67,7 +68,8 @@ async def finalize_run(run_id: str, *, services: Services) -> bool:
         services.aws.s3, services.settings.data_bucket, run_id, manifest(run, ranges, run_info)
     )
     computed = await stats.write_run_outputs(services.aws.s3, services.settings.data_bucket, run_info)
-    marked = await store.finish_run(run_id, SUCCEEDED)
+    # Lost-reply safe: the one Finalize whose write moved the run counts it, even if the reply was lost.
+    marked = await store.finish_run_once(run_id, SUCCEEDED, finisher=uuid.uuid4().hex)
     if marked:
         seconds = (finished_at - run.started_at).total_seconds()
         services.count("RunsSucceeded", 1)

@@ -14,8 +14,9 @@ from datetime import UTC, datetime
 from aws_lambda_powertools import Logger
 
 from vanta_vuln_sync.messages import Finalize, MessageError, parse_page_message, parse_sync_request
+from vanta_vuln_sync.pipeline.admission import check_page_range, check_sync_request
 from vanta_vuln_sync.pipeline.queue import park_poison
-from vanta_vuln_sync.pipeline.schedule import start_run
+from vanta_vuln_sync.pipeline.schedule import RunCapReached, start_run
 from vanta_vuln_sync.pipeline.services import Services
 from vanta_vuln_sync.pipeline.step import UnknownRunError, run_step
 
@@ -35,9 +36,11 @@ async def process_sync_request(
     """Start, resume or join the run a RequestQueue message asks for; park it if it is poison.
 
     Returns `started` (ranges enqueued), `joined` (the scope's running run covers it) or `parked`.
+    Raises RunCapReached when the request must wait for a run slot (the record fails and comes back).
     """
     try:
         request = parse_sync_request(body)
+        check_sync_request(request, services.settings)
         sent = sent_at or datetime.now(UTC)
         start = await start_run(
             request, message_id=message_id, sent_at=sent, services=services, remaining=remaining
@@ -45,6 +48,9 @@ async def process_sync_request(
     except MessageError as exc:
         await _park(body, message_id, exc.reason, services.settings.request_dlq_url, services)
         return "parked"
+    except RunCapReached as exc:
+        logger.info("request waits for a run slot", extra={"message_id": message_id, "reason": str(exc)})
+        raise
     return "joined" if start.joined else "started"
 
 
@@ -62,6 +68,8 @@ async def process_page_message(
     """
     try:
         message = parse_page_message(body)
+        if not isinstance(message, Finalize):
+            await check_page_range(message, services.settings, services.store)
     except MessageError as exc:
         await _park(body, message_id, exc.reason, services.settings.page_dlq_url, services)
         return "parked"

@@ -3,11 +3,18 @@
 Replay-safe: the run id comes from the request message (its send time and id), the plan is stored with
 the run before anything is enqueued, and a redelivered request re-enqueues that same plan (duplicate
 PageRange messages are no-ops at the worker).
+
+Admission: a new run of any scope but the full sync's needs one of `max_concurrent_runs` slots; without
+one the request raises RunCapReached and waits on the queue (the record fails, SQS delivers it again
+after the queue's visibility timeout). A request for a scope whose run is going on joins that run without
+a slot. A run still running after `stuck_run_seconds` is failed, with the reason, by the next request that
+meets it (its scope's, or one looking for a slot), so it no longer absorbs its scope's requests.
 """
 
 from __future__ import annotations
 
 import hashlib
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -19,7 +26,7 @@ from vanta_vuln_sync.messages import FULL_SCOPE, SYNC_RESOURCES, MessageError, S
 from vanta_vuln_sync.pipeline.deadline import HANDOFF_SECONDS, DeadlineSource, deadline_of
 from vanta_vuln_sync.pipeline.queue import send_messages
 from vanta_vuln_sync.pipeline.services import Services
-from vanta_vuln_sync.pipeline.state import RUNNING, RunState, ScopeState
+from vanta_vuln_sync.pipeline.state import FAILED, RUNNING, RunState, ScopeState
 from vanta_vuln_sync.planner import ListingRequest, effective_filters, plan_run
 from vanta_vuln_sync.vanta import ClientError
 
@@ -32,6 +39,10 @@ tracer = Tracer()
 STALE_CLAIM_SECONDS = 12 * 3600.0
 # A claim whose run item does not exist yet may be a scheduler still planning; leave it this long.
 PLANNING_GRACE_SECONDS = 15 * 60.0
+
+
+class RunCapReached(RuntimeError):
+    """Every run slot is held by a running run: the request must wait on the queue and come back."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +90,8 @@ async def start_run(
     """Start (or resume) the run for `request`, or join the scope's running run.
 
     Raises MessageError when Vanta rejects the request's filters (400/403: poison, never retried),
-    the client's VantaError or botocore's ClientError for transient failures (the message is retried).
+    RunCapReached when a new run would exceed the cap (the message waits and is retried), the client's
+    VantaError or botocore's ClientError for transient failures (the message is retried).
     `remaining()` is the invocation's seconds left: planning requests never wait for a rate slot past it
     (DeadlineReached; the message is retried, by then with the fleet's budget less contended).
     """
@@ -92,12 +104,20 @@ async def start_run(
         return RunStart(run_id=holder, scope=scope, joined=True, ranges=0)
     run = await store.get_run(run_id)
     if run is None:
+        if not await _admit(services, scope, run_id):
+            await store.release_scope(scope, run_id, None, started_at=sent_at)
+            services.count("RequestsDeferred", 1)
+            raise RunCapReached(
+                f"{services.settings.max_concurrent_runs} runs are going on (MAX_CONCURRENT_RUNS); "
+                "the request waits on the queue and is tried again"
+            )
         scope_state = await store.get_scope(scope)
         try:
             planned = await _plan(request, run_id, scope_state, services, sent_at, remaining)
             run = await store.create_run(planned)
         except ClientError as exc:
             await store.release_scope(scope, run_id, None, started_at=sent_at)
+            await store.drop_run_slots([run_id])
             raise MessageError(f"Vanta rejected the request ({exc.status}): {exc}") from exc
     if run.status != RUNNING:
         # A replay of a request whose run already ended: nothing to enqueue, just drop our claim.
@@ -124,11 +144,62 @@ async def _claim(services: Services, scope: str, run_id: str) -> str:
             continue  # released between our claim and our read: claim again
         held = await store.get_run(holder)
         if held is not None and held.status == RUNNING:
-            return holder
-        if held is None and services.clock() - state.running_since < PLANNING_GRACE_SECONDS:
+            if not _stuck(held, services):
+                return holder
+            await fail_stuck_run(held, services)
+        elif held is None and services.clock() - state.running_since < PLANNING_GRACE_SECONDS:
             return holder  # its scheduler is still planning: join it
         await store.take_over_scope(scope, run_id, holder)
     raise RuntimeError(f"could not claim scope {scope!r}: it keeps changing hands")
+
+
+async def _admit(services: Services, scope: str, run_id: str) -> bool:
+    """Whether `run_id` may start: the full sync always may; any other run takes a slot, after the
+    slots of runs that ended (or are stuck, which fails them) are given back."""
+    if scope == FULL_SCOPE:
+        return True
+    store, cap = services.store, services.settings.max_concurrent_runs
+    if await store.admit_run(run_id, cap=cap):
+        return True
+    now = services.clock()
+    ended: list[str] = []
+    for held, taken in (await store.run_slots()).items():
+        run = await store.get_run(held)
+        if run is None:
+            if now - taken > PLANNING_GRACE_SECONDS:  # its scheduler gave up before storing the run
+                ended.append(held)
+        elif run.status != RUNNING:
+            ended.append(held)
+        elif _stuck(run, services):
+            await fail_stuck_run(run, services)
+            ended.append(held)
+    if not ended:
+        return False
+    await store.drop_run_slots(ended)
+    return await store.admit_run(run_id, cap=cap)
+
+
+def _stuck(run: RunState, services: Services) -> bool:
+    return services.clock() - run.started_at.timestamp() > services.settings.stuck_run_seconds
+
+
+async def fail_stuck_run(run: RunState, services: Services) -> bool:
+    """Mark a run that has been running longer than `stuck_run_seconds` failed, with the reason, and
+    free its scope; RunsFailed counts it once even if DynamoDB's reply to the write is lost. True for
+    the call that failed it."""
+    hours = (services.clock() - run.started_at.timestamp()) / 3600
+    reason = (
+        f"stuck: still running {hours:.1f} h after it started (limit STUCK_RUN_SECONDS="
+        f"{services.settings.stuck_run_seconds:g}); failed so that new requests of its scope can run"
+    )
+    failed = await services.store.finish_run_once(
+        run.run_id, FAILED, failure=reason, finisher=uuid.uuid4().hex
+    )
+    if failed:
+        services.count("RunsFailed", 1)
+        logger.error("stuck run failed", extra={"run_id": run.run_id, "scope": run.scope, "failure": reason})
+    await services.store.release_scope(run.scope, run.run_id, None, started_at=run.started_at)
+    return failed
 
 
 async def _plan(

@@ -511,3 +511,101 @@ class RunStore:
                 return False
             raise
         return True
+
+    async def finish_run_once(
+        self, run_id: str, status: str, *, finisher: str, failure: str | None = None
+    ) -> bool:
+        """`finish_run`, safe against a lost reply: the write also records `finished_by = finisher`, and
+        when its condition fails the run is read back, so the call whose write was applied gets True even
+        if DynamoDB's reply was lost and the SDK's retry then failed the condition. `finisher` must be
+        unique to the calling attempt (a fresh uuid). True for exactly one call per run."""
+        values: dict[str, Any] = {
+            ":running": {"S": RUNNING},
+            ":status": {"S": status},
+            ":finished": {"S": iso(datetime.fromtimestamp(self._clock(), UTC))},
+            ":failure": to_attr(failure),
+            ":by": {"S": finisher},
+        }
+        try:
+            await self._ddb.update_item(
+                TableName=self._table,
+                Key=_run_key(run_id),
+                UpdateExpression=(
+                    "SET #status = :status, #finished_at = :finished, #failure = :failure, #by = :by"
+                ),
+                ConditionExpression="#status = :running",
+                ExpressionAttributeNames={
+                    "#status": "status",
+                    "#finished_at": "finished_at",
+                    "#failure": "failure",
+                    "#by": "finished_by",
+                },
+                ExpressionAttributeValues=values,
+            )
+        except ClientError as exc:
+            if not _conditional_failed(exc):
+                raise
+            reply = await self._ddb.get_item(TableName=self._table, Key=_run_key(run_id), ConsistentRead=True)
+            item = from_item(reply.get("Item") or {})
+            return item.get("finished_by") == finisher and item.get("status") == status
+        return True
+
+    async def admit_run(self, run_id: str, *, cap: int) -> bool:
+        """Take one of the `cap` run slots for `run_id` (or find it holds one already); False when all
+        are held. Slots are the keys of one map item, each valued with when it was taken; a slot is
+        given back only by `drop_run_slots` (the scheduler drops the slots of runs that ended)."""
+        key = {"pk": {"S": _ADMISSION_PK}, "sk": {"S": _ADMISSION_SK}}
+        try:
+            await self._ddb.put_item(
+                TableName=self._table,
+                Item={**key, "slots": {"M": {}}},
+                ConditionExpression="attribute_not_exists(pk)",
+            )
+        except ClientError as exc:
+            if not _conditional_failed(exc):
+                raise
+        try:
+            await self._ddb.update_item(
+                TableName=self._table,
+                Key=key,
+                UpdateExpression="SET #slots.#run = if_not_exists(#slots.#run, :now)",
+                ConditionExpression="size(#slots) < :cap OR attribute_exists(#slots.#run)",
+                ExpressionAttributeNames={"#slots": "slots", "#run": run_id},
+                ExpressionAttributeValues={":now": {"N": str(int(self._clock()))}, ":cap": {"N": str(cap)}},
+            )
+        except ClientError as exc:
+            if _conditional_failed(exc):
+                return False
+            raise
+        return True
+
+    async def run_slots(self) -> dict[str, int]:
+        """The runs holding a slot, each with when it took it (epoch seconds)."""
+        reply = await self._ddb.get_item(
+            TableName=self._table,
+            Key={"pk": {"S": _ADMISSION_PK}, "sk": {"S": _ADMISSION_SK}},
+            ConsistentRead=True,
+        )
+        slots = from_item(reply.get("Item") or {}).get("slots") or {}
+        return {str(run_id): int(taken) for run_id, taken in slots.items()}
+
+    async def drop_run_slots(self, run_ids: list[str]) -> None:
+        """Give back the slots of `run_ids` (those that hold none are left alone)."""
+        if not run_ids:
+            return
+        names = {f"#r{i}": run_id for i, run_id in enumerate(run_ids)}
+        try:
+            await self._ddb.update_item(
+                TableName=self._table,
+                Key={"pk": {"S": _ADMISSION_PK}, "sk": {"S": _ADMISSION_SK}},
+                UpdateExpression="REMOVE " + ", ".join(f"#slots.{name}" for name in names),
+                ConditionExpression="attribute_exists(#slots)",
+                ExpressionAttributeNames={"#slots": "slots", **names},
+            )
+        except ClientError as exc:
+            if not _conditional_failed(exc):
+                raise
+
+
+# The run slots of admission control (see `RunStore.admit_run`): one item for the whole fleet.
+_ADMISSION_PK, _ADMISSION_SK = "admission#runs", "slots"

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import secrets
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 
@@ -314,7 +315,7 @@ async def _send_finalize(run_id: str, services: Services) -> None:
 async def fail_run(run_id: str, reason: str, *, services: Services) -> None:
     """Mark the run failed with `reason` (once) and free its scope for the next request."""
     store = services.store
-    if await store.finish_run(run_id, FAILED, failure=reason):
+    if await store.finish_run_once(run_id, FAILED, failure=reason, finisher=uuid.uuid4().hex):
         services.count("RunsFailed", 1)
         logger.error("run failed", extra={"failure": reason})
     run = await store.get_run(run_id)

@@ -3,19 +3,24 @@
 Vanta keeps one live token per application: a container that mints its own token revokes everyone
 else's. So every container reads the token from one item (`pk="token#vanta"`, `sk="token"`), keeps it
 in memory until it expires or Vanta rejects it, and only the holder of a conditional-write lease mints a
-new one; the others poll the item until it appears. The table is encrypted and only the functions may
-read it; the token is never logged.
+new one; the others poll the item until it appears. The token is never logged.
+
+At rest the token is sealed: with a `TokenCipher` (the functions use `KmsTokenCipher`, a customer-managed
+KMS key only the two function roles may use) the item holds only the ciphertext (`token_sealed`), so a
+principal that can read the table but not use the key learns nothing it can call Vanta with.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import logging
 import random
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from botocore.exceptions import ClientError as BotoClientError
 
@@ -24,12 +29,14 @@ from .errors import TokenUnavailableError
 
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb import DynamoDBClient
+    from types_aiobotocore_kms import KMSClient
 
 log = logging.getLogger(__name__)
 
 TOKEN_KEY = {"pk": {"S": "token#vanta"}, "sk": {"S": "token"}}
 _NAMES = {
     "#tok": "token",
+    "#sealed": "token_sealed",
     "#exp": "expires_at",
     "#gen": "generation",
     "#holder": "lease_holder",
@@ -42,6 +49,52 @@ Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
 
 
+class TokenCipher(Protocol):
+    """Seals the token before it is stored and opens it after it is read."""
+
+    async def seal(self, token: str) -> str:
+        """The token as stored: text that reveals nothing without the key."""
+        ...
+
+    async def unseal(self, sealed: str) -> str | None:
+        """The token `seal` made `sealed` from; None when it cannot be opened (not ours, corrupted)."""
+        ...
+
+
+class KmsTokenCipher:
+    """A TokenCipher on a KMS key: Encrypt and Decrypt, bound to the state table by encryption context.
+
+    The context (table name and item) makes a ciphertext copied to another item or table useless, and
+    names the table in CloudTrail's record of every decrypt. Decrypt names the key too, so a ciphertext
+    under another key is refused rather than decrypted with it.
+    """
+
+    def __init__(self, kms: KMSClient, key_id: str, table: str) -> None:
+        self._kms = kms
+        self._key_id = key_id
+        self._context = {"table": table, "item": "token#vanta"}
+
+    async def seal(self, token: str) -> str:
+        reply = await self._kms.encrypt(
+            KeyId=self._key_id, Plaintext=token.encode(), EncryptionContext=self._context
+        )
+        return base64.b64encode(reply["CiphertextBlob"]).decode()
+
+    async def unseal(self, sealed: str) -> str | None:
+        try:
+            blob = base64.b64decode(sealed, validate=True)
+            reply = await self._kms.decrypt(
+                KeyId=self._key_id, CiphertextBlob=blob, EncryptionContext=self._context
+            )
+        except binascii.Error:
+            return None
+        except BotoClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "InvalidCiphertextException":
+                return None
+            raise
+        return bytes(reply["Plaintext"]).decode()
+
+
 class TokenBroker:
     """A TokenProvider shared by the whole fleet through the state table.
 
@@ -51,6 +104,10 @@ class TokenBroker:
     token only if the rejected token is still the current one. `fetch` must make ONE token request per
     call (see `auth.token_fetcher`): each call is counted as a mint and transient failures are retried
     here, paced by the same record. `lease_seconds` must exceed the fetch's timeout.
+
+    With a `cipher` the token is stored only sealed and a plain `token` attribute is never trusted (an
+    item from before the key was introduced is replaced by the next mint); without one (tests, tools)
+    it is stored as it is.
     """
 
     def __init__(
@@ -68,8 +125,10 @@ class TokenBroker:
         max_wait: float = 150.0,
         skew_margin: float = 1.0,
         retry_delay: float = 2.0,
+        cipher: TokenCipher | None = None,
     ) -> None:
         self._ddb = ddb
+        self._cipher = cipher
         self._table = table
         self._fetch = fetch
         self._clock = clock
@@ -115,7 +174,7 @@ class TokenBroker:
         while True:
             item = await self._read()
             now = self._clock()
-            token = _token_of(item)
+            token = await self._token_of(item)
             if token is not None and token.value != self._failed and token.usable(now):
                 return token
             if now > deadline:
@@ -200,9 +259,13 @@ class TokenBroker:
             await asyncio.shield(self._release(rev, [*mints[:-1], self._clock()]))
             raise
         self.minted += 1
+        if self._cipher is not None:
+            stored, kept, dropped = {"S": await self._cipher.seal(token.value)}, "#sealed", "#tok"
+        else:
+            stored, kept, dropped = {"S": token.value}, "#tok", "#sealed"
         values: dict[str, Any] = {
             ":mints": _number_list([*mints[:-1], self._clock()]),
-            ":tok": {"S": token.value},
+            ":tok": stored,
             ":exp": {"N": _n(token.expires_at)},
             ":one": {"N": "1"},
             ":zero": {"N": "0"},
@@ -211,9 +274,9 @@ class TokenBroker:
             ":next": {"N": str(rev + 1)},
         }
         published = await self._conditional_update(
-            "SET #tok = :tok, #exp = :exp, #gen = if_not_exists(#gen, :zero) + :one, #rev = :next, "
+            f"SET {kept} = :tok, #exp = :exp, #gen = if_not_exists(#gen, :zero) + :one, #rev = :next, "
             "#mints = :mints "
-            "REMOVE #holder, #until",
+            f"REMOVE #holder, #until, {dropped}",
             "#holder = :holder AND #rev = :rev",
             values,
         )
@@ -236,6 +299,21 @@ class TokenBroker:
             "#holder = :holder AND #rev = :rev",
             values,
         )
+
+    async def _token_of(self, item: Mapping[str, Any]) -> Token | None:
+        """The token an item holds, opened with the cipher when there is one; None if none is usable."""
+        if "expires_at" not in item:
+            return None
+        expires_at = float(item["expires_at"]["N"])
+        if self._cipher is None:
+            return Token(value=item["token"]["S"], expires_at=expires_at) if "token" in item else None
+        if "token_sealed" not in item:
+            return None
+        value = await self._cipher.unseal(item["token_sealed"]["S"])
+        if value is None:
+            log.warning("the stored Vanta token cannot be opened with the token key; minting a new one")
+            return None
+        return Token(value=value, expires_at=expires_at)
 
     async def _read(self) -> dict[str, Any]:
         response = await self._ddb.get_item(TableName=self._table, Key=TOKEN_KEY, ConsistentRead=True)
@@ -277,9 +355,3 @@ def _numbers(item: Mapping[str, Any], name: str) -> list[float]:
     if not attr or "L" not in attr:
         return []
     return sorted(float(entry["N"]) for entry in attr["L"])
-
-
-def _token_of(item: Mapping[str, Any]) -> Token | None:
-    if "token" not in item or "expires_at" not in item:
-        return None
-    return Token(value=item["token"]["S"], expires_at=float(item["expires_at"]["N"]))

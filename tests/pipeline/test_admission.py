@@ -1,0 +1,187 @@
+"""Admission control: a cap on concurrent runs, bounded requests, and a plan that a PageRange must be in.
+
+Requests go through `process_sync_request` (what the scheduler handler calls) on moto server and the
+simulator; a request beyond the cap raises RunCapReached, so the handler reports its record failed and
+SQS delivers it again later: it waits on the queue, never in the DLQ.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from vanta_vuln_sync.pipeline.records import process_page_message, process_sync_request
+from vanta_vuln_sync.pipeline.schedule import RunCapReached
+from vanta_vuln_sync.pipeline.services import Services
+from vanta_vuln_sync.pipeline.state import RUNNING
+
+from .conftest import Stack
+from .drive import pump, settle
+
+SEVERITIES = ("CRITICAL", "HIGH", "MEDIUM", "LOW")
+FULL_SYNC = orjson.dumps(
+    {
+        "v": 1,
+        "type": "SyncRequest",
+        "resources": ["vulnerabilities", "vulnerability-remediations", "vulnerable-assets"],
+        "mode": "full",
+        "reason": "schedule",
+    }
+).decode()
+
+
+def resync(severity: str, **extra: Any) -> str:
+    filters = {"severity": severity, **extra}
+    return orjson.dumps(
+        {
+            "v": 1,
+            "type": "SyncRequest",
+            "resources": ["vulnerabilities"],
+            "filters": {"vulnerabilities": filters},
+            "mode": "full",
+            "reason": f"resync {severity}",
+        }
+    ).decode()
+
+
+async def deliver_once(stack: Stack, services: Services) -> list[str]:
+    """Every request now visible, through the scheduler's record function; `waits` for RunCapReached
+    (the record fails and is made visible again, as SQS would after the visibility timeout)."""
+    reply = await asyncio.to_thread(
+        stack.sqs.receive_message,
+        QueueUrl=stack.request_queue_url,
+        MaxNumberOfMessages=10,
+        AttributeNames=["All"],
+    )
+    outcomes = []
+    for message in reply.get("Messages", []):
+        sent_at = datetime.fromtimestamp(int(message["Attributes"]["SentTimestamp"]) / 1000, UTC)
+        try:
+            outcome = await process_sync_request(
+                message["Body"], message["MessageId"], sent_at, services=services
+            )
+        except RunCapReached:
+            outcomes.append("waits")
+            settle(stack.sqs, stack.request_queue_url, [message], {message["MessageId"]})
+            continue
+        outcomes.append(outcome)
+        settle(stack.sqs, stack.request_queue_url, [message], set())
+    return outcomes
+
+
+def running_runs(stack: Stack) -> list[str]:
+    return [r for r in stack.run_ids() if stack.run_item(r)["status"]["S"] == RUNNING]
+
+
+async def test_resyncs_beyond_the_cap_wait_on_the_queue_and_all_complete_once_slots_free(
+    stack: Callable[..., Awaitable[Stack]], open_services: Callable[..., Awaitable[Services]]
+) -> None:
+    deployed = await stack(sim={"vulnerabilities": 200, "seed": 8}, PAGE_SIZE="50", MAX_CONCURRENT_RUNS="2")
+    services = await open_services()
+    # Given four resyncs of distinct scopes, sent at once (a loop in a script)
+    for severity in SEVERITIES:
+        deployed.send_request(resync(severity))
+    # When the scheduler takes them
+    outcomes = await deliver_once(deployed, services)
+    # Then two runs start and the other two wait on the request queue, none parked
+    assert sorted(outcomes) == ["started", "started", "waits", "waits"]
+    assert len(running_runs(deployed)) == 2
+    assert deployed.dlq_messages(deployed.request_dlq_url) == []
+    # and a request identical to a running one still joins it, without a slot
+    started_severity = deployed.run_item(running_runs(deployed)[0])["reason"]["S"].removeprefix("resync ")
+    deployed.send_request(resync(started_severity))
+    # and the scheduled full sync is never held back by resyncs
+    deployed.send_request(FULL_SYNC)
+    again = await deliver_once(deployed, services)
+    assert sorted(again) == ["joined", "started", "waits", "waits"]
+    assert len(running_runs(deployed)) == 3  # two resyncs and the full sync
+    # When the fleet works the queues (waiting requests come back each time they are received)
+    await pump(
+        deployed,
+        services,
+        done=lambda: (
+            all(deployed.last_success(scope) for scope in ("all", *_resync_scopes(deployed)))
+            and len(_resync_scopes(deployed)) == 4
+        ),
+        timeout=120,
+    )
+    # Then every resync ran exactly once, and nothing was parked
+    assert len(deployed.run_ids()) == 5
+    assert not running_runs(deployed)
+    assert deployed.dlq_messages(deployed.request_dlq_url) == []
+
+
+def _resync_scopes(stack: Stack) -> set[str]:
+    return {stack.run_item(r)["scope"]["S"] for r in stack.run_ids()} - {"all"}
+
+
+async def test_a_resync_with_outsized_filters_is_poison(
+    stack: Callable[..., Awaitable[Stack]], open_services: Callable[..., Awaitable[Services]]
+) -> None:
+    deployed = await stack(sim={"vulnerabilities": 20}, MAX_FILTER_VALUE_LENGTH="40")
+    services = await open_services()
+    deployed.send_request(resync("HIGH", q="x" * 41))
+    assert await deliver_once(deployed, services) == ["parked"]
+    [parked] = deployed.dlq_messages(deployed.request_dlq_url)
+    assert "MAX_FILTER_VALUE_LENGTH" in parked["MessageAttributes"]["reason"]["StringValue"]
+    assert deployed.run_ids() == []
+
+
+async def _one_planned_range(deployed: Stack, services: Services) -> Any:
+    deployed.send_request(resync("CRITICAL"))
+    assert await deliver_once(deployed, services) == ["started"]
+    [run_id] = deployed.run_ids()
+    return (await services.store.get_plan(run_id))[0]
+
+
+async def test_a_page_range_above_the_page_budget_bound_is_poison(
+    stack: Callable[..., Awaitable[Stack]], open_services: Callable[..., Awaitable[Services]]
+) -> None:
+    deployed = await stack(sim={"vulnerabilities": 50}, MAX_PAGE_BUDGET="20")
+    services = await open_services()
+    planned = await _one_planned_range(deployed, services)
+    requests_before = deployed.sim.counters.requests
+    greedy = replace(planned, page_budget=21)
+    outcome = await process_page_message(
+        greedy.to_json().decode(), "m-1", services=services, remaining=lambda: 900.0
+    )
+    assert outcome == "parked"
+    [parked] = deployed.dlq_messages(deployed.page_dlq_url)
+    assert "MAX_PAGE_BUDGET" in parked["MessageAttributes"]["reason"]["StringValue"]
+    assert deployed.sim.counters.requests == requests_before  # nothing fetched for it
+
+
+async def test_a_page_range_for_a_shard_outside_its_run_plan_is_poison_and_counts_nothing(
+    stack: Callable[..., Awaitable[Stack]], open_services: Callable[..., Awaitable[Services]]
+) -> None:
+    deployed = await stack(sim={"vulnerabilities": 50})
+    services = await open_services()
+    planned = await _one_planned_range(deployed, services)
+    stranger = replace(planned, shard="not-planned", offset=None, end_offset=None, cursor=None)
+    outcome = await process_page_message(
+        stranger.to_json().decode(), "m-1", services=services, remaining=lambda: 900.0
+    )
+    assert outcome == "parked"
+    [parked] = deployed.dlq_messages(deployed.page_dlq_url)
+    assert "not in the plan" in parked["MessageAttributes"]["reason"]["StringValue"]
+    run = deployed.run_item(planned.run_id)
+    assert run["status"]["S"] == RUNNING
+    assert int(run["ranges_done"]["N"]) == 0
+    assert "finalize_sent" not in run
+
+
+async def test_the_planned_first_step_still_runs(
+    stack: Callable[..., Awaitable[Stack]], open_services: Callable[..., Awaitable[Services]]
+) -> None:
+    deployed = await stack(sim={"vulnerabilities": 50})
+    services = await open_services()
+    planned = await _one_planned_range(deployed, services)
+    outcome = await process_page_message(
+        planned.to_json().decode(), "m-1", services=services, remaining=lambda: 900.0
+    )
+    assert outcome == "step"
