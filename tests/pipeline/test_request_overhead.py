@@ -20,6 +20,7 @@ REQUEST = orjson.dumps(
 
 
 @pytest.mark.slow  # 200,000 records synced twice: `nox -s chaos` runs it
+@pytest.mark.timeout(2400)
 async def test_a_static_2000_page_sync_makes_at_most_3_percent_more_requests_than_pages(
     stack: Callable[..., Awaitable[Stack]],
 ) -> None:

@@ -314,12 +314,21 @@ def test_the_lambda_service_can_poll_each_function_queue_and_write_its_logs(
     }
 
 
+# Actions a clean sync never takes, only a fault: the worker deletes raw objects only when a delivery
+# lost its step's commit to another, or when Finalize finds the object of a delivery that crashed after
+# writing it, or a record two joins both wrote. tests/pipeline/test_redelivery.py ("crash after the S3
+# write") and the chaos suite's lost-reply scenarios take those paths; the grant is limited to raw/.
+FAULT_PATH_ACTIONS: dict[str, set[str]] = {"worker": {"s3:DeleteObject"}}
+
+
 def test_each_role_allows_exactly_the_actions_its_function_uses(
     synced_stack: SyncedStack, roles: dict[str, Role]
 ) -> None:
     for function, role in roles.items():
         assert not role.managed_policies, f"{role.logical_id} attaches managed policies the test cannot see"
-        needed = used_actions(synced_stack, function) | PLATFORM_ACTIONS
+        needed = (
+            used_actions(synced_stack, function) | PLATFORM_ACTIONS | FAULT_PATH_ACTIONS.get(function, set())
+        )
         missing = needed - role.actions
         excess = role.actions - needed
         assert not missing, f"{role.logical_id} lacks {sorted(missing)}"
@@ -410,7 +419,8 @@ def test_every_aws_operation_in_the_lambda_code_was_exercised_by_the_recorded_sy
     in_code = lambda_code_operations()
     recorded = {(c.service, c.operation) for f in FUNCTIONS for c in code_calls(synced_stack, f)}
     assert in_code, "the static scan found no AWS call at all: it is broken"
-    unexercised = {op: where for op, where in in_code.items() if op not in recorded}
+    fault_paths = {tuple(a.split(":")) for actions in FAULT_PATH_ACTIONS.values() for a in actions}
+    unexercised = {op: where for op, where in in_code.items() if op not in recorded and op not in fault_paths}
     assert not unexercised, (
         f"the code calls {unexercised} but the recorded sync never did: extend synced_stack's scenario "
         "so the least-privilege check sees which function needs it"

@@ -61,9 +61,17 @@ async def delete_uncommitted(s3: S3Client, bucket: str, prefix: str, committed: 
     """Delete the objects under `prefix` that no committed step lists (left by deliveries that crashed
     between writing and losing the commit); returns how many. Athena reads every object under raw/."""
     stray: list[str] = []
-    paginator = s3.get_paginator("list_objects_v2")
-    async for listing in paginator.paginate(Bucket=bucket, Prefix=prefix):
+    token: str | None = None
+    while True:
+        listing = await (
+            s3.list_objects_v2(Bucket=bucket, Prefix=prefix, ContinuationToken=token)
+            if token
+            else s3.list_objects_v2(Bucket=bucket, Prefix=prefix)
+        )
         stray += [o["Key"] for o in listing.get("Contents", []) if o["Key"] not in committed]
+        token = listing.get("NextContinuationToken")
+        if not token:
+            break
     for key in stray:
         await s3.delete_object(Bucket=bucket, Key=key)
     return len(stray)
