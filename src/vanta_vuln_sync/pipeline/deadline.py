@@ -13,7 +13,8 @@ from collections.abc import Callable, Mapping
 from vanta_vuln_sync.vanta import VantaClient
 from vanta_vuln_sync.vanta.client import Page
 
-# Seconds kept after the last Vanta request for the S3 write, the commit and the enqueue.
+# Seconds kept after the last Vanta request for the S3 write, the commit and the enqueue (at most a
+# third of the invocation's time, so a short timeout still leaves room for requests).
 HANDOFF_SECONDS = 15.0
 
 
@@ -21,7 +22,10 @@ def deadline_of(
     remaining: Callable[[], float] | None, clock: Callable[[], float], reserve: float
 ) -> float | None:
     """The epoch second by which a request must have ended (None: no deadline, as in the CLI)."""
-    return None if remaining is None else clock() + remaining() - reserve
+    if remaining is None:
+        return None
+    left = remaining()
+    return clock() + left - min(reserve, left / 3)
 
 
 class DeadlineSource:

@@ -103,10 +103,10 @@ class StepCommit:
     next_anchors: tuple[str, ...] = ()
     next_verify: str | None = None
     head: list[str] | None = None  # set by a range's first step only
-    # The range's planned end and successor as the step left them (a range that took its successor
-    # over ends where the successor would have).
+    # The range's planned end and successor as the step left them.
     end_offset: int | None = None
     next_shard: str | None = None
+    wait_seconds: int = 0  # how long the continuation waits on the queue (a step that read nothing)
 
 
 def iso(moment: datetime) -> str:

@@ -39,6 +39,10 @@ logger = Logger()
 tracer = Tracer()
 
 
+# A step that could start no request before its deadline hands on with this delay (SQS DelaySeconds).
+IDLE_STEP_DELAY_SECONDS = 30
+
+
 class UnknownRunError(LookupError):
     """The message names a run the state table does not hold (expired, or never planned)."""
 
@@ -122,7 +126,7 @@ async def run_step(
             end_offset=commit.end_offset,
             next_shard=commit.next_shard,
         )
-        await _hand_on(continuation, services)
+        await _hand_on(continuation, services, delay_seconds=commit.wait_seconds)
     logger.info(
         "range step committed",
         extra={"seq": p.seq, "records": commit.records, "pages": commit.pages, "done": commit.done},
@@ -171,7 +175,12 @@ async def _fetch_and_write(
         # The next request's rate slot or end falls past the invocation's safe end: commit what was
         # read (every page so far is whole) and hand the rest on.
         logger.info("stopping the step before the invocation's deadline", extra={"seq": p.seq})
-    return await _write_and_describe(p, client, walk, services)
+    commit = await _write_and_describe(p, client, walk, services)
+    if walk.requests == 0 and not commit.done:
+        # Not one request fitted: the fleet's rate budget is booked past this invocation. The next
+        # step waits on the queue a while instead of spinning through empty invocations.
+        return replace(commit, wait_seconds=IDLE_STEP_DELAY_SECONDS)
+    return commit
 
 
 async def _walk(
