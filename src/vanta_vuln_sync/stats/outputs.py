@@ -7,8 +7,20 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from .compute import compute_run_statistics
+from .exports import (
+    CSV_CONTENT_TYPE,
+    GZIP_CONTENT_TYPE,
+    NDJSON_CONTENT_TYPE,
+    csv_chunks,
+    gzip_chunks,
+    ndjson_chunks,
+    upload_stream,
+)
+from .finding_lists import FindingLists
+from .findings import BASE_COLUMNS
+from .findings_section import list_files
 from .history import HistoryEntry, load_history, save_history
-from .model import FULL_SCOPE, RunInfo
+from .model import FULL_SCOPE, RunInfo, open_findings_key, run_prefix
 from .report_html import render_report
 from .sources import S3Source
 from .timestamps import format_rfc3339
@@ -21,19 +33,16 @@ REPORT_CONTENT_TYPE = "text/html; charset=utf-8"
 TREND_RUNS = 30  # runs the report's trend chart shows
 
 
-def run_prefix(run_id: str) -> str:
-    """Where a run's outputs live."""
-    return f"runs/{run_id}/"
-
-
 async def write_run_outputs(s3: S3Client, bucket: str, run: RunInfo) -> dict[str, Any]:
     """Compute `run`'s statistics from its raw objects and publish them; returns the stats.json dict.
 
-    Writes `runs/<id>/stats.json`, `runs/<id>/report.html`, the run's compact artefacts
-    (`active.ndjson.gz`, `remediations.ndjson.gz`) and its history entry; a run of scope "all" also
-    replaces `latest/stats.json` and `latest/report.html`. Idempotent: a retried Finalize rewrites the
-    same objects and replaces its own history entry. Raises RawObjectError for a corrupt raw object and
-    botocore's ClientError when S3 refuses a request.
+    Writes `runs/<id>/stats.json`, `runs/<id>/report.html`, the finding lists
+    (`runs/<id>/findings/<list>.csv` and `.ndjson`, and every open finding in `open.ndjson.gz`), the
+    run's compact artefacts (`active.ndjson.gz`, `remediations.ndjson.gz`) and its history entry; a
+    run of scope "all" also replaces `latest/stats.json`, `latest/report.html` and
+    `latest/findings/`. Idempotent: a retried Finalize rewrites the same objects and replaces its own
+    history entry. Raises RawObjectError for a corrupt raw object and botocore's ClientError when S3
+    refuses a request.
     """
     history = await load_history(s3, bucket, run.scope)
     started = format_rfc3339(run.started_at)
@@ -46,6 +55,15 @@ async def write_run_outputs(s3: S3Client, bucket: str, run: RunInfo) -> dict[str
     # Artefacts first, history last: an entry never names artefacts that are not there yet.
     await _put(s3, bucket, active_key, computed.active_ids, "application/gzip")
     await _put(s3, bucket, remediations_key, computed.remediation_snapshot, "application/gzip")
+    if computed.findings is not None:
+        await write_finding_lists(s3, bucket, prefix, computed.findings)
+        await upload_stream(
+            s3,
+            bucket,
+            open_findings_key(run.id),
+            gzip_chunks(ndjson_chunks(BASE_COLUMNS, computed.findings.iter_open())),
+            GZIP_CONTENT_TYPE,
+        )
     history.record(
         HistoryEntry(
             run_id=run.id,
@@ -64,6 +82,9 @@ async def write_run_outputs(s3: S3Client, bucket: str, run: RunInfo) -> dict[str
         # `latest/` only moves forward: a late retry of an older run leaves it alone.
         await _put(s3, bucket, "latest/stats.json", stats_body, STATS_CONTENT_TYPE)
         await _put(s3, bucket, "latest/report.html", report_body, REPORT_CONTENT_TYPE)
+        for name in stats["findings"]["lists"]:
+            for file_name in list_files(name):
+                await _copy(s3, bucket, f"{prefix}{file_name}", f"latest/{file_name}")
     await save_history(s3, bucket, history)
     return stats
 
@@ -81,6 +102,30 @@ def headline(stats: dict[str, Any]) -> dict[str, Any]:
         "new": None if trend["new"] is None else trend["new"]["total"],
         "resolved": None if trend["resolved"] is None else trend["resolved"]["total"],
     }
+
+
+async def write_finding_lists(s3: S3Client, bucket: str, prefix: str, lists: FindingLists) -> None:
+    """Each list as `<prefix>findings/<name>.csv` and `.ndjson`, streamed (see exports.py)."""
+    for name, found in lists.lists.items():
+        csv_name, ndjson_name = list_files(name)
+        await upload_stream(
+            s3,
+            bucket,
+            f"{prefix}{csv_name}",
+            csv_chunks(found.columns, lists.iter_rows(name)),
+            CSV_CONTENT_TYPE,
+        )
+        await upload_stream(
+            s3,
+            bucket,
+            f"{prefix}{ndjson_name}",
+            ndjson_chunks(found.columns, lists.iter_rows(name)),
+            NDJSON_CONTENT_TYPE,
+        )
+
+
+async def _copy(s3: S3Client, bucket: str, source: str, target: str) -> None:
+    await s3.copy_object(Bucket=bucket, Key=target, CopySource={"Bucket": bucket, "Key": source})
 
 
 async def _put(s3: S3Client, bucket: str, key: str, body: bytes, content_type: str) -> None:
