@@ -57,6 +57,10 @@ class Settings:
     # Poison messages go straight to these (not through maxReceiveCount); see pipeline/records.py.
     page_dlq_url: str | None = None
     request_dlq_url: str | None = None
+    # The asset tag that names a finding's owner (template parameter OwnerTagKey).
+    owner_tag_key: str = "team"
+    # Where Finalize publishes the run digest; None: no digest (template parameter DigestEmail empty).
+    digest_topic_arn: str | None = None
 
 
 def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int = 1) -> int:
@@ -122,4 +126,6 @@ def settings_from_env(env: Mapping[str, str] | None = None) -> Settings:
         aws_endpoint_url=env.get("AWS_ENDPOINT_URL") or None,
         page_dlq_url=env.get("PAGE_DLQ_URL") or None,
         request_dlq_url=env.get("REQUEST_DLQ_URL") or None,
+        owner_tag_key=env.get("OWNER_TAG_KEY") or "team",
+        digest_topic_arn=env.get("DIGEST_TOPIC_ARN") or None,
     )

@@ -14,11 +14,12 @@ import orjson
 
 from vanta_vuln_sync.simulator import Simulator, SimulatorConfig
 from vanta_vuln_sync.stats import RunInfo, write_run_outputs
+from vanta_vuln_sync.stats.exports import PART_BYTES, upload_stream
 from vanta_vuln_sync.stats.finding_lists import LIST_TITLES
 from vanta_vuln_sync.stats.findings import BASE_COLUMNS, EXCEPTION_COLUMNS, RESOLVED_COLUMNS
 
 from .helpers import put_raw, utc_from_ts
-from .reference import reference_lists
+from .reference import last_by_id, reference_lists
 from .test_stats_reference import awkward_extras
 
 VULNS, REMS, ASSETS = "vulnerabilities", "vulnerability-remediations", "vulnerable-assets"
@@ -129,15 +130,31 @@ async def test_lists_owners_and_csv_match_the_reference_when_records_are_awkward
     assert digest["expiring_exceptions"]["rows"][0]["id"] == odd[2]["id"]
     assert digest["new_critical_high"] is None
     assert digest["newly_overdue"] is None
-    # The latest full run's lists are under latest/ too, and every open finding is kept for the next run
-    for name in lists:
-        assert await get_bytes(s3, bucket, f"latest/findings/{name}.csv") == await get_bytes(
-            s3, bucket, f"runs/run-1/findings/{name}.csv"
-        )
-    open_rows = gzip.decompress(
-        await get_bytes(s3, bucket, "runs/run-1/findings/open.ndjson.gz")
-    ).splitlines()
-    assert len(open_rows) == stats["vulnerabilities"]["active"]
+    # Every open finding is kept (full rows) for the next run's resolved list
+    open_rows = gzip.decompress(await get_bytes(s3, bucket, "runs/run-1/findings/open.ndjson.gz"))
+    open_ids = [orjson.loads(line)["id"] for line in open_rows.splitlines()]
+    assert sorted(open_ids) == sorted(
+        v["id"] for v in last_by_id(vulns).values() if not v["deactivateMetadata"]
+    )
+
+
+async def test_upload_stream_sends_parts_of_the_part_size_and_stores_the_bytes_in_order(
+    s3: Any, bucket: str
+) -> None:
+    # Given: 20 MiB in uneven chunks (more than two parts' worth)
+    chunks = [bytes([i % 251]) * (1_000_000 + i) for i in range(20)]
+
+    # When
+    size = await upload_stream(s3, bucket, "big.bin", iter(chunks), "application/octet-stream")
+
+    # Then: one object of every byte, in order, made of 8 MiB parts and the rest
+    assert size == sum(map(len, chunks))
+    assert await get_bytes(s3, bucket, "big.bin") == b"".join(chunks)
+    head = await s3.head_object(Bucket=bucket, Key="big.bin", PartNumber=1)
+    first_part = sum(map(len, chunks[:9]))  # the first 9 chunks are the first to reach PART_BYTES
+    assert sum(map(len, chunks[:8])) < PART_BYTES <= first_part
+    assert head["ContentLength"] == first_part
+    assert head["PartsCount"] == 3
 
 
 async def test_new_and_resolved_lists_equal_the_simulators_evolution_when_the_tenant_changes(

@@ -62,6 +62,12 @@ async def finalize_run(run_id: str, *, services: Services) -> bool:
         services.count("RunSeconds", max(0.0, seconds), MetricUnit.Seconds)
         if services.metrics is not None:
             stats.emit_metrics(services.metrics, computed)
+        await stats.send_digest(
+            services.aws.s3,
+            services.settings.data_bucket,
+            computed,
+            topic_arn=services.settings.digest_topic_arn,
+        )
         logger.info("run succeeded", extra={"run_id": run_id, "seconds": round(seconds, 1)})
     await store.release_scope(run.scope, run_id, _full_counts(run, ranges), started_at=run.started_at)
     return marked

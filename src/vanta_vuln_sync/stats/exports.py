@@ -1,7 +1,7 @@
 """Finding lists as files people open: CSV (RFC 4180, UTF-8, header row) and NDJSON, streamed to S3.
 
-A list can hold most of a million findings, so rows are encoded a batch at a time and uploaded with a
-multipart upload once they pass one part's size; memory holds one part, never a whole file.
+A list can hold most of a million findings, so rows are encoded a batch at a time and uploaded as the
+parts of a multipart upload; memory holds one part, never a whole file.
 
 CSV cells: empty for null, `true`/`false`, CVE ids separated by spaces, dates `YYYY-MM-DD`. A text cell
 that a spreadsheet would run as a formula (starting with `=`, `+`, `-`, `@`, tab or carriage return)
@@ -86,39 +86,32 @@ def gzip_chunks(chunks: Iterable[bytes]) -> Iterator[bytes]:
 async def upload_stream(
     s3: S3Client, bucket: str, key: str, chunks: Iterable[bytes], content_type: str
 ) -> int:
-    """Store the concatenated `chunks` at `key`: one PutObject when small, else a multipart upload
-    (aborted if anything fails). Returns the object's size in bytes."""
-    buffer = bytearray()
-    upload_id: str | None = None
+    """Store the concatenated `chunks` at `key` with one multipart upload (parts of PART_BYTES; a
+    small file is its single, last part), so memory holds one part. Returns the object's size.
+
+    Always multipart, so one code path is exercised by every run (and its IAM needs are s3:PutObject
+    alone). An upload cut short by a crash is left incomplete: the object never appears, a retried
+    Finalize uploads it again, and the bucket's AbortIncompleteMultipartUpload rule removes the parts.
+    """
+    created = await s3.create_multipart_upload(Bucket=bucket, Key=key, ContentType=content_type)
+    upload_id = created["UploadId"]
     parts: list[dict[str, Any]] = []
+    buffer = bytearray()
     size = 0
-    try:
-        for chunk in chunks:
-            buffer += chunk
-            size += len(chunk)
-            if len(buffer) >= PART_BYTES:
-                if upload_id is None:
-                    created = await s3.create_multipart_upload(
-                        Bucket=bucket, Key=key, ContentType=content_type
-                    )
-                    upload_id = created["UploadId"]
-                parts.append(await _part(s3, bucket, key, upload_id, len(parts) + 1, bytes(buffer)))
-                buffer.clear()
-        if upload_id is None:
-            await s3.put_object(Bucket=bucket, Key=key, Body=bytes(buffer), ContentType=content_type)
-            return size
-        if buffer:
+    for chunk in chunks:
+        buffer += chunk
+        size += len(chunk)
+        if len(buffer) >= PART_BYTES:
             parts.append(await _part(s3, bucket, key, upload_id, len(parts) + 1, bytes(buffer)))
-        await s3.complete_multipart_upload(
-            Bucket=bucket,
-            Key=key,
-            UploadId=upload_id,
-            MultipartUpload={"Parts": parts},  # type: ignore[typeddict-item]
-        )
-    except BaseException:
-        if upload_id is not None:
-            await s3.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
-        raise
+            buffer.clear()
+    if buffer or not parts:
+        parts.append(await _part(s3, bucket, key, upload_id, len(parts) + 1, bytes(buffer)))
+    await s3.complete_multipart_upload(
+        Bucket=bucket,
+        Key=key,
+        UploadId=upload_id,
+        MultipartUpload={"Parts": parts},  # type: ignore[typeddict-item]
+    )
     return size
 
 

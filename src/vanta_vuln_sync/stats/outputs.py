@@ -39,10 +39,10 @@ async def write_run_outputs(s3: S3Client, bucket: str, run: RunInfo) -> dict[str
     Writes `runs/<id>/stats.json`, `runs/<id>/report.html`, the finding lists
     (`runs/<id>/findings/<list>.csv` and `.ndjson`, and every open finding in `open.ndjson.gz`), the
     run's compact artefacts (`active.ndjson.gz`, `remediations.ndjson.gz`) and its history entry; a
-    run of scope "all" also replaces `latest/stats.json`, `latest/report.html` and
-    `latest/findings/`. Idempotent: a retried Finalize rewrites the same objects and replaces its own
-    history entry. Raises RawObjectError for a corrupt raw object and botocore's ClientError when S3
-    refuses a request.
+    run of scope "all" also replaces `latest/stats.json` and `latest/report.html` (whose run id names
+    the lists, which are not copied). Idempotent: a retried Finalize rewrites the same objects and
+    replaces its own history entry. Raises RawObjectError for a corrupt raw object and botocore's
+    ClientError when S3 refuses a request.
     """
     history = await load_history(s3, bucket, run.scope)
     started = format_rfc3339(run.started_at)
@@ -82,9 +82,6 @@ async def write_run_outputs(s3: S3Client, bucket: str, run: RunInfo) -> dict[str
         # `latest/` only moves forward: a late retry of an older run leaves it alone.
         await _put(s3, bucket, "latest/stats.json", stats_body, STATS_CONTENT_TYPE)
         await _put(s3, bucket, "latest/report.html", report_body, REPORT_CONTENT_TYPE)
-        for name in stats["findings"]["lists"]:
-            for file_name in list_files(name):
-                await _copy(s3, bucket, f"{prefix}{file_name}", f"latest/{file_name}")
     await save_history(s3, bucket, history)
     return stats
 
@@ -122,10 +119,6 @@ async def write_finding_lists(s3: S3Client, bucket: str, prefix: str, lists: Fin
             ndjson_chunks(found.columns, lists.iter_rows(name)),
             NDJSON_CONTENT_TYPE,
         )
-
-
-async def _copy(s3: S3Client, bucket: str, source: str, target: str) -> None:
-    await s3.copy_object(Bucket=bucket, Key=target, CopySource={"Bucket": bucket, "Key": source})
 
 
 async def _put(s3: S3Client, bucket: str, key: str, body: bytes, content_type: str) -> None:
