@@ -1,10 +1,10 @@
 """One run's statistics from its raw objects: each object streamed exactly once, in resource order.
 
-Vulnerabilities are read first, then assets (whose names, types and owners the finding lists join
-onto the vulnerabilities' rows), then remediations. The vulnerability columns and the assets live until
-the finding lists are built (a second pass over those columns, no re-read); the remediation tally is
-dropped once summarized. The previous run's artefacts (active ids, open findings, remediation
-snapshot) are streamed, never loaded whole.
+Remediations are read first and reduced to their summary and snapshot (the tally is dropped), then
+vulnerabilities, then assets (whose names, types and owners the finding lists join onto the
+vulnerabilities' rows). The vulnerability columns and the assets live until the finding lists are
+written (the lists are a second pass over those columns, no re-read). The previous run's artefacts
+(active ids, open findings, remediation snapshot) are streamed, never loaded whole.
 """
 
 from __future__ import annotations
@@ -62,6 +62,15 @@ async def compute_run_statistics(
     computed against it, and an incremental remediation sync is merged onto its snapshot.
     Raises RawObjectError for a raw object that is not gzip NDJSON, ValueError for a malformed date.
     """
+    remediations = RemediationTally()
+    if run.mode_of(REMEDIATIONS) == "incremental" and previous is not None:
+        await _load_snapshot(source, previous, remediations)
+    await _read(source, run, REMEDIATIONS, remediations.add)
+    remediations_section = remediations.summarize()
+    snapshot = gzip_ndjson(remediations.snapshot_rows())
+    remediation_records = remediations.records
+    del remediations  # summarized and encoded: gone before the vulnerabilities grow
+
     vulnerabilities = VulnerabilityTally()
     details = FindingDetails()
 
@@ -95,15 +104,6 @@ async def compute_run_statistics(
         resolved_gone=resolved_gone,
     )
     del assets
-
-    remediations = RemediationTally()
-    if run.mode_of(REMEDIATIONS) == "incremental" and previous is not None:
-        await _load_snapshot(source, previous, remediations)
-    await _read(source, run, REMEDIATIONS, remediations.add)
-    remediations_section = remediations.summarize()
-    snapshot = gzip_ndjson(remediations.snapshot_rows())
-    remediation_records = remediations.records
-    del remediations
 
     stats: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
@@ -239,6 +239,11 @@ async def _previous_details(
 
 
 def _ms_or_none(previous: HistoryEntry | None) -> int | None:
+    """The previous run's as_of in epoch ms; None without a previous run (or a start it cannot read)."""
     if previous is None:
         return None
-    return datetime_ms(datetime.fromisoformat(previous.started_at))
+    try:
+        return datetime_ms(datetime.fromisoformat(previous.started_at))
+    except ValueError:
+        logger.warning("previous run %s has no readable start; no newly-overdue list", previous.run_id)
+        return None

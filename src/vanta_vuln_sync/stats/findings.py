@@ -93,10 +93,16 @@ class FindingDetails:
     def put(self, row: int, record: dict[str, Any]) -> None:
         """Record `record`'s details at `row` (a new row must be the next one; an old row is
         overwritten, as the tally overwrites it). Raises ValueError for a malformed date."""
-        link = str(record.get("externalURL") or "").encode()
+        raw_link = record.get("externalURL")
+        link = raw_link.encode() if type(raw_link) is str else str(raw_link or "").encode()
         fixed = record.get("fixedVersion")
         fixed_code = NONE if fixed is None or fixed == "" else self._fixed_versions.code(str(fixed))
-        cve_code = self._cve_sets.code(" ".join(cve_ids(record)))
+        name, related = record.get("name"), record.get("relatedVulns")
+        if not related or (len(related) == 1 and related[0] == name):  # the common shapes, cheaply
+            cves = name if type(name) is str and name[:4].upper() == "CVE-" else ""
+        else:
+            cves = " ".join(cve_ids(record))
+        cve_code = self._cve_sets.code(cves)
         meta = record.get("deactivateMetadata")
         if isinstance(meta, dict):
             reason = self._optional(meta.get("deactivationReason"))
