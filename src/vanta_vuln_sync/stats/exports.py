@@ -41,36 +41,55 @@ def csv_cell(value: Any) -> str:
     return "'" + text if text.startswith(_FORMULA_START) else text
 
 
-def csv_chunks(columns: tuple[str, ...], rows: Iterable[dict[str, Any]]) -> Iterator[bytes]:
-    """The CSV file of `rows` (header first), as UTF-8 chunks of about `_BATCH` rows."""
+def csv_header(columns: tuple[str, ...]) -> bytes:
+    """The CSV header line of `columns`."""
+    return csv_lines([list(columns)])
+
+
+def csv_lines(rows: list[list[str]]) -> bytes:
+    """CSV lines (RFC 4180 quoting, CRLF) of rows of cell texts, UTF-8."""
     buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\r\n")
-    writer.writerow(columns)
-    pending = 1
-    for row in rows:
-        writer.writerow([csv_cell(row.get(column)) for column in columns])
-        pending += 1
-        if pending >= _BATCH:
-            yield buffer.getvalue().encode()
-            buffer.seek(0)
-            buffer.truncate()
-            pending = 0
-    if pending:
-        yield buffer.getvalue().encode()
+    csv.writer(buffer, lineterminator="\r\n").writerows(rows)
+    return buffer.getvalue().encode()
+
+
+def csv_cells(row: dict[str, Any]) -> list[str]:
+    """The CSV cells of a list row, in its key order (see `csv_cell`)."""
+    return [
+        value if type(value) is str and not value.startswith(_FORMULA_START) else csv_cell(value)
+        for value in row.values()
+    ]
+
+
+def csv_chunks(columns: tuple[str, ...], rows: Iterable[dict[str, Any]]) -> Iterator[bytes]:
+    """The CSV file of `rows` (header first; each row's keys are exactly `columns`, in order), as
+    UTF-8 chunks of about `_BATCH` rows."""
+    yield csv_header(columns)
+    for batch in _batches(rows):
+        yield csv_lines([csv_cells(row) for row in batch])
 
 
 def ndjson_chunks(columns: tuple[str, ...], rows: Iterable[dict[str, Any]]) -> Iterator[bytes]:
-    """One JSON object a line, keys in `columns` order, in chunks of about `_BATCH` rows."""
-    batch: list[bytes] = []
+    """One JSON object a line (each row's keys are exactly `columns`, in order), in chunks of about
+    `_BATCH` rows."""
+    for batch in _batches(rows):
+        yield ndjson_lines(batch)
+
+
+def ndjson_lines(rows: list[dict[str, Any]]) -> bytes:
+    """NDJSON lines of `rows`."""
+    return b"".join([orjson.dumps(row) + b"\n" for row in rows])
+
+
+def _batches(rows: Iterable[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
+    batch: list[dict[str, Any]] = []
     for row in rows:
-        batch.append(orjson.dumps({column: row.get(column) for column in columns}))
+        batch.append(row)
         if len(batch) >= _BATCH:
-            batch.append(b"")
-            yield b"\n".join(batch)
+            yield batch
             batch = []
     if batch:
-        batch.append(b"")
-        yield b"\n".join(batch)
+        yield batch
 
 
 def gzip_chunks(chunks: Iterable[bytes]) -> Iterator[bytes]:
@@ -83,40 +102,66 @@ def gzip_chunks(chunks: Iterable[bytes]) -> Iterator[bytes]:
     yield deflater.flush()
 
 
-async def upload_stream(
-    s3: S3Client, bucket: str, key: str, chunks: Iterable[bytes], content_type: str
-) -> int:
-    """Store the concatenated `chunks` at `key` with one multipart upload (parts of PART_BYTES; a
-    small file is its single, last part), so memory holds one part. Returns the object's size.
+class MultipartWriter:
+    """One S3 object written as the parts of a multipart upload: `write` buffers and uploads a part
+    whenever PART_BYTES are pending, `close` uploads the rest (a small file is its single, last part).
 
     Always multipart, so one code path is exercised by every run (and its IAM needs are s3:PutObject
     alone). An upload cut short by a crash is left incomplete: the object never appears, a retried
     Finalize uploads it again, and the bucket's AbortIncompleteMultipartUpload rule removes the parts.
     """
-    created = await s3.create_multipart_upload(Bucket=bucket, Key=key, ContentType=content_type)
-    upload_id = created["UploadId"]
-    parts: list[dict[str, Any]] = []
-    buffer = bytearray()
-    size = 0
+
+    def __init__(self, s3: S3Client, bucket: str, key: str, content_type: str) -> None:
+        self._s3, self._bucket, self._key, self._content_type = s3, bucket, key, content_type
+        self._upload_id: str | None = None
+        self._parts: list[dict[str, Any]] = []
+        self._buffer = bytearray()
+        self.size = 0
+
+    async def write(self, data: bytes) -> None:
+        self._buffer += data
+        self.size += len(data)
+        if len(self._buffer) >= PART_BYTES:
+            await self._flush()
+
+    async def close(self) -> None:
+        if self._buffer or not self._parts:
+            await self._flush()
+        await self._s3.complete_multipart_upload(
+            Bucket=self._bucket,
+            Key=self._key,
+            UploadId=await self._upload(),
+            MultipartUpload={"Parts": self._parts},  # type: ignore[typeddict-item]
+        )
+
+    async def _upload(self) -> str:
+        if self._upload_id is None:
+            created = await self._s3.create_multipart_upload(
+                Bucket=self._bucket, Key=self._key, ContentType=self._content_type
+            )
+            self._upload_id = created["UploadId"]
+        return self._upload_id
+
+    async def _flush(self) -> None:
+        number = len(self._parts) + 1
+        response = await self._s3.upload_part(
+            Bucket=self._bucket,
+            Key=self._key,
+            UploadId=await self._upload(),
+            PartNumber=number,
+            Body=bytes(self._buffer),
+        )
+        self._parts.append({"ETag": response["ETag"], "PartNumber": number})
+        self._buffer.clear()
+
+
+async def upload_stream(
+    s3: S3Client, bucket: str, key: str, chunks: Iterable[bytes], content_type: str
+) -> int:
+    """Store the concatenated `chunks` at `key` through a MultipartWriter (memory holds one part).
+    Returns the object's size in bytes."""
+    writer = MultipartWriter(s3, bucket, key, content_type)
     for chunk in chunks:
-        buffer += chunk
-        size += len(chunk)
-        if len(buffer) >= PART_BYTES:
-            parts.append(await _part(s3, bucket, key, upload_id, len(parts) + 1, bytes(buffer)))
-            buffer.clear()
-    if buffer or not parts:
-        parts.append(await _part(s3, bucket, key, upload_id, len(parts) + 1, bytes(buffer)))
-    await s3.complete_multipart_upload(
-        Bucket=bucket,
-        Key=key,
-        UploadId=upload_id,
-        MultipartUpload={"Parts": parts},  # type: ignore[typeddict-item]
-    )
-    return size
-
-
-async def _part(
-    s3: S3Client, bucket: str, key: str, upload_id: str, number: int, body: bytes
-) -> dict[str, Any]:
-    response = await s3.upload_part(Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=body)
-    return {"ETag": response["ETag"], "PartNumber": number}
+        await writer.write(chunk)
+    await writer.close()
+    return writer.size

@@ -55,11 +55,18 @@ DEACTIVATED, NO_LONGER_REPORTED = "deactivated", "no_longer_reported"
 EXPIRY_WINDOW_DAYS = 14
 
 
+_DAYS: dict[int, str] = {}  # day number -> `YYYY-MM-DD`: a few thousand distinct days, millions of rows
+
+
 def iso_day(ms: int) -> str | None:
     """`YYYY-MM-DD` (UTC) of epoch milliseconds; None for NO_DATE."""
     if ms == NO_DATE:
         return None
-    return time.strftime("%Y-%m-%d", time.gmtime(ms // 1000))
+    day = ms // MS_PER_DAY
+    text = _DAYS.get(day)
+    if text is None:
+        text = _DAYS[day] = time.strftime("%Y-%m-%d", time.gmtime(day * 86_400))
+    return text
 
 
 def cve_ids(record: dict[str, Any]) -> list[str]:

@@ -11,9 +11,13 @@ from .exports import (
     CSV_CONTENT_TYPE,
     GZIP_CONTENT_TYPE,
     NDJSON_CONTENT_TYPE,
-    csv_chunks,
+    MultipartWriter,
+    csv_cells,
+    csv_header,
+    csv_lines,
     gzip_chunks,
     ndjson_chunks,
+    ndjson_lines,
     upload_stream,
 )
 from .finding_lists import FindingLists
@@ -31,6 +35,7 @@ if TYPE_CHECKING:
 STATS_CONTENT_TYPE = "application/json"
 REPORT_CONTENT_TYPE = "text/html; charset=utf-8"
 TREND_RUNS = 30  # runs the report's trend chart shows
+LIST_BATCH = 2000  # list rows rendered and encoded at a time
 
 
 async def write_run_outputs(s3: S3Client, bucket: str, run: RunInfo) -> dict[str, Any]:
@@ -102,23 +107,25 @@ def headline(stats: dict[str, Any]) -> dict[str, Any]:
 
 
 async def write_finding_lists(s3: S3Client, bucket: str, prefix: str, lists: FindingLists) -> None:
-    """Each list as `<prefix>findings/<name>.csv` and `.ndjson`, streamed (see exports.py)."""
+    """Each list as `<prefix>findings/<name>.csv` and `.ndjson`, both from one rendering of each row,
+    streamed (see exports.py)."""
     for name, found in lists.lists.items():
         csv_name, ndjson_name = list_files(name)
-        await upload_stream(
-            s3,
-            bucket,
-            f"{prefix}{csv_name}",
-            csv_chunks(found.columns, lists.iter_rows(name)),
-            CSV_CONTENT_TYPE,
-        )
-        await upload_stream(
-            s3,
-            bucket,
-            f"{prefix}{ndjson_name}",
-            ndjson_chunks(found.columns, lists.iter_rows(name)),
-            NDJSON_CONTENT_TYPE,
-        )
+        as_csv = MultipartWriter(s3, bucket, f"{prefix}{csv_name}", CSV_CONTENT_TYPE)
+        as_ndjson = MultipartWriter(s3, bucket, f"{prefix}{ndjson_name}", NDJSON_CONTENT_TYPE)
+        await as_csv.write(csv_header(found.columns))
+        batch: list[dict[str, Any]] = []
+        for row in lists.iter_rows(name):
+            batch.append(row)
+            if len(batch) >= LIST_BATCH:
+                await as_csv.write(csv_lines([csv_cells(r) for r in batch]))
+                await as_ndjson.write(ndjson_lines(batch))
+                batch = []
+        if batch:
+            await as_csv.write(csv_lines([csv_cells(r) for r in batch]))
+            await as_ndjson.write(ndjson_lines(batch))
+        await as_csv.close()
+        await as_ndjson.close()
 
 
 async def _put(s3: S3Client, bucket: str, key: str, body: bytes, content_type: str) -> None:
