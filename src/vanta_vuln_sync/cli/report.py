@@ -39,9 +39,10 @@ examples:
   vuln-sync report --as-of 2026-06-30 --out audit/   # the last full run on or before that day
   vuln-sync report --from 2026-01-01 --to 2026-07-01 # plus remediations fixed in that window
 
-`latest` is the latest successful full run (scope all), as everywhere in vuln-sync. With --out, the
-run's stats.json, report.html and finding lists (findings/*.csv and *.ndjson: {", ".join(LIST_TITLES)})
-are saved there. DATE is YYYY-MM-DD (a whole day, UTC) or an ISO 8601 time.
+`latest` is the latest successful full run (scope all). With --out, the run's stats.json, report.html
+and finding lists (findings/<list>.csv and .ndjson; lists: {", ".join(LIST_TITLES)}) are saved there.
+DATE is YYYY-MM-DD (a whole day, UTC: --from starts with it, --to and --as-of include it) or an ISO
+8601 time.
 
 The bucket comes from --bucket, or from the {BUCKET_OUTPUT} output of the CloudFormation stack named by
 --stack or ${STACK_ENV}. AWS credentials and region come from the usual AWS environment
@@ -76,7 +77,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="remediation window start (with --to)",
     )
     parser.add_argument(
-        "--to", dest="window_to", type=_moment, metavar="DATE", help="remediation window end, exclusive"
+        "--to",
+        dest="window_to",
+        type=_moment,
+        metavar="DATE",
+        help="remediation window end (a day is included)",
     )
     target = parser.add_mutually_exclusive_group()
     target.add_argument("--stack", metavar="NAME", help=f"the deployed stack (default: ${STACK_ENV})")

@@ -54,11 +54,20 @@ def csv_lines(rows: list[list[str]]) -> bytes:
 
 
 def csv_cells(row: dict[str, Any]) -> list[str]:
-    """The CSV cells of a list row, in its key order (see `csv_cell`)."""
-    return [
-        value if type(value) is str and not value.startswith(_FORMULA_START) else csv_cell(value)
-        for value in row.values()
-    ]
+    """The CSV cells of a list row, in its key order (see `csv_cell`; the common types inline: this
+    runs for every cell of every list)."""
+    out: list[str] = []
+    for value in row.values():
+        kind = type(value)
+        if kind is str:
+            out.append("'" + value if value.startswith(_FORMULA_START) else value)
+        elif value is None:
+            out.append("")
+        elif kind is bool:
+            out.append("true" if value else "false")
+        else:
+            out.append(csv_cell(value))
+    return out
 
 
 def csv_chunks(columns: tuple[str, ...], rows: Iterable[dict[str, Any]]) -> Iterator[bytes]:

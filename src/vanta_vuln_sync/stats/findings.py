@@ -91,6 +91,7 @@ class FindingDetails:
         self._fixed_version = array("i")
         self._cve_sets = Interner()
         self._cve_set = array("i")
+        self._cve_lists: list[list[str]] = []  # cve_ids() of each code, made on first use
         self._strings = Interner()  # deactivation reasons and who deactivated: few distinct values
         self._reason = array("i")
         self._by = array("i")
@@ -155,8 +156,13 @@ class FindingDetails:
         return None if code == NONE else self._fixed_versions.values[code]
 
     def cve_ids(self, row: int) -> list[str]:
-        joined = self._cve_sets.values[self._cve_set[row]]
-        return joined.split(" ") if joined else []
+        """The row's CVE ids (one shared list per distinct set: callers must not change it)."""
+        code = self._cve_set[row]
+        lists = self._cve_lists
+        while len(lists) <= code:
+            joined = self._cve_sets.values[len(lists)]
+            lists.append(joined.split(" ") if joined else [])
+        return lists[code]
 
     def deactivation(self, row: int) -> tuple[str | None, str | None, int, int]:
         """(reason, who, since ms, until ms) of the row's deactivation."""
@@ -179,25 +185,24 @@ class FindingRows:
         self.columns = columns
         self.details = details
         self.as_of_ms = as_of_ms
-        self._assets = assets
         # targetId code -> asset row (-1 when the asset was not read): one lookup per target, not per row.
         self.asset_row = array("i", (_or_none(assets.row_of(tid)) for tid in columns.targets))
+        # targetId code -> (asset name, type, owner): rendered rows share these.
+        self._target_facts: list[tuple[str | None, str | None, str | None]] = [
+            (None, None, None) if row == NONE else assets.row_facts(row) for row in self.asset_row
+        ]
         self.ids = list(columns.rows)  # row -> id (rows are numbered in insertion order)
 
     def target_owner(self, target: int) -> str:
         """The owner of the asset with targetId code `target`, or UNOWNED (no tag, or not read)."""
-        asset = self.asset_row[target]
-        if asset == NONE:
-            return UNOWNED
-        return self._assets.row_facts(asset)[2] or UNOWNED
+        return self._target_facts[target][2] or UNOWNED
 
     def base(self, row: int) -> dict[str, Any]:
         """The BASE_COLUMNS of `row`; `days_overdue` is whole days past the due date at the run's
         as_of (None when not overdue or without a due date)."""
         c = self.columns
         target, name = c.target[row], c.name[row]
-        asset = NONE if target == NONE else self.asset_row[target]
-        asset_name, asset_type, owner = (None, None, None) if asset == NONE else self._assets.row_facts(asset)
+        asset_name, asset_type, owner = (None, None, None) if target == NONE else self._target_facts[target]
         due = c.remediate_by[row]
         overdue = due != NO_DATE and due < self.as_of_ms
         return {
