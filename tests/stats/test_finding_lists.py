@@ -132,7 +132,7 @@ async def test_lists_owners_and_csv_match_the_reference_when_records_are_awkward
     assert digest["newly_overdue"] is None
     # Every open finding is kept (full rows) for the next run's resolved list
     open_rows = gzip.decompress(await get_bytes(s3, bucket, "runs/run-1/findings/open.ndjson.gz"))
-    open_ids = [orjson.loads(line)["id"] for line in open_rows.splitlines()]
+    open_ids = [orjson.loads(line)[0] for line in open_rows.splitlines()]
     assert sorted(open_ids) == sorted(
         v["id"] for v in last_by_id(vulns).values() if not v["deactivateMetadata"]
     )

@@ -225,10 +225,9 @@ async def _previous_details(
     found: list[dict[str, Any]] = []
     if previous is not None:
         try:
-            async for row in read_ndjson(source, open_findings_key(previous.run_id)):
-                severity = gone.pop(str(row.get("id")), None)
-                if severity is not None:
-                    found.append(resolved_from_previous(row))
+            async for record in read_ndjson(source, open_findings_key(previous.run_id)):
+                if gone.pop(str(record[0]), None) is not None:  # OPEN_FIELDS: the id first
+                    found.append(resolved_from_previous(record))
         except MissingObjectError:
             logger.info(
                 "run %s has no open-findings file; resolved rows carry id and severity", previous.run_id

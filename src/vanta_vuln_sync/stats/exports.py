@@ -90,8 +90,14 @@ def ndjson_lines(rows: list[dict[str, Any]]) -> bytes:
     return b"".join([orjson.dumps(row) + b"\n" for row in rows])
 
 
-def _batches(rows: Iterable[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
-    batch: list[dict[str, Any]] = []
+def json_lines_chunks(values: Iterable[Any]) -> Iterator[bytes]:
+    """One JSON value a line, in chunks of about `_BATCH` values."""
+    for batch in _batches(values):
+        yield b"".join([orjson.dumps(value) + b"\n" for value in batch])
+
+
+def _batches(rows: Iterable[Any]) -> Iterator[list[Any]]:
+    batch: list[Any] = []
     for row in rows:
         batch.append(row)
         if len(batch) >= _BATCH:
@@ -101,9 +107,9 @@ def _batches(rows: Iterable[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
         yield batch
 
 
-def gzip_chunks(chunks: Iterable[bytes]) -> Iterator[bytes]:
+def gzip_chunks(chunks: Iterable[bytes], level: int = 6) -> Iterator[bytes]:
     """`chunks` gzip-compressed as they come."""
-    deflater = zlib.compressobj(6, zlib.DEFLATED, 31)
+    deflater = zlib.compressobj(level, zlib.DEFLATED, 31)
     for chunk in chunks:
         out = deflater.compress(chunk)
         if out:

@@ -86,9 +86,11 @@ class FindingLists:
             return found.ready[:count]
         return list(self.finding_rows.rows(found.rows[:count], found.render))
 
-    def iter_open(self) -> Iterator[dict[str, Any]]:
-        """Every open finding (the `open` artefact the next run's resolved list reads)."""
-        return self.finding_rows.rows(self.open_rows, "base")
+    def iter_open(self) -> Iterator[list[Any]]:
+        """Every open finding as OPEN_FIELDS (the artefact the next run's resolved list reads)."""
+        record = self.finding_rows.open_record
+        for row in self.open_rows:
+            yield record(row)
 
 
 def build_lists(

@@ -49,6 +49,25 @@ EXCEPTION_COLUMNS = (
     "fix_now_available",
 )
 RESOLVED_COLUMNS = (*BASE_COLUMNS, "resolution")
+# One open finding in `findings/open.ndjson.gz` (a JSON array a line, dates as epoch ms or null): what
+# the next run needs to list the finding as resolved once Vanta stops listing it. Compact and cheap to
+# write, since it holds every open finding.
+OPEN_FIELDS = (
+    "id",
+    "severity",
+    "name",
+    "cve_ids",
+    "asset_id",
+    "asset_name",
+    "asset_type",
+    "integration",
+    "owner",
+    "first_ms",
+    "due_ms",
+    "fix_available",
+    "fixed_version",
+    "vanta_url",
+)
 # `resolution` of a resolved finding: still listed by Vanta but deactivated, or no longer listed at all
 # (remediated, or its asset went away).
 DEACTIVATED, NO_LONGER_REPORTED = "deactivated", "no_longer_reported"
@@ -223,6 +242,29 @@ class FindingRows:
             "vanta_url": self.details.link(row) or None,
         }
 
+    def open_record(self, row: int) -> list[Any]:
+        """The OPEN_FIELDS of `row`."""
+        c = self.columns
+        target, name = c.target[row], c.name[row]
+        asset_name, asset_type, owner = (None, None, None) if target == NONE else self._target_facts[target]
+        first, due = c.first_detected[row], c.remediate_by[row]
+        return [
+            self.ids[row],
+            c.severities[c.severity[row]],
+            None if name == NONE else c.names[name],
+            self.details.cve_ids(row),
+            None if target == NONE else c.targets[target],
+            asset_name,
+            asset_type,
+            c.integrations[c.integration[row]],
+            owner or UNOWNED,
+            None if first == NO_DATE else first,
+            None if due == NO_DATE else due,
+            c.is_fixable(row),
+            self.details.fixed_version(row),
+            self.details.link(row) or None,
+        ]
+
     def exception(self, row: int) -> dict[str, Any]:
         """The EXCEPTION_COLUMNS of a deactivated row."""
         reason, by, since, until = self.details.deactivation(row)
@@ -249,11 +291,18 @@ class FindingRows:
             yield method(row)
 
 
-def resolved_from_previous(row: dict[str, Any]) -> dict[str, Any]:
-    """A resolved finding as the previous run's open list described it (no longer listed by Vanta)."""
-    out = {column: row.get(column) for column in BASE_COLUMNS}
-    out["cve_ids"] = list(out["cve_ids"] or [])
-    out["fix_available"] = bool(out["fix_available"])
+def resolved_from_previous(record: list[Any] | dict[str, Any]) -> dict[str, Any]:
+    """A resolved finding Vanta no longer lists, from the previous run's open record (OPEN_FIELDS), or
+    from `{"id", "severity"}` when that run left no record of it."""
+    if isinstance(record, dict):
+        out: dict[str, Any] = dict.fromkeys(BASE_COLUMNS)
+        out.update(id=record["id"], severity=record["severity"], cve_ids=[], fix_available=False)
+    else:
+        fields = dict(zip(OPEN_FIELDS, record, strict=True))
+        out = {column: fields.get(column) for column in BASE_COLUMNS}
+        out["first_detected"] = None if fields["first_ms"] is None else iso_day(fields["first_ms"])
+        out["due_date"] = None if fields["due_ms"] is None else iso_day(fields["due_ms"])
+        out["cve_ids"] = list(fields["cve_ids"] or [])
     out["days_overdue"] = None
     out["resolution"] = NO_LONGER_REPORTED
     return out

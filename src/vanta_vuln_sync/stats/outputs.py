@@ -16,12 +16,11 @@ from .exports import (
     csv_header,
     csv_lines,
     gzip_chunks,
-    ndjson_chunks,
+    json_lines_chunks,
     ndjson_lines,
     upload_stream,
 )
 from .finding_lists import FindingLists
-from .findings import BASE_COLUMNS
 from .findings_section import list_files
 from .history import HistoryEntry, load_history, save_history
 from .model import FULL_SCOPE, RunInfo, open_findings_key, run_prefix
@@ -66,7 +65,7 @@ async def write_run_outputs(s3: S3Client, bucket: str, run: RunInfo) -> dict[str
             s3,
             bucket,
             open_findings_key(run.id),
-            gzip_chunks(ndjson_chunks(BASE_COLUMNS, computed.findings.iter_open())),
+            gzip_chunks(json_lines_chunks(computed.findings.iter_open()), level=1),
             GZIP_CONTENT_TYPE,
         )
     history.record(
