@@ -10,8 +10,7 @@ is prefixed with `'` (OWASP's advice against CSV injection); NDJSON keeps every 
 
 from __future__ import annotations
 
-import csv
-import io
+import re
 import zlib
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
@@ -27,6 +26,7 @@ GZIP_CONTENT_TYPE = "application/gzip"
 PART_BYTES = 8 << 20  # S3's minimum part is 5 MiB
 _BATCH = 2000
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_NEEDS_QUOTES = re.compile(r'[",\r\n]')
 
 
 def csv_cell(value: Any) -> str:
@@ -43,31 +43,32 @@ def csv_cell(value: Any) -> str:
 
 def csv_header(columns: tuple[str, ...]) -> bytes:
     """The CSV header line of `columns`."""
-    return csv_lines([list(columns)])
+    return csv_rows([{column: column for column in columns}])
 
 
-def csv_lines(rows: list[list[str]]) -> bytes:
-    """CSV lines (RFC 4180 quoting, CRLF) of rows of cell texts, UTF-8."""
-    buffer = io.StringIO()
-    csv.writer(buffer, lineterminator="\r\n").writerows(rows)
-    return buffer.getvalue().encode()
-
-
-def csv_cells(row: dict[str, Any]) -> list[str]:
-    """The CSV cells of a list row, in its key order (see `csv_cell`; the common types inline: this
-    runs for every cell of every list)."""
-    out: list[str] = []
-    for value in row.values():
-        kind = type(value)
-        if kind is str:
-            out.append("'" + value if value.startswith(_FORMULA_START) else value)
-        elif value is None:
-            out.append("")
-        elif kind is bool:
-            out.append("true" if value else "false")
-        else:
-            out.append(csv_cell(value))
-    return out
+def csv_rows(rows: list[dict[str, Any]]) -> bytes:
+    """CSV lines (RFC 4180: a cell holding `"`, `,`, CR or LF is quoted, quotes doubled; CRLF) of list
+    rows, cells in each row's key order (see `csv_cell`), UTF-8. Written out by hand rather than with
+    the csv module: the common cell types inline make the lists' largest cost about half as large."""
+    lines = []
+    for row in rows:
+        cells = []
+        for value in row.values():
+            kind = type(value)
+            if kind is str:
+                text = "'" + value if value.startswith(_FORMULA_START) else value
+            elif value is None:
+                cells.append("")
+                continue
+            elif kind is bool:
+                cells.append("true" if value else "false")
+                continue
+            else:
+                text = csv_cell(value)
+            cells.append('"' + text.replace('"', '""') + '"' if _NEEDS_QUOTES.search(text) else text)
+        lines.append(",".join(cells))
+    lines.append("")
+    return "\r\n".join(lines).encode()
 
 
 def csv_chunks(columns: tuple[str, ...], rows: Iterable[dict[str, Any]]) -> Iterator[bytes]:
@@ -75,7 +76,7 @@ def csv_chunks(columns: tuple[str, ...], rows: Iterable[dict[str, Any]]) -> Iter
     UTF-8 chunks of about `_BATCH` rows."""
     yield csv_header(columns)
     for batch in _batches(rows):
-        yield csv_lines([csv_cells(row) for row in batch])
+        yield csv_rows(batch)
 
 
 def ndjson_chunks(columns: tuple[str, ...], rows: Iterable[dict[str, Any]]) -> Iterator[bytes]:

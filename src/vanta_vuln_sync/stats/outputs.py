@@ -12,9 +12,8 @@ from .exports import (
     GZIP_CONTENT_TYPE,
     NDJSON_CONTENT_TYPE,
     MultipartWriter,
-    csv_cells,
     csv_header,
-    csv_lines,
+    csv_rows,
     gzip_chunks,
     json_lines_chunks,
     ndjson_lines,
@@ -117,11 +116,11 @@ async def write_finding_lists(s3: S3Client, bucket: str, prefix: str, lists: Fin
         for row in lists.iter_rows(name):
             batch.append(row)
             if len(batch) >= LIST_BATCH:
-                await as_csv.write(csv_lines([csv_cells(r) for r in batch]))
+                await as_csv.write(csv_rows(batch))
                 await as_ndjson.write(ndjson_lines(batch))
                 batch = []
         if batch:
-            await as_csv.write(csv_lines([csv_cells(r) for r in batch]))
+            await as_csv.write(csv_rows(batch))
             await as_ndjson.write(ndjson_lines(batch))
         await as_csv.close()
         await as_ndjson.close()
