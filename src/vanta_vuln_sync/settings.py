@@ -68,6 +68,10 @@ class Settings:
     max_page_budget: int = 500
     max_filters: int = 8
     max_filter_value_length: int = 200
+    # The asset tag that names a finding's owner (template parameter OwnerTagKey).
+    owner_tag_key: str = "team"
+    # Where Finalize publishes the run digest; None: no digest (template parameter DigestEmail empty).
+    digest_topic_arn: str | None = None
 
 
 def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int = 1) -> int:
@@ -139,4 +143,6 @@ def settings_from_env(env: Mapping[str, str] | None = None) -> Settings:
         max_page_budget=_int(env, "MAX_PAGE_BUDGET", 500),
         max_filters=_int(env, "MAX_FILTERS", 8),
         max_filter_value_length=_int(env, "MAX_FILTER_VALUE_LENGTH", 200),
+        owner_tag_key=env.get("OWNER_TAG_KEY") or "team",
+        digest_topic_arn=env.get("DIGEST_TOPIC_ARN") or None,
     )

@@ -113,7 +113,10 @@ def test_rehearsal_bucket_is_encrypted_versioned_and_private(rehearsal: Rehearsa
     blocked = rehearsal.s3.get_public_access_block(Bucket=bucket)["PublicAccessBlockConfiguration"]
     assert all(blocked.values())
     rules = rehearsal.s3.get_bucket_lifecycle_configuration(Bucket=bucket)["Rules"]
-    assert {t["StorageClass"] for r in rules for t in r.get("Transitions", [])} == {"STANDARD_IA", "GLACIER"}
+    assert {t["StorageClass"] for r in rules for t in r.get("Transitions", [])} == {
+        "STANDARD_IA",
+        "GLACIER_IR",
+    }
 
 
 def test_rehearsal_environment_is_everything_settings_needs(rehearsal: Rehearsal) -> None:

@@ -246,3 +246,151 @@ def reference_stats(
             "vulnerable-assets": len(assets),
         },
     }
+
+
+# ---- Finding lists, owners and the digest's picks, by brute force over whole records.
+
+RANK = {s: i for i, s in enumerate(FOUR)}
+FAR = datetime.max.replace(tzinfo=None)
+
+
+def owner_tag(asset: dict[str, Any] | None, key: str) -> str | None:
+    for scanner in (asset or {}).get("scanners") or []:
+        for tag in scanner.get("assetTags") or []:
+            if tag.get("key") == key and tag.get("value"):
+                return str(tag["value"])
+    return None
+
+
+def day(text: str | None) -> str | None:
+    return None if not text else datetime.fromisoformat(text).strftime("%Y-%m-%d")
+
+
+def finding_row(
+    v: dict[str, Any], assets_by_id: dict[str, dict[str, Any]], as_of: datetime, key: str = "team"
+) -> dict[str, Any]:
+    asset = assets_by_id.get(v["targetId"]) if v.get("targetId") is not None else None
+    due = when(v.get("remediateByDate"))
+    cves: list[str] = []
+    for value in [v.get("name"), *(v.get("relatedVulns") or [])]:
+        if isinstance(value, str) and value.upper().startswith("CVE-") and value not in cves:
+            cves.append(value)
+    return {
+        "id": v["id"],
+        "name": v.get("name") or None,
+        "cve_ids": cves,
+        "severity": sev(v),
+        "asset_id": v.get("targetId"),
+        "asset_name": asset.get("name") if asset else None,
+        "asset_type": (asset.get("assetType") or "UNKNOWN") if asset else None,
+        "integration": v.get("integrationId") or "unknown",
+        "owner": owner_tag(asset, key) or "unowned",
+        "first_detected": day(v.get("firstDetectedDate")),
+        "due_date": day(v.get("remediateByDate")),
+        "days_overdue": (as_of - due) // timedelta(days=1) if due is not None and due < as_of else None,
+        "fix_available": v.get("isFixable") is True,
+        "fixed_version": v.get("fixedVersion") or None,
+        "vanta_url": v.get("externalURL") or None,
+    }
+
+
+def exception_row(
+    v: dict[str, Any], assets_by_id: dict[str, dict[str, Any]], as_of: datetime, key: str = "team"
+) -> dict[str, Any]:
+    meta = v["deactivateMetadata"]
+    until = when(meta.get("deactivatedUntilDate"))
+    return {
+        **finding_row(v, assets_by_id, as_of, key),
+        "deactivation_reason": meta.get("deactivationReason") or None,
+        "deactivated_by": meta.get("deactivatedBy") or None,
+        "deactivated_since": day(meta.get("deactivatedOnDate")),
+        "deactivated_until": day(meta.get("deactivatedUntilDate")),
+        "expires_within_14d": until is not None and until < as_of + timedelta(days=14),
+        "fix_now_available": v.get("isFixable") is True,
+    }
+
+
+def _due(row_record: dict[str, Any]) -> datetime:
+    due = when(row_record.get("remediateByDate"))
+    return FAR if due is None else due.replace(tzinfo=None)
+
+
+def reference_lists(
+    vulnerabilities: list[dict[str, Any]],
+    assets: list[dict[str, Any]],
+    as_of: datetime,
+    previous: tuple[list[dict[str, Any]], list[dict[str, Any]], datetime] | None = None,
+    key: str = "team",
+) -> dict[str, Any]:
+    """Every finding list (rows in order), the owners section and the digest's counts; `previous` is
+    the previous run's (vulnerabilities, assets, as_of)."""
+    vulns = last_by_id(vulnerabilities)
+    assets_by_id = last_by_id(assets)
+    active = [v for v in vulns.values() if v.get("deactivateMetadata") is None]
+    rank = lambda v: RANK.get(sev(v), 4)  # noqa: E731
+    severity_first = lambda v: (rank(v), _due(v), v["id"])  # noqa: E731
+    due_first = lambda v: (_due(v), rank(v), v["id"])  # noqa: E731
+
+    def due_within(v: dict[str, Any], days_: int) -> bool:
+        due = when(v.get("remediateByDate"))
+        return due is not None and as_of <= due < as_of + timedelta(days=days_)
+
+    def base(selected: list[dict[str, Any]], order: Any) -> list[dict[str, Any]]:
+        return [finding_row(v, assets_by_id, as_of, key) for v in sorted(selected, key=order)]
+
+    overdue = [v for v in active if when(v.get("remediateByDate")) and when(v["remediateByDate"]) < as_of]  # type: ignore[operator]
+    unowned = [v for v in active if owner_tag(assets_by_id.get(v.get("targetId")), key) is None]
+    deactivated = [v for v in vulns.values() if v.get("deactivateMetadata") is not None]
+
+    def until(v: dict[str, Any]) -> datetime:
+        found = when(v["deactivateMetadata"].get("deactivatedUntilDate"))
+        return FAR if found is None else found.replace(tzinfo=None)
+
+    lists: dict[str, list[dict[str, Any]]] = {
+        "overdue": base(overdue, severity_first),
+        "due_7d": base([v for v in active if due_within(v, 7)], due_first),
+        "due_30d": base([v for v in active if due_within(v, 30)], due_first),
+        "exceptions": [
+            exception_row(v, assets_by_id, as_of, key)
+            for v in sorted(deactivated, key=lambda v: (until(v), rank(v), v["id"]))
+        ],
+        "unowned": base(unowned, severity_first),
+    }
+    digest: dict[str, Any] = {
+        "expiring_exceptions": sum(1 for row in lists["exceptions"] if row["expires_within_14d"]),
+        "new_critical_high": None,
+        "newly_overdue": None,
+    }
+    if previous is not None:
+        then_vulns, then_assets, then_as_of = previous
+        then_active = {
+            rid: v for rid, v in last_by_id(then_vulns).items() if v.get("deactivateMetadata") is None
+        }
+        now_active = {v["id"] for v in active}
+        new = [v for v in active if v["id"] not in then_active]
+        lists["new"] = base(new, severity_first)
+        then_assets_by_id = last_by_id(then_assets)
+        resolved = []
+        for rid, v in then_active.items():
+            if rid in now_active:
+                continue
+            if rid in vulns:  # still listed, deactivated now
+                row = {**finding_row(vulns[rid], assets_by_id, as_of, key), "resolution": "deactivated"}
+            else:
+                row = {
+                    **finding_row(v, then_assets_by_id, then_as_of, key),
+                    "resolution": "no_longer_reported",
+                }
+            resolved.append({**row, "days_overdue": None})
+        lists["resolved"] = sorted(resolved, key=lambda row: (RANK.get(row["severity"], 4), row["id"]))
+        digest["new_critical_high"] = sum(1 for v in new if sev(v) in ("CRITICAL", "HIGH"))
+        digest["newly_overdue"] = sum(1 for v in overdue if when(v["remediateByDate"]) >= then_as_of)  # type: ignore[operator]
+
+    owners: dict[str, dict[str, int]] = defaultdict(lambda: {"open": 0, "overdue": 0, "due_7d": 0})
+    overdue_ids = {v["id"] for v in overdue}
+    for v in active:
+        counts = owners[owner_tag(assets_by_id.get(v.get("targetId")), key) or "unowned"]
+        counts["open"] += 1
+        counts["overdue"] += v["id"] in overdue_ids
+        counts["due_7d"] += due_within(v, 7)
+    return {"lists": lists, "owners": dict(owners), "digest": digest}

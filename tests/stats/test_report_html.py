@@ -9,6 +9,7 @@ import shutil
 import struct
 import subprocess
 import zlib
+from html import escape as html_escape
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,24 @@ def hostile_stats(stats: dict[str, Any]) -> dict[str, Any]:
     evil["assets"]["by_type"][HOSTILE] = 3
     evil["run"]["id"] = HOSTILE
     evil["scope"] = HOSTILE
+    evil["owners"]["by_owner"][HOSTILE] = {"open": 1, "overdue": 1, "due_7d": 0}
+    evil["owners"]["tag_key"] = HOSTILE
+    for found in evil["findings"]["lists"].values():
+        for row in found["rows"][:1]:
+            for key in (
+                "name",
+                "asset_name",
+                "asset_type",
+                "owner",
+                "integration",
+                "fixed_version",
+                "due_date",
+            ):
+                row[key] = HOSTILE
+            row["cve_ids"] = [HOSTILE]
+            row["vanta_url"] = "javascript:alert(1)"
+            row["deactivation_reason"] = row["deactivated_by"] = row["resolution"] = HOSTILE
+        found["csv"] = HOSTILE
     return evil
 
 
@@ -43,6 +62,7 @@ async def test_report_escapes_vanta_strings_when_they_carry_markup(s3: Any, buck
 
     assert "<script" not in html
     assert "<img" not in html
+    assert "javascript:" not in html
     assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;" in html
 
 
@@ -52,8 +72,15 @@ async def test_report_is_self_contained_when_published(s3: Any, bucket: str) -> 
     html = await get_text(s3, bucket, f"runs/{stats[-1]['run']['id']}/report.html")
 
     assert html == await get_text(s3, bucket, "latest/report.html")
-    assert not re.search(r"<script|<link|<iframe|@import|url\(|\ssrc=|\shref=", html)
-    assert set(re.findall(r"https?://[^\s\"'<>]+", html)) == {"http://www.w3.org/2000/svg"}
+    assert not re.search(r"<script|<link|<iframe|@import|url\(|\ssrc=", html)
+    # The only links are the findings' own Vanta links (plain anchors: nothing loads by itself)
+    links = set(re.findall(r'\shref="([^"]*)"', html))
+    shown = {row["vanta_url"] for found in stats[-1]["findings"]["lists"].values() for row in found["rows"]}
+    assert links
+    assert links == {html_escape(url) for url in shown}
+    assert set(re.findall(r"https?://[^\s\"'<>]+", html)) - {html_escape(u) for u in shown} == {
+        "http://www.w3.org/2000/svg"
+    }
     assert "@media print" in html
     assert stats[-1]["run"]["id"] in html
     assert f"{stats[-1]['vulnerabilities']['active']:,}" in html
@@ -85,11 +112,15 @@ async def test_report_renders_in_headless_chromium_when_opened_as_a_file(
     # Given: the report of the third of three daily runs (so the trend has lines); for the README's
     # screenshot (`REPORT_SCREENSHOT=docs/report.png`), ten runs of a larger tenant and the whole page
     target = os.environ.get("REPORT_SCREENSHOT")
-    runs, vulnerabilities, size = (10, 4000, (1280, 2640)) if target else (3, 600, SIZE)
+    runs, vulnerabilities, size = (10, 4000, (1280, 3600)) if target else (3, 600, SIZE)
     stats = await sync_runs(s3, bucket, runs=runs, vulnerabilities=vulnerabilities)
     page = tmp_path / "report.html"
-    page.write_text(await get_text(s3, bucket, f"runs/{stats[-1]['run']['id']}/report.html"))
+    html = await get_text(s3, bucket, f"runs/{stats[-1]['run']['id']}/report.html")
+    page.write_text(html)
     shot = tmp_path / "report.png"
+    for found in stats[-1]["findings"]["lists"].values():  # every list has its section
+        assert f'{html_escape(found["title"])}<span class="count">{found["count"]:,}</span>' in html
+    assert ">By owner</h2>" in html
 
     # When
     subprocess.run(  # noqa: S603 - fixed binary, our own arguments

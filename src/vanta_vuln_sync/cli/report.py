@@ -1,12 +1,16 @@
-"""`vuln-sync report --run RUN|latest`: fetch a run's stats.json and report.html from the data bucket
-of a deployed stack and print the headline numbers."""
+"""`vuln-sync report [--run RUN|latest | --as-of DATE] [--from DATE --to DATE] [--out DIR]`: fetch a
+run's stats.json, report.html and finding lists from the data bucket of a deployed stack, print the
+headline numbers and, for a window, remediation statistics (on-time rate by severity, MTTR)."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import gzip
 import os
 import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -15,6 +19,8 @@ from aiobotocore.session import get_session
 from botocore.exceptions import BotoCoreError, ClientError
 
 from vanta_vuln_sync.cli import CliError
+from vanta_vuln_sync.stats.audit import full_run_as_of, remediation_window
+from vanta_vuln_sync.stats.finding_lists import LIST_TITLES
 from vanta_vuln_sync.stats.model import SEVERITIES
 
 if TYPE_CHECKING:
@@ -27,9 +33,16 @@ RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:+-]{0,127}")
 
 EXAMPLES = f"""\
 examples:
-  vuln-sync report --run latest
+  vuln-sync report                                   # the latest full run (scope all)
   vuln-sync report --run latest --out out/ --stack vuln-sync
   vuln-sync report --run 20261126T060000Z-3f9a --bucket my-vuln-sync-data
+  vuln-sync report --as-of 2026-06-30 --out audit/   # the last full run on or before that day
+  vuln-sync report --from 2026-01-01 --to 2026-07-01 # plus remediations fixed in that window
+
+`latest` is the latest successful full run (scope all). With --out, the run's stats.json, report.html
+and finding lists (findings/<list>.csv and .ndjson; lists: {", ".join(LIST_TITLES)}) are saved there.
+DATE is YYYY-MM-DD (a whole day, UTC: --from starts with it, --to and --as-of include it) or an ISO
+8601 time.
 
 The bucket comes from --bucket, or from the {BUCKET_OUTPUT} output of the CloudFormation stack named by
 --stack or ${STACK_ENV}. AWS credentials and region come from the usual AWS environment
@@ -41,31 +54,97 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     """Add `report` to the `vuln-sync` command line."""
     parser = subparsers.add_parser(
         "report",
-        help="fetch a run's statistics and HTML report and print the headline numbers",
-        description="Fetch stats.json and report.html of a run (or the latest full run) from the "
-        "data bucket and print the headline numbers per severity.",
+        help="fetch a run's statistics, HTML report and finding lists and print the headline numbers",
+        description="Fetch stats.json, report.html and the finding lists of a run (by default the latest "
+        "full run) from the data bucket and print the headline numbers per severity; optionally "
+        "remediation statistics over a window of time.",
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--run", required=True, metavar="RUN|latest", help="a run id, or `latest`")
-    parser.add_argument("--out", type=Path, metavar="DIR", help="save stats.json and report.html here")
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--run", metavar="RUN|latest", help="a run id, or `latest` (the default)")
+    which.add_argument(
+        "--as-of", type=_moment, metavar="DATE", help="the last successful full run started on or before DATE"
+    )
+    parser.add_argument(
+        "--out", type=Path, metavar="DIR", help="save stats.json, report.html and the lists here"
+    )
+    parser.add_argument(
+        "--from",
+        dest="window_from",
+        type=_moment,
+        metavar="DATE",
+        help="remediation window start (with --to)",
+    )
+    parser.add_argument(
+        "--to",
+        dest="window_to",
+        type=_moment,
+        metavar="DATE",
+        help="remediation window end (a day is included)",
+    )
     target = parser.add_mutually_exclusive_group()
     target.add_argument("--stack", metavar="NAME", help=f"the deployed stack (default: ${STACK_ENV})")
     target.add_argument("--bucket", metavar="NAME", help="the data bucket (skips the stack lookup)")
     parser.set_defaults(func=run_report)
 
 
+def _moment(text: str) -> datetime:
+    """A DATE argument: `YYYY-MM-DD` is the end of that day (UTC); an ISO time is taken as given."""
+    try:
+        if len(text) == 10:
+            return (
+                datetime.fromisoformat(text).replace(tzinfo=UTC)
+                + timedelta(days=1)
+                - timedelta(milliseconds=1)
+            )
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date (YYYY-MM-DD) or an ISO 8601 time") from None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
 def run_report(args: argparse.Namespace) -> int:
     """The `report` command; raises CliError for anything the user can fix."""
-    prefix = run_prefix(args.run)
-    stats, html = asyncio.run(_fetch(args.stack, args.bucket, prefix, args.run))
+    if (args.window_from is None) != (args.window_to is None):
+        raise CliError("give both --from and --to (a remediation window), or neither")
+    window = None
+    if args.window_from is not None:
+        # A day given to --from means its start; the parser read it as its end.
+        start = _day_start(args.window_from)
+        end = args.window_to + timedelta(milliseconds=1) if _is_day_end(args.window_to) else args.window_to
+        if start >= end:
+            raise CliError("--from must be before --to")
+        window = (start, end)
+    fetched = asyncio.run(_fetch(args, window))
+    stats = fetched.stats
     if args.out is not None:
         args.out.mkdir(parents=True, exist_ok=True)
         (args.out / "stats.json").write_bytes(orjson.dumps(stats, option=orjson.OPT_INDENT_2))
-        if html is not None:
-            (args.out / "report.html").write_bytes(html)
-    print_headline(stats, saved_to=args.out if args.out is not None else None)
+        if fetched.html is not None:
+            (args.out / "report.html").write_bytes(fetched.html)
+        for name, body in fetched.files.items():
+            path = args.out / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(body)
+        if fetched.window is not None:
+            (args.out / "remediation-window.json").write_bytes(
+                orjson.dumps(fetched.window, option=orjson.OPT_INDENT_2)
+            )
+    print_headline(stats, saved_to=args.out)
+    if args.out is not None and fetched.files:
+        print(f"saved {len(fetched.files)} finding list files under {args.out / 'findings'}")
+    if fetched.window is not None:
+        print_window(fetched.window)
     return 0
+
+
+def _is_day_end(moment: datetime) -> bool:
+    return (moment.hour, moment.minute, moment.second, moment.microsecond) == (23, 59, 59, 999000)
+
+
+def _day_start(moment: datetime) -> datetime:
+    return moment.replace(hour=0, minute=0, second=0, microsecond=0) if _is_day_end(moment) else moment
 
 
 def run_prefix(run: str) -> str:
@@ -77,27 +156,72 @@ def run_prefix(run: str) -> str:
     return f"runs/{run}/"
 
 
-async def _fetch(
-    stack: str | None, bucket: str | None, prefix: str, run: str
-) -> tuple[dict[str, Any], bytes | None]:
+@dataclass(slots=True)
+class Fetched:
+    """What `report` fetched: the run's stats.json and report.html, its list files by relative name,
+    and the remediation window's statistics when asked for."""
+
+    stats: dict[str, Any]
+    html: bytes | None
+    files: dict[str, bytes] = field(default_factory=dict)
+    window: dict[str, Any] | None = None
+
+
+async def _fetch(args: argparse.Namespace, window: tuple[datetime, datetime] | None) -> Fetched:
     session = get_session()
     endpoint = os.environ.get("AWS_ENDPOINT_URL") or None
+    run = args.run or "latest"
+    bucket = args.bucket
     try:
         if bucket is None:
-            bucket = await _bucket_of_stack(session, stack or os.environ.get(STACK_ENV), endpoint)
+            bucket = await _bucket_of_stack(session, args.stack or os.environ.get(STACK_ENV), endpoint)
         async with session.create_client("s3", endpoint_url=endpoint) as s3:
+            if args.as_of is not None:
+                found = await full_run_as_of(s3, bucket, args.as_of)
+                if found is None:
+                    raise CliError(
+                        f"no successful full run started on or before {args.as_of:%Y-%m-%d %H:%M} UTC"
+                    )
+                run = found["run"]["id"]
+            prefix = run_prefix(run)
             raw = await _get(s3, bucket, f"{prefix}stats.json")
             if raw is None:
                 what = "no full run has finished yet" if run == "latest" else f"no run {run!r}"
                 raise CliError(f"{what} in s3://{bucket}/ ({prefix}stats.json is missing)")
+            stats = _parse(raw, f"s3://{bucket}/{prefix}stats.json")
+            # The lists are stored under the run's own prefix (latest/ holds only stats and report).
+            run_dir = f"runs/{stats['run']['id']}/"
             html = await _get(s3, bucket, f"{prefix}report.html")
+            fetched = Fetched(stats, html)
+            if args.out is not None:
+                for listed in (stats.get("findings") or {}).get("lists", {}).values():
+                    for name in (listed["csv"], listed["ndjson"]):
+                        body = await _get(s3, bucket, f"{run_dir}{name}")
+                        if body is not None:
+                            fetched.files[name] = body
+            if window is not None:
+                fetched.window = await _window(s3, bucket, run_dir, window)
     except (BotoCoreError, ClientError) as exc:
         raise CliError(f"AWS refused the request: {exc}") from exc
+    return fetched
+
+
+async def _window(
+    s3: S3Client, bucket: str, run_dir: str, window: tuple[datetime, datetime]
+) -> dict[str, Any]:
+    raw = await _get(s3, bucket, f"{run_dir}remediations.ndjson.gz")
+    if raw is None:
+        raise CliError(f"the run has no remediation snapshot ({run_dir}remediations.ndjson.gz)")
+    rows = (orjson.loads(line) for line in gzip.decompress(raw).splitlines() if line.strip())
+    return remediation_window(rows, *window)
+
+
+def _parse(raw: bytes, where: str) -> dict[str, Any]:
     try:
-        stats = orjson.loads(raw)
+        parsed: dict[str, Any] = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
-        raise CliError(f"s3://{bucket}/{prefix}stats.json is not JSON: {exc}") from exc
-    return stats, html
+        raise CliError(f"{where} is not JSON: {exc}") from exc
+    return parsed
 
 
 async def _bucket_of_stack(session: Any, stack: str | None, endpoint: str | None) -> str:
@@ -194,3 +318,30 @@ def print_headline(stats: dict[str, Any], *, saved_to: Path | None) -> None:
         Console().print(table)
     if saved_to is not None:
         print(f"saved {saved_to / 'stats.json'} and {saved_to / 'report.html'}")
+
+
+WINDOW_HEADERS = ["Severity", "Fixed", "On time", "Late", "No SLA", "On-time %", "MTTR p50", "p90", "mean"]
+
+
+def print_window(window: dict[str, Any]) -> None:
+    """Print the remediation window's table (plain text: it is for reading and pasting)."""
+
+    def cell(value: Any) -> str:
+        if value is None:
+            return "-"
+        return f"{value:,}" if isinstance(value, int) else f"{value:,.1f}"
+
+    rows = []
+    for name, item in [*window["by_severity"].items(), ("Total", window["total"])]:
+        mttr = item["mttr_days"]
+        counts = [cell(item[k]) for k in ("remediated", "on_time", "late", "no_sla", "on_time_percent")]
+        rows.append([name.title(), *counts, cell(mttr["p50"]), cell(mttr["p90"]), cell(mttr["mean"])])
+    print(f"remediations fixed from {window['from']} to {window['to']} (MTTR in days)")
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(WINDOW_HEADERS)]
+    for line in (WINDOW_HEADERS, *rows):
+        print(
+            "  ".join(
+                c.ljust(w) if i == 0 else c.rjust(w)
+                for i, (c, w) in enumerate(zip(line, widths, strict=True))
+            )
+        )

@@ -63,7 +63,7 @@ async def finalize_run(run_id: str, *, services: Services) -> bool:
     if copies:
         logger.info("removed records read twice across a join", extra={"copies": copies})
     finished_at = datetime.fromtimestamp(services.clock(), UTC)
-    run_info = _run_info(run, ranges, objects, finished_at)
+    run_info = _run_info(run, ranges, objects, finished_at, services.settings.owner_tag_key)
     await put_manifest(
         services.aws.s3, services.settings.data_bucket, run_id, manifest(run, ranges, run_info)
     )
@@ -79,13 +79,23 @@ async def finalize_run(run_id: str, *, services: Services) -> bool:
         services.count("RunSeconds", max(0.0, seconds), MetricUnit.Seconds)
         if services.metrics is not None:
             stats.emit_metrics(services.metrics, computed)
+        await stats.send_digest(
+            services.aws.s3,
+            services.settings.data_bucket,
+            computed,
+            topic_arn=services.settings.digest_topic_arn,
+        )
         logger.info("run succeeded", extra={"run_id": run_id, "seconds": round(seconds, 1)})
     await store.release_scope(run.scope, run_id, _full_counts(run, ranges), started_at=run.started_at)
     return marked
 
 
 def _run_info(
-    run: RunState, ranges: list[RangeState], objects: list[tuple[str, dict[str, Any]]], finished_at: datetime
+    run: RunState,
+    ranges: list[RangeState],
+    objects: list[tuple[str, dict[str, Any]]],
+    finished_at: datetime,
+    owner_tag_key: str,
 ) -> stats.RunInfo:
     raw = sorted(
         (
@@ -104,6 +114,7 @@ def _run_info(
         throttled=sum(r.throttled for r in ranges),
         objects=raw,
         warnings=run.warnings,
+        owner_tag_key=owner_tag_key,
         mode={resource: "full" if mode == "full" else "incremental" for resource, mode in run.modes.items()},
     )
 

@@ -22,6 +22,18 @@ SEVERITIES = ("CRITICAL", "HIGH", "MEDIUM", "LOW")
 
 
 SyncMode = Literal["full", "incremental"]
+DEFAULT_OWNER_TAG_KEY = "team"
+FINDINGS_DIR = "findings/"
+
+
+def run_prefix(run_id: str) -> str:
+    """Where a run's outputs live."""
+    return f"runs/{run_id}/"
+
+
+def open_findings_key(run_id: str) -> str:
+    """The run's every open finding (gzip NDJSON of list rows): the next run's resolved list reads it."""
+    return f"{run_prefix(run_id)}{FINDINGS_DIR}open.ndjson.gz"
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +66,8 @@ class RunInfo:
     mode: Mapping[str, SyncMode] = field(default_factory=dict)
     # Joins the run could not make while Vanta's lists changed: when any, the run is not exact.
     warnings: tuple[str, ...] = ()
+    # The asset tag that names a finding's owner (template parameter OwnerTagKey).
+    owner_tag_key: str = DEFAULT_OWNER_TAG_KEY
 
     def mode_of(self, resource: str) -> SyncMode:
         """The sync mode of `resource` in this run (see the class docstring for the default)."""

@@ -10,6 +10,7 @@ from typing import Any
 from .charts import Segment, bar_chart, esc, flow_bars, line_chart, num, range_chart, stacked_bars
 from .history import HistoryEntry
 from .model import SEVERITIES
+from .report_findings import LIST_CSS, list_sections, owners_table
 from .report_style import CSS
 
 SEVERITY_COLORS = {"CRITICAL": "#c92a2a", "HIGH": "#e8590c", "MEDIUM": "#f0a202", "LOW": "#4c6ef5"}
@@ -43,8 +44,10 @@ def render_report(stats: dict[str, Any], history: Sequence[HistoryEntry]) -> str
             _section("Time to remediate vs SLA", _mttr_chart(stats["remediations"]), _mttr_note(stats)),
             _section("Assets", _assets_table(stats["assets"]), ""),
             "</div>",
+            _section("By owner", owners_table(stats), "") if stats.get("owners") else "",
+            list_sections(stats, _badge),
             '<div class="grid two">',
-            _section("Top CVEs by affected assets", _top_cves(stats["top"]["cves"]), ""),
+            _section(_top_title(stats["top"]["cves"]), _top_cves(stats["top"]["cves"]), ""),
             _section("Assets with most open critical + high", _top_assets(stats["top"]["assets"]), ""),
             "</div>",
             _section("Open by integration", _integrations_table(vulns["by_integration"]), ""),
@@ -54,7 +57,7 @@ def render_report(stats: dict[str, Any], history: Sequence[HistoryEntry]) -> str
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>{esc(title)}</title><style>{CSS}</style></head>"
+        f"<title>{esc(title)}</title><style>{CSS}{LIST_CSS}</style></head>"
         f'<body><main class="page">{body}</main></body></html>\n'
     )
 
@@ -247,6 +250,14 @@ def _assets_table(assets: dict[str, Any]) -> str:
     )
 
 
+def _all_cves(cves: list[dict[str, Any]]) -> bool:
+    return all(str(item["name"]).upper().startswith("CVE-") for item in cves)
+
+
+def _top_title(cves: list[dict[str, Any]]) -> str:
+    return "Top CVEs by affected assets" if _all_cves(cves) else "Top findings by affected assets"
+
+
 def _top_cves(cves: list[dict[str, Any]]) -> str:
     if not cves:
         return '<p class="empty">No open vulnerabilities.</p>'
@@ -258,7 +269,8 @@ def _top_cves(cves: list[dict[str, Any]]) -> str:
         for i, item in enumerate(cves, 1)
     )
     return (
-        '<table><thead><tr><th>#</th><th>CVE</th><th>Severity</th><th class="num">Assets</th>'
+        f"<table><thead><tr><th>#</th><th>{'CVE' if _all_cves(cves) else 'Finding'}</th><th>Severity</th>"
+        '<th class="num">Assets</th>'
         f'<th class="num">Findings</th></tr></thead><tbody>{rows}</tbody></table>'
     )
 

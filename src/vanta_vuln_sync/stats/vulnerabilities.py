@@ -23,9 +23,10 @@ from .timestamps import MS_PER_DAY, NO_DATE, parse_ms
 
 TOP_N = 10
 UNKNOWN_INTEGRATION = "unknown"
-_ACTIVE = 1
-_FIXABLE = 2
-_NONE = -1
+ACTIVE = 1
+FIXABLE = 2
+NONE = -1
+_ACTIVE, _FIXABLE, _NONE = ACTIVE, FIXABLE, NONE
 _NUMBER = (int, float)
 _CRITICAL, _HIGH = 0, 1  # codes of the first two entries of SEVERITIES
 
@@ -38,6 +39,31 @@ class VulnerabilitySummary:
     top_cves: list[dict[str, Any]]
     top_assets: list[dict[str, Any]]
     critical_targets: frozenset[str]
+
+
+@dataclass(frozen=True, slots=True)
+class VulnerabilityColumns:
+    """The tally's rows as columns: `rows` maps id -> row; coded columns index their value lists;
+    `target` and `name` hold -1 (NONE) when the record had none; dates are epoch ms or NO_DATE."""
+
+    rows: dict[str, int]
+    severity: array[int]
+    severities: list[str]
+    integration: array[int]
+    integrations: list[str]
+    target: array[int]
+    targets: list[str]
+    name: array[int]
+    names: list[str]
+    flags: array[int]
+    remediate_by: array[int]
+    first_detected: array[int]
+
+    def is_active(self, row: int) -> bool:
+        return bool(self.flags[row] & ACTIVE)
+
+    def is_fixable(self, row: int) -> bool:
+        return bool(self.flags[row] & FIXABLE)
 
 
 class VulnerabilityTally:
@@ -59,15 +85,17 @@ class VulnerabilityTally:
         self._remediate_by = array("q")
         self._first_detected = array("q")
 
-    def add(self, record: dict[str, Any]) -> None:
-        """Reduce one raw record to its row; a record without an `id` is counted as read and skipped.
+    def add(self, record: dict[str, Any]) -> int | None:
+        """Reduce one raw record to its row and return the row's index (rows are numbered 0, 1, 2, ...
+        in order of first sight; a later record with the same id overwrites its row). A record without
+        an `id` is counted as read and skipped (None).
 
         Raises ValueError when a date field is not an RFC 3339 date.
         """
         self.records += 1
         rid = record.get("id")
         if rid is None:
-            return
+            return None
         rid = str(rid)
         severity = self._severities.code(severity_key(record.get("severity")))
         integration = self._integrations.code(str(record.get("integrationId") or UNKNOWN_INTEGRATION))
@@ -93,6 +121,7 @@ class VulnerabilityTally:
             self._cvss.append(cvss)
             self._remediate_by.append(remediate_by)
             self._first_detected.append(first_detected)
+            return len(self._flags) - 1
         else:
             self._severity[row] = severity
             self._integration[row] = integration
@@ -102,6 +131,24 @@ class VulnerabilityTally:
             self._cvss[row] = cvss
             self._remediate_by[row] = remediate_by
             self._first_detected[row] = first_detected
+            return row
+
+    def columns(self) -> VulnerabilityColumns:
+        """Read-only view of the rows, for the finding lists (a second pass over what is in memory)."""
+        return VulnerabilityColumns(
+            rows=self._rows,
+            severity=self._severity,
+            severities=self._severities.values,
+            integration=self._integration,
+            integrations=self._integrations.values,
+            target=self._target,
+            targets=self._targets.values,
+            name=self._cve,
+            names=self._cves.values,
+            flags=self._flags,
+            remediate_by=self._remediate_by,
+            first_detected=self._first_detected,
+        )
 
     def active_severity(self, rid: str) -> str | None:
         """The severity of vulnerability `rid` if it is active, else None."""
