@@ -31,8 +31,13 @@ async def planned_ranges(deployed: Stack, services: Services) -> list[PageRange]
 async def test_worker_hands_rest_of_range_to_next_message_when_time_runs_low(
     stack: Callable[..., Awaitable[Stack]], open_services: Callable[..., Awaitable[Services]]
 ) -> None:
-    # Given a shard chain of several pages and a generous page budget
-    deployed = await stack(sim={"vulnerabilities": 400, "cursor_style": "opaque", "seed": 6}, PAGE_SIZE="5")
+    # Given a shard chain of several pages and a generous page budget (requests of at most 2 s, so one
+    # fits in the invocation's last 5 s and a second would not)
+    deployed = await stack(
+        sim={"vulnerabilities": 400, "cursor_style": "opaque", "seed": 6},
+        PAGE_SIZE="5",
+        VANTA_REQUEST_TIMEOUT="2",
+    )
     services = await open_services()
     first = (await planned_ranges(deployed, services))[0]
     assert first.page_budget == 10
@@ -54,7 +59,8 @@ async def test_worker_hands_rest_of_range_to_next_message_when_time_runs_low(
 async def test_vanta_400_fails_the_range_and_run_with_a_clear_reason_instead_of_looping(
     stack: Callable[..., Awaitable[Stack]], open_services: Callable[..., Awaitable[Services]]
 ) -> None:
-    deployed = await stack(sim={"vulnerabilities": 100, "seed": 6})
+    # Given opaque cursors (a step follows the cursor it is given)
+    deployed = await stack(sim={"vulnerabilities": 100, "seed": 6, "cursor_style": "opaque"})
     services = await open_services()
     first = (await planned_ranges(deployed, services))[0]
     # When a step's request is one Vanta refuses (a cursor it never issued: 400)
@@ -80,3 +86,32 @@ async def test_vanta_400_fails_the_range_and_run_with_a_clear_reason_instead_of_
         )
         == "noop"
     )
+
+
+async def test_a_duplicate_delivery_that_loses_the_commit_leaves_the_committed_object_alone(
+    stack: Callable[..., Awaitable[Stack]], open_services: Callable[..., Awaitable[Services]]
+) -> None:
+    # Given a range's first step, and a tenant that changes at every request (two reads of one page
+    # differ, so an overwrite would show)
+    deployed = await stack(
+        sim={"vulnerabilities": 400, "cursor_style": "opaque", "seed": 6},
+        PAGE_SIZE="5",
+        VANTA_REQUEST_TIMEOUT="2",
+    )
+    services = await open_services()
+    first = (await planned_ranges(deployed, services))[0]
+    deployed.sim.churn(every=1, delete=1, insert=1, reset_truth=True)
+    body = first.to_json().decode()
+    # When SQS delivers the step twice at once (both fetch and write, one commits)
+    await asyncio.gather(
+        process_page_message(body, "m-1", services=services, remaining=lambda: 5.0),
+        process_page_message(body, "m-2", services=services, remaining=lambda: 5.0),
+    )
+    # Then the range committed one object, it is the only object under the run's prefix, and it holds
+    # exactly the records the commit counted
+    progress = await services.store.get_range(first.run_id, first.resource, first.shard)
+    assert progress is not None
+    [committed] = progress.objects
+    written = deployed.records_by_key(first.run_id)
+    assert list(written) == [committed["key"]]
+    assert len(written[committed["key"]]) == committed["records"] == progress.records
