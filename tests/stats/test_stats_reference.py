@@ -69,6 +69,8 @@ async def test_stats_match_brute_force_reference_when_computed_from_a_full_sync(
         "throttled": 1,
         "records": {VULNS: len(vulns), REMS: len(rems), ASSETS: len(assets)},
         "mode": {REMS: "full"},
+        "exact": True,
+        "warnings": [],
     }
     assert list(stats["vulnerabilities"]["by_severity"])[:4] == list(SEVERITIES)
     assert stats["vulnerabilities"]["sla"]["overdue"] > 0  # the data exercises every SLA bucket
