@@ -245,7 +245,7 @@ async def _walk(
             await _walk_offsets(p, source, walk, services, keep_going, join)
     else:
         piece_start = None
-        if p.seq == 0 and p.cursor is not None:
+        if p.seq == 0 and p.cursor is not None and p.start_ids:
             # A piece starting at a checkpoint: unless the piece before handed over to it, it checks
             # where its cursor lands, publishes its head, or steps aside (pipeline/walk.py).
             progress = await services.store.get_range(p.run_id, p.resource, p.shard)
