@@ -24,6 +24,15 @@ in a reply says so; only ids can. The rules, per cursor style:
   record that slipped between two pages is seen and written. With only start and end cursors there is
   no cheaper way to see across a page boundary: on a static list this doubles an opaque chain's
   requests.
+- **Pieces of a chain** (a later run starting a chain at the last run's cursor checkpoints, see
+  checkpoints.py) join as offset ranges do, by id: a piece publishes its head as soon as its first page
+  is read; the piece before it asks for that head once a page holds one of the ids the checkpoint began
+  with last run (`stop_ids`) or it has read the pages planned (`end_page`), and stops at the head, or
+  hands a piece not begun yet its place (the next data page's cursor, the ids read last and the last
+  page's start cursor: the piece goes on exactly as this one would have). An old cursor is never
+  trusted: a piece whose cursor Vanta refuses, or whose first page holds none of the ids it began with
+  last run, steps aside (a conditional write that also bars a hand-over), and the piece before walks on
+  through its part to the piece after it.
 
 Where a join cannot be made (a burst removed more records than the step-back reaches, every anchor was
 removed, or a window cannot reach the next page), the walk goes on as best it can and returns a
