@@ -7,10 +7,14 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from collections.abc import Awaitable, Callable
+from itertools import pairwise
 from typing import Any
 
 import orjson
 
+from vanta_vuln_sync.checkpoints import ChainCheckpoints, Checkpoint, chain_of, thinned
+from vanta_vuln_sync.messages import PageRange, parse_message
+from vanta_vuln_sync.planner import chain_pieces
 from vanta_vuln_sync.simulator.paging import CursorBook
 
 from .conftest import Stack
@@ -161,3 +165,28 @@ async def test_checkpoints_that_land_elsewhere_step_aside_and_lose_no_record(
     # Then every record is written once (pieces that landed elsewhere stepped aside or joined by id)
     assert_split(deployed, second)
     assert_every_record_once(deployed, second)
+
+
+def test_a_chain_is_cut_into_linked_pieces_at_evenly_spaced_checkpoints() -> None:
+    # Given 100 pages' checkpoints, kept at most 50 and evenly spaced
+    kept = thinned(Checkpoint(page, f"c{page}", (f"id{page}",)) for page in range(1, 100))
+    assert len(kept) <= 50
+    assert len({b.page - a.page for a, b in pairwise(kept)}) == 1
+    saved = ChainCheckpoints("vulnerability-remediations", "low", {"severity": "LOW"}, 100, tuple(kept))
+    chain = PageRange("20260101T000000Z-abc", "vulnerability-remediations", "low", {"severity": "LOW"}, 0, 20)
+    # When the chain is planned as four pieces
+    pieces = chain_pieces(chain, saved, 4)
+    # Then piece 0 starts at the chain's start, each names the next, where it began and with which ids
+    assert [p.shard for p in pieces] == ["low", "low_p01", "low_p02", "low_p03"]
+    assert {chain_of(p.shard) for p in pieces} == {"low"}
+    assert pieces[0].cursor is None
+    assert [p.page_index for p in pieces] == [0, 25, 49, 75]
+    for piece, after in pairwise(pieces):
+        assert piece.next_shard == after.shard
+        assert piece.end_page == after.page_index
+        assert piece.stop_ids == after.start_ids == (f"id{after.page_index}",)
+        assert after.cursor == f"c{after.page_index}"
+    assert pieces[-1].next_shard is None
+    assert pieces[-1].stop_ids == ()
+    # And every piece survives the queue as sent
+    assert all(parse_message(p.to_json()) == p for p in pieces)
