@@ -29,7 +29,7 @@ from typing import Protocol
 from vanta_vuln_sync.checkpoints import ChainCheckpoints, evenly_chosen, piece_name
 from vanta_vuln_sync.messages import PageRange, SyncRequest
 from vanta_vuln_sync.vanta.cursors import cursor_before, decode_offset
-from vanta_vuln_sync.vanta.resources import ASSET_TYPES, SEVERITIES
+from vanta_vuln_sync.vanta.resources import ASSET_TYPES, SEVERITIES, validate_filters
 
 REMEDIATIONS = "vulnerability-remediations"
 # Filters that partition each resource: every record has exactly one of these values (checked against
@@ -227,8 +227,9 @@ def chain_pieces(chain: PageRange, saved: ChainCheckpoints, pieces: int) -> list
 def _saved_for(chain: PageRange, saved: tuple[ChainCheckpoints, ...]) -> ChainCheckpoints | None:
     """The checkpoints left for `chain` by a run that listed it with the same filters (a cursor is only
     valid with the filters it was issued for), if there are any to split it at."""
+    wanted = validate_filters(chain.resource, chain.filters)  # as the stored plan holds them
     for found in saved:
-        if found.resource == chain.resource and found.chain == chain.shard and found.filters == chain.filters:
+        if found.resource == chain.resource and found.chain == chain.shard and found.filters == wanted:
             return found if any(c.page > 0 for c in found.checkpoints) else None
     return None
 

@@ -29,10 +29,10 @@ SIM = {"vulnerabilities": 50, "remediations": 300, "cursor_style": "opaque"}
 SETTINGS = {"PAGE_SIZE": "5", "PAGE_BUDGET": "20"}
 
 
-def sync(deployed: Stack, *, timeout: float = 60) -> str:
+def sync(deployed: Stack, *, timeout: float = 60, request: bytes = REQUEST) -> str:
     """Run one full sync of the scope to its end; returns the new run's id (it must have succeeded)."""
     before = set(deployed.run_ids())
-    deployed.send_request(REQUEST)
+    deployed.send_request(request)
 
     def finished() -> bool:
         new = set(deployed.run_ids()) - before
