@@ -14,8 +14,9 @@ import orjson
 
 from vanta_vuln_sync.checkpoints import ChainCheckpoints, Checkpoint, chain_of, thinned
 from vanta_vuln_sync.messages import PageRange, parse_message
-from vanta_vuln_sync.planner import chain_pieces
+from vanta_vuln_sync.planner import Listing, chain_pieces, ranges_for
 from vanta_vuln_sync.simulator.paging import CursorBook
+from vanta_vuln_sync.vanta.resources import validate_filters
 
 from .conftest import Stack
 from .drive import ThreadedDriver
@@ -190,3 +191,19 @@ def test_a_chain_is_cut_into_linked_pieces_at_evenly_spaced_checkpoints() -> Non
     assert pieces[-1].stop_ids == ()
     # And every piece survives the queue as sent
     assert all(parse_message(p.to_json()) == p for p in pieces)
+
+
+def test_a_vulnerability_chain_splits_at_checkpoints_stored_with_the_filters_its_plan_held() -> None:
+    # Given checkpoints of the CRITICAL vulnerabilities chain, stored with the filters as the plan held
+    # them (with the includeVulnerabilitiesWithoutSlas default the request never names)
+    stored = validate_filters("vulnerabilities", {"severity": "CRITICAL"})
+    kept = tuple(Checkpoint(page, f"c{page}", (f"id{page}",)) for page in range(1, 40))
+    saved = ChainCheckpoints("vulnerabilities", "critical", stored, 40, kept)
+    listing = Listing(
+        "vulnerabilities", {}, "shards", dimensions=[("severity", ("CRITICAL",))], checkpoints=(saved,)
+    )
+    # When the next run is planned for a fleet of 10 slots
+    planned = ranges_for("20260101T000000Z-abc", [listing], slots=10, page_budget=50, page_size=100)
+    # Then the chain is walked as pieces that fill the slots
+    assert [p.shard for p in planned][:2] == ["critical", "critical_p01"]
+    assert len(planned) == 8  # 40 pages: no piece under MIN_PAGES_PER_RANGE (5)
