@@ -11,6 +11,7 @@ from itertools import pairwise
 from typing import Any
 
 import orjson
+import pytest
 
 from vanta_vuln_sync.checkpoints import ChainCheckpoints, Checkpoint, chain_of, thinned
 from vanta_vuln_sync.messages import PageRange, parse_message
@@ -153,6 +154,7 @@ async def test_checkpoint_cursors_vanta_no_longer_accepts_lose_no_record(
     assert_every_record_once(deployed, second)
 
 
+@pytest.mark.slow  # a fourth two-run sync (20 s here): `pytest -m slow tests/pipeline` runs it
 async def test_checkpoints_that_land_elsewhere_step_aside_and_lose_no_record(
     stack: Callable[..., Awaitable[Stack]],
 ) -> None:

@@ -245,14 +245,17 @@ async def _walk(
             await _walk_offsets(p, source, walk, services, keep_going, join)
     else:
         piece_start = None
-        if p.seq == 0 and p.cursor is not None and p.start_ids:
-            # A piece starting at a checkpoint: unless the piece before handed over to it, it checks
+        beginning = p.seq == 0
+        if p.start_ids:
+            # A piece starting at a checkpoint, until it has read its first page (a step stopped by the
+            # deadline before it may not have): unless the piece before handed over to it, it checks
             # where its cursor lands, publishes its head, or steps aside (pipeline/walk.py).
             progress = await services.store.get_range(p.run_id, p.resource, p.shard)
             if progress is not None and progress.void:
                 walk.void = walk.done = True  # stepped aside in an earlier delivery of this step
                 return
-            if not _start_handed_over(walk, progress):
+            beginning = p.seq == 0 or progress is None or progress.head is None
+            if beginning and not _start_handed_over(walk, progress):
                 piece_start = PieceStart(
                     start_ids=p.start_ids,
                     publish_head=lambda head: services.store.publish_head(
@@ -267,7 +270,7 @@ async def _walk(
                 p.resource,
                 p.filters,
                 walk,
-                first_step=p.seq == 0,
+                first_step=beginning,
                 page_budget=p.page_budget,
                 page_size=settings.page_size,
                 keep_going=keep_going,
@@ -292,6 +295,7 @@ def _start_handed_over(walk: Walk, progress: RangeState | None) -> bool:
         return False
     walk.cursor, walk.anchors = progress.start_cursor, progress.start_anchors
     walk.verify_cursor, walk.page_index, walk.head = progress.start_verify, progress.start_page, []
+    walk.began = True  # its (empty) head is committed: later steps go on from their own progress
     return True
 
 
@@ -329,7 +333,7 @@ async def _write_and_describe(
         throttled=counters.throttled,
         next_anchors=() if walk.done else walk.anchors,
         next_verify=None if walk.done else walk.verify_cursor,
-        head=walk.head if p.seq == 0 else None,
+        head=walk.head if p.seq == 0 or walk.began else None,
         end_offset=walk.end_offset,
         next_shard=walk.next_shard,
         next_page_index=walk.page_index,

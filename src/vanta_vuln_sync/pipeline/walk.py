@@ -111,6 +111,7 @@ class Walk:
     stop_ids: tuple[str, ...] = ()
     checkpoints: list[Checkpoint] = field(default_factory=list)
     void: bool = False
+    began: bool = False  # a piece's first page was read in this step (its head is to be committed)
 
 
 class HandedOver(Exception):
@@ -328,7 +329,7 @@ async def walk_chain(
         if starting and piece_start is not None:
             if not set(piece_start.start_ids) & set(ids):
                 return await _step_aside(walk, piece_start)
-            walk.head = ids[:ANCHORS]
+            walk.head, walk.began = ids[:ANCHORS], True
             if not await piece_start.publish_head(walk.head):
                 raise HandedOver("the piece before this one handed its end over first")
         elif first_step and walk.head is None:
