@@ -31,7 +31,7 @@ SIM = {"vulnerabilities": 50, "remediations": 300, "cursor_style": "opaque"}
 SETTINGS = {"PAGE_SIZE": "5", "PAGE_BUDGET": "20"}
 
 
-def sync(deployed: Stack, *, timeout: float = 60, request: bytes = REQUEST) -> str:
+def sync(deployed: Stack, *, timeout: float = 60, request: bytes = REQUEST, workers: int = 2) -> str:
     """Run one full sync of the scope to its end; returns the new run's id (it must have succeeded)."""
     before = set(deployed.run_ids())
     deployed.send_request(request)
@@ -40,7 +40,7 @@ def sync(deployed: Stack, *, timeout: float = 60, request: bytes = REQUEST) -> s
         new = set(deployed.run_ids()) - before
         return bool(new) and deployed.run_item(next(iter(new)))["status"]["S"] != "running"
 
-    ThreadedDriver(deployed, workers=2).run_until(finished, timeout)
+    ThreadedDriver(deployed, workers=workers).run_until(finished, timeout)
     [run_id] = set(deployed.run_ids()) - before
     assert deployed.run_item(run_id)["status"]["S"] == "succeeded"
     return run_id
@@ -136,6 +136,25 @@ async def test_pieces_keep_every_record_present_all_along_exactly_once_while_the
     assert not truth.stable - set(got)
     assert not set(got) - truth.stable - truth.transient
     assert deployed.manifest(second)["exact"] is True
+
+
+@pytest.mark.slow  # a fifth two-run sync (25 s here): `pytest -m slow tests/pipeline` runs it
+async def test_a_piece_not_begun_when_the_piece_before_reaches_it_is_handed_that_place(
+    stack: Callable[..., Awaitable[Stack]],
+) -> None:
+    # Given a plan sized for 12 slots but one container running one range at a time, so a piece is
+    # still queued when the piece before it reaches its checkpoint
+    settings = {**SETTINGS, "RANGES_IN_FLIGHT": "1", "WORKER_MAX_CONCURRENCY": "12"}
+    deployed = await stack(sim={**SIM, "seed": 25}, **settings)
+    await asyncio.to_thread(sync, deployed, workers=1)
+    # When the scope runs again in pieces
+    second = await asyncio.to_thread(sync, deployed, workers=1)
+    # Then pieces were handed their place (none stepped aside), and every record is written once
+    assert_split(deployed, second)
+    handed = [r for r in ranges(deployed, second) if "start_cursor" in r]
+    assert handed
+    assert not [r for r in ranges(deployed, second) if r.get("void", {}).get("BOOL")]
+    assert_every_record_once(deployed, second)
 
 
 async def test_checkpoint_cursors_vanta_no_longer_accepts_lose_no_record(
