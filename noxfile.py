@@ -303,10 +303,14 @@ def security(session: nox.Session) -> None:
 
 @nox.session
 def chaos(session: nox.Session) -> None:
-    """Every fault-injection scenario (tests/chaos), alone and combined, on larger data; prints the results
-    table and writes it to tests/chaos/last_run.md for the README. `nox -s tests` runs the short version."""
+    """Every fault-injection scenario (tests/chaos), alone and combined, on larger data (prints the results
+    table and writes it to tests/chaos/last_run.md for the README), then the slow exactness runs of
+    tests/pipeline. `nox -s tests` runs the short versions."""
     session.install("-e", ".[dev]")
     session.run("pytest", "-q", "tests/chaos", *session.posargs, env={"VVS_CHAOS": "full"})
+    # The long exactness runs: live-tenant bursts at 20,000 records, checkpoints moved by a burst, and a
+    # static 2,000-page sync's request overhead (first and second run).
+    session.run("pytest", "-q", "-m", "slow", "tests/pipeline", *session.posargs)
 
 
 @nox.session

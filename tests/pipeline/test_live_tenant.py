@@ -84,7 +84,7 @@ async def test_every_record_present_all_along_is_written_once_while_the_list_cha
     assert_guarantee_holds(deployed, run_id)
 
 
-@pytest.mark.slow  # 20,000 records twice: `nox -s chaos` runs it (with the full chaos suite)
+@pytest.mark.slow  # 20,000 records twice: `nox -s chaos` runs it (after the full chaos suite)
 @pytest.mark.parametrize("cursor_style", ["arrayconnection", "opaque"])
 async def test_a_burst_of_100_removals_and_100_additions_mid_sync_loses_no_record(
     stack: Callable[..., Awaitable[Stack]], cursor_style: str
