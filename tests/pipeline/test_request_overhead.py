@@ -21,11 +21,6 @@ REQUEST = orjson.dumps(
 
 @pytest.mark.slow  # 200,000 records synced twice: `nox -s chaos` runs it
 @pytest.mark.timeout(2400)
-@pytest.mark.xfail(
-    strict=True,
-    reason="open (issue 12): measured 1.214 and 1.481 requests a page on 2026-11-29 in this test, against "
-    "1.032 for the same tenant through loadtest.embedded.run_point; not yet explained",
-)
 async def test_a_static_2000_page_sync_makes_at_most_3_percent_more_requests_than_pages(
     stack: Callable[..., Awaitable[Stack]],
 ) -> None:
@@ -33,6 +28,9 @@ async def test_a_static_2000_page_sync_makes_at_most_3_percent_more_requests_tha
     deployed = await stack(
         sim={"vulnerabilities": 125_000, "remediations": 62_500, "assets": 12_500, "seed": 3},
         WORKER_MAX_CONCURRENCY="5",
+        # Steps end well inside the test queue's 60 s visibility timeout: a step still running when its
+        # message comes back is read twice (the production template keeps visibility at 6 x the timeout).
+        VANTA_REQUEST_TIMEOUT="10",
     )
     pages = sum(math.ceil(len(deployed.sim.dataset.records(r)) / 100) for r in RESOURCES)
     assert pages == 2_000
@@ -42,7 +40,7 @@ async def test_a_static_2000_page_sync_makes_at_most_3_percent_more_requests_tha
         before = deployed.sim.counters.requests
         deployed.send_request(REQUEST)
         runs = len(deployed.run_ids())
-        driver = ThreadedDriver(deployed, workers=5)
+        driver = ThreadedDriver(deployed, workers=5, function_timeout=50)
 
         def finished(runs: int = runs) -> bool:
             ids = deployed.run_ids()
