@@ -116,16 +116,7 @@ async def run_step(
     if commit.done:
         await _finalize_if_last_range(p, services)
     else:
-        continuation = replace(
-            p,
-            seq=p.seq + 1,
-            cursor=commit.next_cursor,
-            offset=commit.next_offset,
-            anchors=commit.next_anchors,
-            verify_cursor=commit.next_verify,
-            end_offset=commit.end_offset,
-            next_shard=commit.next_shard,
-        )
+        continuation = _next_step(p, commit)
         await _hand_on(continuation, services, delay_seconds=commit.wait_seconds)
     logger.info(
         "range step committed",
@@ -282,19 +273,23 @@ async def _repeat_hand_on(p: PageRange, progress: RangeState, services: Services
     if progress.next_seq != p.seq + 1:
         return
     if progress.status == OPEN and progress.handed_on < p.seq:
-        continuation = replace(
-            p,
-            seq=p.seq + 1,
-            cursor=progress.next_cursor,
-            offset=progress.next_offset,
-            anchors=progress.next_anchors,
-            verify_cursor=progress.next_verify,
-            end_offset=progress.end_offset,
-            next_shard=progress.next_shard,
-        )
-        await _hand_on(continuation, services)
+        await _hand_on(_next_step(p, progress), services)
     elif progress.status == DONE:
         await _finalize_if_last_range(p, services)
+
+
+def _next_step(p: PageRange, where: StepCommit | RangeState) -> PageRange:
+    """The continuation of step `p` from where its commit (or the committed progress) left the range."""
+    return replace(
+        p,
+        seq=p.seq + 1,
+        cursor=where.next_cursor,
+        offset=where.next_offset,
+        anchors=where.next_anchors,
+        verify_cursor=where.next_verify,
+        end_offset=where.end_offset,
+        next_shard=where.next_shard,
+    )
 
 
 async def _finalize_if_last_range(p: PageRange, services: Services) -> None:
