@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from aiobotocore.config import AioConfig
 from aiobotocore.session import AioSession, get_session
+from botocore.exceptions import ClientError
 
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb import DynamoDBClient
@@ -24,6 +25,13 @@ if TYPE_CHECKING:
 
 # Ten ranges in flight each write S3, DynamoDB and SQS: keep enough pooled connections per client.
 _CONFIG = AioConfig(max_pool_connections=50, retries={"mode": "standard", "max_attempts": 5})
+
+
+def condition_failed(exc: ClientError) -> bool:
+    """True when DynamoDB refused a write because its condition did not hold (a single write's
+    ConditionalCheckFailedException, or a transaction cancelled by one of its conditions)."""
+    code = exc.response.get("Error", {}).get("Code", "")
+    return code in ("ConditionalCheckFailedException", "TransactionCanceledException")
 
 
 @dataclass(frozen=True, slots=True)

@@ -170,6 +170,39 @@ async def _token_request(
     return Token(value=value, expires_at=started + lifetime - margin)
 
 
+class CachedToken:
+    """The token in memory while usable; when it is not, one refresh for every waiter (single-flight).
+
+    Both providers keep their token this way; they differ only in where a fresh one comes from.
+    """
+
+    def __init__(self, refresh: TokenFetch, clock: Clock) -> None:
+        self._refresh = refresh
+        self._clock = clock
+        self._current: Token | None = None
+        self._lock = asyncio.Lock()
+
+    async def get(self) -> str:
+        """The current token's value, refreshed first if it is missing or no longer usable."""
+        current = self._current
+        if current is not None and current.usable(self._clock()):
+            return current.value
+        async with self._lock:
+            current = self._current
+            if current is None or not current.usable(self._clock()):
+                current = await self._refresh()
+                self._current = current
+            return current.value
+
+    def forget(self, failed: str) -> bool:
+        """Drop `failed` if it is still the current token; False if another coroutine replaced it."""
+        current = self._current
+        if current is None or current.value != failed:
+            return False
+        self._current = None
+        return True
+
+
 class InProcessTokenProvider:
     """Caches one token in memory for this process (the CLI); refreshes single-flight.
 
@@ -191,8 +224,7 @@ class InProcessTokenProvider:
         self._sleep = sleep
         self._attempts = max(1, attempts)
         self._retry_delay = retry_delay
-        self._current: Token | None = None
-        self._lock = asyncio.Lock()
+        self._cache = CachedToken(self._mint, clock)
         self._requests: deque[float] = deque(maxlen=MINTS_PER_MINUTE)
         self.minted = 0
 
@@ -201,21 +233,11 @@ class InProcessTokenProvider:
 
         Raises AuthError when Vanta refuses the credentials or the token endpoint stays unavailable.
         """
-        current = self._current
-        if current is not None and current.usable(self._clock()):
-            return current.value
-        async with self._lock:
-            current = self._current
-            if current is None or not current.usable(self._clock()):
-                current = await self._mint()
-                self._current = current
-            return current.value
+        return await self._cache.get()
 
     async def invalidate(self, failed: str) -> None:
         """Forget the token Vanta rejected, unless another coroutine already replaced it."""
-        current = self._current
-        if current is not None and current.value == failed:
-            self._current = None
+        self._cache.forget(failed)
 
     async def _mint(self) -> Token:
         for attempt in range(self._attempts):

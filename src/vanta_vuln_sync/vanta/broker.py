@@ -24,7 +24,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from botocore.exceptions import ClientError as BotoClientError
 
-from .auth import MINTS_PER_MINUTE, Token, TokenFetch
+from ..aws import condition_failed
+from .auth import MINTS_PER_MINUTE, CachedToken, Token, TokenFetch
 from .errors import TokenUnavailableError
 
 if TYPE_CHECKING:
@@ -140,9 +141,8 @@ class TokenBroker:
         self._max_wait = max_wait
         self._skew = skew_margin
         self._retry_delay = retry_delay
-        self._current: Token | None = None
+        self._cache = CachedToken(self._obtain, clock)
         self._failed: str | None = None
-        self._lock = asyncio.Lock()
         self.minted = 0
 
     async def token(self) -> str:
@@ -151,22 +151,12 @@ class TokenBroker:
         Raises AuthError if Vanta refuses the credentials, TokenUnavailableError if no token could be
         had within `max_wait` seconds.
         """
-        current = self._current
-        if current is not None and current.usable(self._clock()):
-            return current.value
-        async with self._lock:
-            current = self._current
-            if current is None or not current.usable(self._clock()):
-                current = await self._obtain()
-                self._current = current
-            return current.value
+        return await self._cache.get()
 
     async def invalidate(self, failed: str) -> None:
         """Vanta answered 401 to `failed`: stop using it; the next token() replaces it in the table only
         if the table still holds it (else another container already did)."""
-        current = self._current
-        if current is not None and current.value == failed:
-            self._current = None
+        if self._cache.forget(failed):
             self._failed = failed
 
     async def _obtain(self) -> Token:
@@ -331,7 +321,7 @@ class TokenBroker:
                 ExpressionAttributeValues=values,
             )
         except BotoClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+            if condition_failed(exc):
                 return False
             raise
         return True

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from botocore.exceptions import ClientError as BotoClientError
 
+from ..aws import condition_failed
 from .errors import DeadlineReached
 
 if TYPE_CHECKING:
@@ -321,22 +322,8 @@ class FleetRateLimiter:
                 values[":cut"] = _number(next_slot + self._adaptation.settle_seconds)
                 sets += ["per_minute = :rate", "last_throttled = :now", "cut_until = :cut"]
             condition = _unchanged(self._item, ("next_slot", "last_throttled", "paused_until"), values)
-            try:
-                response = await self._ddb.update_item(
-                    TableName=self._table,
-                    Key=RATE_KEY,
-                    UpdateExpression=f"SET {', '.join(sets)} ADD throttled :one",
-                    ConditionExpression=condition,
-                    ExpressionAttributeValues=values,
-                    ReturnValues="ALL_NEW",
-                    ReturnValuesOnConditionCheckFailure="ALL_OLD",
-                )
-            except BotoClientError as exc:
-                if not _condition_failed(exc):
-                    raise
-                self._learn(await self._current_item(exc))
+            if not await self._write(f"SET {', '.join(sets)} ADD throttled :one", condition, values):
                 continue
-            self._learn(response.get("Attributes"))
             if cut:
                 log.warning(
                     "Vanta answered 429: fleet paused %.1fs, rate cut to %.1f/min",
@@ -390,24 +377,33 @@ class FleetRateLimiter:
             values: dict[str, Any] = {":new": _number(first + count * interval), ":n": {"N": str(count)}}
             # Conditioned on the cut too: a container must not reserve at a rate the fleet has cut.
             condition = _unchanged(self._item, ("next_slot", "last_throttled"), values)
-            try:
-                response = await self._ddb.update_item(
-                    TableName=self._table,
-                    Key=RATE_KEY,
-                    UpdateExpression="SET next_slot = :new ADD reserved :n",
-                    ConditionExpression=condition,
-                    ExpressionAttributeValues=values,
-                    ReturnValues="ALL_NEW",
-                    ReturnValuesOnConditionCheckFailure="ALL_OLD",
-                )
-            except BotoClientError as exc:
-                if not _condition_failed(exc):
-                    raise
-                self._learn(await self._current_item(exc))
+            if not await self._write("SET next_slot = :new ADD reserved :n", condition, values):
                 continue
-            self._learn(response.get("Attributes"))
             self.reservations += 1
             return [first + i * interval for i in range(count)]
+
+    async def _write(self, update: str, condition: str, values: dict[str, Any]) -> bool:
+        """One conditional update of the rate item, learning the item as it is after it either way.
+
+        False when another container changed the item first (the caller recomputes and tries again).
+        """
+        try:
+            response = await self._ddb.update_item(
+                TableName=self._table,
+                Key=RATE_KEY,
+                UpdateExpression=update,
+                ConditionExpression=condition,
+                ExpressionAttributeValues=values,
+                ReturnValues="ALL_NEW",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except BotoClientError as exc:
+            if not condition_failed(exc):
+                raise
+            self._learn(await self._current_item(exc))
+            return False
+        self._learn(response.get("Attributes"))
+        return True
 
     def _learn(self, item: Mapping[str, Any] | None) -> None:
         self._item = item
@@ -440,10 +436,6 @@ def _unchanged(item: Mapping[str, Any] | None, names: tuple[str, ...], values: d
         else:
             parts.append(f"attribute_not_exists({name})")
     return " AND ".join(parts)
-
-
-def _condition_failed(exc: BotoClientError) -> bool:
-    return exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
 
 
 def _rate_state(item: Mapping[str, Any] | None) -> RateState:
