@@ -13,7 +13,7 @@ from mapped_functions import MappedFunction
 
 from vanta_vuln_sync.local.embedded_aws import EmbeddedStack
 from vanta_vuln_sync.local.follow import follow_run
-from vanta_vuln_sync.local.limiter import RateState, RequestMeter, read_rate_item
+from vanta_vuln_sync.local.limiter import RateState, RequestMeter, read_rate_item, started_by
 from vanta_vuln_sync.local.poller import Poller
 from vanta_vuln_sync.local.progress import Snapshot
 
@@ -101,6 +101,17 @@ def test_meter_counts_slots_granted_in_the_last_minute_only() -> None:
     assert meter.throttled == 2
     assert meter.per_minute == 200 - 150, "granted since the sample 60 s back (t=61)"
     assert meter.limit == 50
+
+
+def test_slots_booked_ahead_are_not_requests_started_yet() -> None:
+    # Given 130 slots granted, the fleet's next free slot 12 s ahead at the configured 50/min (10 slots
+    # booked ahead: 12 s x 50 / 60)...
+    state = RateState(next_slot=1_000.0 + 12.0, reserved=130)
+    # ...then 120 requests have started by t=1000, 130 once the booked slots have all come...
+    assert started_by(state, 1_000.0, 50).reserved == 120
+    assert started_by(state, 1_012.0, 50).reserved == 130
+    # ...and a fleet cut to 25/min has booked half as many slots in the same 12 s.
+    assert started_by(RateState(next_slot=1_012.0, reserved=130, per_minute=25), 1_000.0, 50).reserved == 125
 
 
 def test_meter_has_no_figures_when_the_limiter_keeps_no_totals() -> None:

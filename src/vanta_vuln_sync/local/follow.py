@@ -17,7 +17,7 @@ from typing import Any
 from aiobotocore.session import get_session
 
 from vanta_vuln_sync.local.embedded_aws import EmbeddedStack
-from vanta_vuln_sync.local.limiter import RequestMeter, read_rate_item
+from vanta_vuln_sync.local.limiter import RequestMeter, read_rate_item, started_by
 from vanta_vuln_sync.local.poller import Poller
 from vanta_vuln_sync.local.progress import ProgressView, Snapshot
 from vanta_vuln_sync.local.runs import RunProgress, find_run, read_progress
@@ -64,7 +64,7 @@ async def follow_run(
         table = stack.outputs["StateTableName"]
         store = RunStore(ddb, table)
         # The limiter's totals before the run's first request: its requests are counted from here.
-        meter.sample(time.monotonic(), await read_rate_item(ddb, table))
+        meter.sample(time.monotonic(), started_by(await read_rate_item(ddb, table), time.time(), rate_limit))
         candidates = start()
         while True:
             if watch.progress is None:
@@ -77,7 +77,9 @@ async def follow_run(
                     QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"]
                 )
                 watch.dlq_depth[name] = int(attributes["Attributes"].get("ApproximateNumberOfMessages", 0))
-            meter.sample(time.monotonic(), await read_rate_item(ddb, table))
+            meter.sample(
+                time.monotonic(), started_by(await read_rate_item(ddb, table), time.time(), rate_limit)
+            )
             now = time.monotonic()
             view.show(_snapshot(watch, poller, simulator, meter, samples, now - started, rate_limit))
             run = watch.progress.run if watch.progress else None
@@ -165,8 +167,9 @@ def _request_figures(
     samples: deque[tuple[float, int]],
     elapsed: float,
 ) -> tuple[int, int, float | None, int | None]:
-    """Requests, 429s, requests in the last minute and the limit: from the limiter as they happen;
-    where it keeps no totals, from the simulator's counters or else the committed steps."""
+    """Requests, 429s, requests in the last minute and the limit, as they happen: from the simulator's
+    counters when it is ours (what Vanta saw, exactly), else from the limiter's slots, else from the
+    committed steps."""
     requests = progress.requests if progress else 0
     throttled = progress.throttled if progress else 0
     accepted = requests
@@ -177,7 +180,7 @@ def _request_figures(
             counters["throttled"],
             counters["accepted_requests"],
         )
-    if meter.live and meter.requests is not None:
+    elif meter.live and meter.requests is not None:
         live_throttled = meter.throttled
         return (
             meter.requests,
@@ -189,4 +192,4 @@ def _request_figures(
     samples.append((elapsed, accepted))
     while len(samples) > 1 and samples[1][0] <= elapsed - 60.0:
         samples.popleft()
-    return requests, throttled, float(accepted - samples[0][1]), None
+    return requests, throttled, float(accepted - samples[0][1]), meter.limit

@@ -9,8 +9,9 @@ totals writes only `next_slot`: then they read as None and the callers fall back
 
 from __future__ import annotations
 
+import math
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -55,6 +56,19 @@ async def read_rate_item(ddb: DynamoDBClient, table: str) -> RateState:
         throttled=count("throttled"),
         last_throttled=number("last_throttled"),
     )
+
+
+def started_by(state: RateState, now: float, limit: float) -> RateState:
+    """`state` with `reserved` counting only the slots whose time has come by epoch `now`.
+
+    A container reserves slots for all its waiting callers at once, spaced at the rate in force up to
+    `next_slot`: those still ahead of `now` are requests not started yet (counting them showed a fleet
+    at 50/min as "83/50 per min"). `limit` is the configured rate, used while the item has no cut rate.
+    """
+    if state.reserved is None or state.next_slot is None or state.next_slot <= now:
+        return state
+    ahead = math.ceil((state.next_slot - now) * (state.per_minute or limit) / WINDOW_SECONDS)
+    return replace(state, reserved=max(0, state.reserved - ahead))
 
 
 class RequestMeter:

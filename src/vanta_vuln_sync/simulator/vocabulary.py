@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-SEVERITIES = ("CRITICAL", "HIGH", "MEDIUM", "LOW")
+from vanta_vuln_sync.vanta.resources import ASSET_TYPES as ASSET_TYPES  # Vanta's vocabulary, one copy
+from vanta_vuln_sync.vanta.resources import SEVERITIES as SEVERITIES
+
 SEVERITY_WEIGHTS = (5, 20, 45, 30)
 # Days from first detection to `remediateByDate`, per severity (a common SLA policy).
 SLA_DAYS = (7, 30, 90, 180)
@@ -12,16 +14,6 @@ SLA_DAYS = (7, 30, 90, 180)
 CVSS_TENTHS = ((90, 100), (70, 89), (40, 69), (1, 39))
 
 VULNERABILITY_TYPES = ("COMMON", "CONFIGURATION", "GROUPED")
-
-ASSET_TYPES = (
-    "CODE_REPOSITORY",
-    "CONTAINER_REPOSITORY",
-    "CONTAINER_REPOSITORY_IMAGE",
-    "MANIFEST_FILE",
-    "SERVER",
-    "SERVERLESS_FUNCTION",
-    "WORKSTATION",
-)
 
 
 @dataclass(frozen=True, slots=True)

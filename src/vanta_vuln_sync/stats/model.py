@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Literal
 
 from vanta_vuln_sync.messages import FULL_SCOPE as FULL_SCOPE  # a message concept; re-exported
+from vanta_vuln_sync.vanta.resources import SEVERITIES as SEVERITIES  # Vanta's vocabulary; re-exported
 
 SCHEMA_VERSION = 1
 
@@ -16,9 +17,8 @@ REMEDIATIONS = "vulnerability-remediations"
 ASSETS = "vulnerable-assets"
 RESOURCES = (VULNERABILITIES, REMEDIATIONS, ASSETS)
 
-# Every severity key is present in every per-severity map, in this order (most severe first).
-# A severity Vanta sends outside these four is kept under its own upper-cased key, after them.
-SEVERITIES = ("CRITICAL", "HIGH", "MEDIUM", "LOW")
+# Every severity key (vanta.resources.SEVERITIES) is present in every per-severity map, in that order
+# (most severe first). A severity Vanta sends outside those four is kept under its own upper-cased key.
 
 
 SyncMode = Literal["full", "incremental"]
