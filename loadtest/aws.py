@@ -202,7 +202,7 @@ class AwsSweep:
 
     def trigger(self, handles: StackHandles) -> list[str]:
         """Enqueue the resync; returns the run ids the scheduler may give it."""
-        from vanta_vuln_sync.local.runs import candidate_run_ids
+        from vanta_vuln_sync.ops.runs import candidate_run_ids
 
         body = {
             "v": 1,

@@ -105,7 +105,7 @@ def run_point(point: Point, *, timeout: float = 900.0, worker_memory_mb: int | N
 
     Raises RuntimeError only when the world cannot start (simulator, moto, template, handlers).
     """
-    from vanta_vuln_sync.container import shutdown_container
+    from vanta_vuln_sync.handlers.container import shutdown_container
     from vanta_vuln_sync.local.embedded_aws import EmbeddedAws
     from vanta_vuln_sync.local.poller import Poller
     from vanta_vuln_sync.local.runtime import container_loop
@@ -249,7 +249,7 @@ def _cost_parts(cost: Any) -> dict[str, float]:
 
 def _sync(outputs: dict[str, str], deadline: float) -> tuple[dict[str, Any] | None, bool]:
     """Send the full SyncRequest and wait for its run to succeed or fail; (run summary, timed out)."""
-    from vanta_vuln_sync.local.runs import candidate_run_ids
+    from vanta_vuln_sync.ops.runs import candidate_run_ids
 
     sqs = boto3.client("sqs", config=_HARNESS)
     ddb = boto3.client("dynamodb", config=_HARNESS)
@@ -268,8 +268,8 @@ async def _follow(
     from aiobotocore.config import AioConfig
     from aiobotocore.session import get_session
 
-    from vanta_vuln_sync.local.runs import find_run
-    from vanta_vuln_sync.pipeline.state import FAILED, SUCCEEDED, RunStore
+    from vanta_vuln_sync.ops.runs import find_run
+    from vanta_vuln_sync.store.state import FAILED, SUCCEEDED, RunStore
 
     del ddb
     session = get_session()

@@ -19,7 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from vanta_vuln_sync.messages import PageRange, SyncRequest
-from vanta_vuln_sync.planner import (
+from vanta_vuln_sync.run.planner import (
     MAX_RANGES,
     MIN_PAGES_PER_RANGE,
     ListingRequest,

@@ -47,14 +47,13 @@ class Settings:
     state_table: str
     data_bucket: str
     page_queue_url: str
-    request_queue_url: str
     page_budget: int = 50
     ranges_in_flight: int = 10
     # The worker fleet's size (reserved concurrency): the planner sizes ranges to fill its slots.
-    worker_concurrency: int = 5
+    worker_max_concurrency: int = 5
     page_size: int = 100
     aws_endpoint_url: str | None = None
-    # Poison messages go straight to these (not through maxReceiveCount); see pipeline/records.py.
+    # Poison messages go straight to these (not through maxReceiveCount); see handlers/records.py.
     page_dlq_url: str | None = None
     request_dlq_url: str | None = None
     # The KMS key the Vanta token is sealed with in the state table (None: stored as it is; tools, tests).
@@ -129,10 +128,9 @@ def settings_from_env(env: Mapping[str, str] | None = None) -> Settings:
         state_table=required("STATE_TABLE"),
         data_bucket=required("DATA_BUCKET"),
         page_queue_url=required("PAGE_QUEUE_URL"),
-        request_queue_url=required("REQUEST_QUEUE_URL"),
         page_budget=_int(env, "PAGE_BUDGET", 50),
         ranges_in_flight=_int(env, "RANGES_IN_FLIGHT", 10),
-        worker_concurrency=_int(env, "WORKER_MAX_CONCURRENCY", 5),
+        worker_max_concurrency=_int(env, "WORKER_MAX_CONCURRENCY", 5),
         page_size=min(_int(env, "PAGE_SIZE", 100), 100),
         aws_endpoint_url=env.get("AWS_ENDPOINT_URL") or None,
         page_dlq_url=env.get("PAGE_DLQ_URL") or None,

@@ -324,7 +324,7 @@ class ChaosBench:
 def _close_container() -> None:
     # Imported late, as the local runtime does: the handlers' modules (Powertools objects) must be
     # imported only after the poller has put the functions' environment in place.
-    from vanta_vuln_sync.container import shutdown_container
+    from vanta_vuln_sync.handlers.container import shutdown_container
 
     shutdown_container()
 

@@ -16,14 +16,14 @@ import pytest
 from aiobotocore.session import get_session
 
 from vanta_vuln_sync.cli import main
-from vanta_vuln_sync.container import shutdown_container
+from vanta_vuln_sync.handlers.container import shutdown_container
 from vanta_vuln_sync.local.embedded_aws import EmbeddedAws, EmbeddedStack
 from vanta_vuln_sync.local.poller import Poller
 from vanta_vuln_sync.local.runtime import container_loop
 from vanta_vuln_sync.local.simulator_thread import SimulatorThread
 from vanta_vuln_sync.messages import PageRange
-from vanta_vuln_sync.pipeline.state import RunState, RunStore
 from vanta_vuln_sync.simulator import SimulatorConfig
+from vanta_vuln_sync.store.state import RunState, RunStore
 
 # moto re-reads the template on DescribeStacks and warns about each resource type it cannot create.
 pytestmark = pytest.mark.filterwarnings("ignore:Tried to parse:UserWarning")

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import boto3
 
-from vanta_vuln_sync.local.outputs import copy_run_outputs, peek_dlq
 from vanta_vuln_sync.local.progress import PlainProgress, Snapshot
-from vanta_vuln_sync.local.runs import candidate_run_ids
-from vanta_vuln_sync.pipeline.schedule import run_id_for
+from vanta_vuln_sync.ops.outputs import copy_run_outputs, peek_dlq
+from vanta_vuln_sync.ops.runs import candidate_run_ids
+from vanta_vuln_sync.run.schedule import run_id_for
 
 RUN = "20261126T060000Z-abcdef0123"
 

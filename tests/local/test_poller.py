@@ -15,7 +15,7 @@ from mapped_functions import MappedFunction
 from poller_test_handlers import Call
 
 from vanta_vuln_sync.local.containers import Invocation
-from vanta_vuln_sync.local.context import LambdaContext
+from vanta_vuln_sync.local.context import EmulatedContext
 from vanta_vuln_sync.local.poller import MappingConfig, Poller, failed_message_ids
 
 
@@ -195,7 +195,9 @@ def test_function_environment_is_in_process_environment_when_handlers_run(
 
 
 def _invocation(outcome: str, response: object, ids: list[str]) -> Invocation:
-    context = LambdaContext(function_name="f", function_arn="arn", memory_limit_in_mb=128, timeout_seconds=3)
+    context = EmulatedContext(
+        function_name="f", function_arn="arn", memory_limit_in_mb=128, timeout_seconds=3
+    )
     invocation = Invocation(
         event={}, context=context, messages=[{"MessageId": i} for i in ids], on_finish=lambda _: None
     )

@@ -13,9 +13,10 @@ from mapped_functions import MappedFunction
 
 from vanta_vuln_sync.local.embedded_aws import EmbeddedStack
 from vanta_vuln_sync.local.follow import follow_run
-from vanta_vuln_sync.local.limiter import RateState, RequestMeter, read_rate_item, started_by
 from vanta_vuln_sync.local.poller import Poller
 from vanta_vuln_sync.local.progress import Snapshot
+from vanta_vuln_sync.ops.requests import RequestMeter, started_by
+from vanta_vuln_sync.store.rate import RateState
 
 
 class Recorded:
@@ -112,30 +113,3 @@ def test_slots_booked_ahead_are_not_requests_started_yet() -> None:
     assert started_by(state, 1_012.0, 50).reserved == 130
     # ...and a fleet cut to 25/min has booked half as many slots in the same 12 s.
     assert started_by(RateState(next_slot=1_012.0, reserved=130, per_minute=25), 1_000.0, 50).reserved == 125
-
-
-def test_meter_has_no_figures_when_the_limiter_keeps_no_totals() -> None:
-    meter = RequestMeter()
-    meter.sample(0.0, RateState(next_slot=1.0))
-    meter.sample(5.0, RateState(next_slot=2.0))
-    assert (meter.live, meter.requests, meter.per_minute) == (False, None, None)
-
-
-def test_meter_counts_from_zero_when_the_limiter_starts_keeping_totals_after_the_baseline() -> None:
-    meter = RequestMeter()
-    meter.sample(0.0, RateState(next_slot=1.0))
-    meter.sample(10.0, RateState(next_slot=2.0, reserved=12, throttled=1))
-    assert (meter.requests, meter.throttled, meter.per_minute) == (12, 1, 12)
-
-
-async def test_rate_item_reads_missing_attributes_as_none(aws: str) -> None:
-    from aiobotocore.session import get_session
-
-    table = _state_table()
-    async with get_session().create_client("dynamodb") as ddb:
-        assert await read_rate_item(ddb, table) == RateState(reserved=0, throttled=0)
-        await ddb.put_item(
-            TableName=table,
-            Item={"pk": {"S": "rate#vanta"}, "sk": {"S": "rate"}, "next_slot": {"N": "1700000000.5"}},
-        )
-        assert await read_rate_item(ddb, table) == RateState(next_slot=1700000000.5)

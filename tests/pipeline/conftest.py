@@ -15,8 +15,8 @@ import orjson
 import pytest
 
 from vanta_vuln_sync.aws import AwsClients, open_clients
-from vanta_vuln_sync.container import build_services, shutdown_container
-from vanta_vuln_sync.pipeline.services import Services
+from vanta_vuln_sync.handlers.container import build_services, shutdown_container
+from vanta_vuln_sync.run.services import Services
 from vanta_vuln_sync.settings import settings_from_env
 from vanta_vuln_sync.simulator import Simulator
 

@@ -18,10 +18,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from vanta_vuln_sync.container import shutdown_container
-from vanta_vuln_sync.local.context import LambdaContext, sqs_event
-from vanta_vuln_sync.pipeline.records import process_page_message, process_sync_request
-from vanta_vuln_sync.pipeline.services import Services
+from vanta_vuln_sync.handlers.container import shutdown_container
+from vanta_vuln_sync.handlers.records import process_page_message, process_sync_request
+from vanta_vuln_sync.local.context import EmulatedContext, sqs_event
+from vanta_vuln_sync.run.services import Services
 
 from .conftest import REGION, Stack
 
@@ -102,7 +102,7 @@ class ThreadedDriver:
             shutdown_container()
 
     def _invoke(self, name: str, handler: Handler, queue_url: str, messages: list[dict[str, Any]]) -> None:
-        context = LambdaContext(
+        context = EmulatedContext(
             function_name=name,
             function_arn=f"arn:aws:lambda:{REGION}:123456789012:function:{name}",
             memory_limit_in_mb=1024,

@@ -15,10 +15,10 @@ from typing import Any
 
 import orjson
 
-from vanta_vuln_sync.pipeline.records import process_page_message, process_sync_request
-from vanta_vuln_sync.pipeline.schedule import RunCapReached
-from vanta_vuln_sync.pipeline.services import Services
-from vanta_vuln_sync.pipeline.state import RUNNING
+from vanta_vuln_sync.handlers.records import process_page_message, process_sync_request
+from vanta_vuln_sync.run.schedule import RunCapReached
+from vanta_vuln_sync.run.services import Services
+from vanta_vuln_sync.store.state import RUNNING
 
 from .conftest import Stack
 from .drive import pump, settle

@@ -20,8 +20,8 @@ import pytest
 from aws_lambda_powertools.metrics import Metrics
 
 from vanta_vuln_sync.aws import AwsClients, open_clients
-from vanta_vuln_sync.container import build_services
-from vanta_vuln_sync.pipeline.services import Services
+from vanta_vuln_sync.handlers.container import build_services
+from vanta_vuln_sync.run.services import Services
 from vanta_vuln_sync.settings import settings_from_env
 
 from .conftest import REGION, Stack

@@ -12,7 +12,7 @@ from typing import Any
 import orjson
 import pytest
 
-from vanta_vuln_sync.container import shutdown_container
+from vanta_vuln_sync.handlers.container import shutdown_container
 from vanta_vuln_sync.local.embedded_aws import EmbeddedAws
 from vanta_vuln_sync.local.poller import Poller
 from vanta_vuln_sync.local.simulator_thread import SimulatorThread

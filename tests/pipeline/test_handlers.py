@@ -10,8 +10,8 @@ from typing import Any
 
 import orjson
 
-from vanta_vuln_sync.container import current_container, shutdown_container
-from vanta_vuln_sync.local.context import LambdaContext, sqs_event
+from vanta_vuln_sync.handlers.container import current_container, shutdown_container
+from vanta_vuln_sync.local.context import EmulatedContext, sqs_event
 
 from .conftest import REGION, Stack
 
@@ -44,7 +44,7 @@ def invoke(handler_name: str, messages: list[dict[str, Any]]) -> dict[str, Any]:
     from vanta_vuln_sync.handlers import scheduler, worker  # after the environment is set, as in Lambda
 
     handler = {"scheduler": scheduler.handler, "worker": worker.handler}[handler_name]
-    context = LambdaContext(
+    context = EmulatedContext(
         function_name=handler_name,
         function_arn=f"arn:aws:lambda:{REGION}:123456789012:function:{handler_name}",
         memory_limit_in_mb=1024,

@@ -15,7 +15,7 @@ import orjson
 import pytest
 
 from vanta_vuln_sync.aws import AwsClients
-from vanta_vuln_sync.pipeline.services import Services
+from vanta_vuln_sync.run.services import Services
 
 from .conftest import Stack
 from .drive import PumpStats, pump

@@ -6,7 +6,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from vanta_vuln_sync.pipeline.services import Services
+from vanta_vuln_sync.run.services import Services
 
 from .conftest import Stack
 from .drive import deliver_requests, pump

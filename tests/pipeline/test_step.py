@@ -7,9 +7,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from pathlib import Path
 
+from vanta_vuln_sync.handlers.records import process_page_message
 from vanta_vuln_sync.messages import PageRange, parse_page_message
-from vanta_vuln_sync.pipeline.records import process_page_message
-from vanta_vuln_sync.pipeline.services import Services
+from vanta_vuln_sync.run.services import Services
 
 from .conftest import Stack
 from .drive import deliver_requests

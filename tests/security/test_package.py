@@ -99,7 +99,7 @@ def test_the_pruned_package_is_smaller_and_still_runs_both_handlers(
     # and both handlers import from the pruned copy alone, in a fresh interpreter
     check = (
         "import vanta_vuln_sync, vanta_vuln_sync.handlers.scheduler, vanta_vuln_sync.handlers.worker;"
-        "import vanta_vuln_sync.stats, vanta_vuln_sync.pipeline.finalize;"
+        "import vanta_vuln_sync.stats, vanta_vuln_sync.run.finalize;"
         "print(vanta_vuln_sync.__file__)"
     )
     result = subprocess.run(  # noqa: S603

@@ -19,8 +19,9 @@ import pytest
 from aiobotocore.session import get_session
 
 from vanta_vuln_sync.simulator import Simulator
+from vanta_vuln_sync.store.keys import TOKEN_KEY
+from vanta_vuln_sync.store.token import KmsTokenCipher, TokenBroker
 from vanta_vuln_sync.vanta.auth import token_fetcher
-from vanta_vuln_sync.vanta.broker import TOKEN_KEY, KmsTokenCipher, TokenBroker
 
 from .conftest import SyncedStack
 

@@ -10,7 +10,8 @@ import pytest
 from vanta_helpers import VirtualClock, make_client, max_in_any_window
 
 from vanta_vuln_sync.simulator import Simulator, SimulatorConfig
-from vanta_vuln_sync.vanta import AuthError, Token, TokenBroker, token_fetcher
+from vanta_vuln_sync.store.token import TokenBroker
+from vanta_vuln_sync.vanta import AuthError, Token, token_fetcher
 
 
 async def test_twenty_coroutines_in_five_containers_mint_once_after_a_401(

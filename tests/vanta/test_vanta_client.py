@@ -15,12 +15,12 @@ from vanta_helpers import VirtualClock, make_client, max_in_any_window
 from vanta_vuln_sync.simulator import Simulator, SimulatorConfig
 from vanta_vuln_sync.vanta import (
     AuthError,
-    ClientError,
     DeadlineReached,
     InProcessTokenProvider,
     InvalidFilterError,
     LocalRateLimiter,
     RateLimitedError,
+    RequestRejectedError,
     RetryPolicy,
     ServerError,
     Token,
@@ -224,7 +224,7 @@ async def test_a_rejected_request_raises_client_error_without_retrying(
 ) -> None:
     sim = await simulator(vulnerabilities=50, cursor_style="opaque")
     client, _ = make_client(http, sim)
-    with pytest.raises(ClientError, match="400") as caught:
+    with pytest.raises(RequestRejectedError, match="400") as caught:
         await client.fetch_page("vulnerabilities", cursor="forged-cursor")
     assert "not issued" in str(caught.value)  # Vanta's own message is passed on
     assert sim.counters.requests == 1

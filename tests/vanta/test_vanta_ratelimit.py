@@ -12,7 +12,8 @@ import pytest
 from vanta_helpers import MemoryDynamoDB, VirtualClock, max_in_any_window
 
 from vanta_vuln_sync.simulator.counters import SlidingWindow
-from vanta_vuln_sync.vanta import DeadlineReached, FleetRateLimiter, read_rate_state
+from vanta_vuln_sync.store.rate import FleetRateLimiter, read_rate_state
+from vanta_vuln_sync.vanta import DeadlineReached
 
 
 @pytest.mark.parametrize("skew", [0.0, 0.7], ids=["same-clocks", "clocks-0.7s-apart"])

@@ -22,9 +22,9 @@ if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
     from mypy_boto3_sqs.type_defs import SendMessageBatchRequestEntryTypeDef
 
-    from vanta_vuln_sync.local.limiter import RateState
-    from vanta_vuln_sync.local.runs import RunProgress
-    from vanta_vuln_sync.pipeline.state import RunStore
+    from vanta_vuln_sync.ops.runs import RunProgress
+    from vanta_vuln_sync.store.rate import RateState
+    from vanta_vuln_sync.store.state import RunStore
 
 T = TypeVar("T")
 REQUIRED_OUTPUTS = ("RequestQueueUrl", "PageQueueUrl", "RequestDLQUrl", "PageDLQUrl", "StateTableName")
@@ -163,7 +163,7 @@ def _run_async(make: Callable[[RunStore, Any], Coroutine[Any, Any, T]], stack: S
     """Run `make(store, ddb)` with an aiobotocore DynamoDB client on the stack's state table."""
     from aiobotocore.session import get_session
 
-    from vanta_vuln_sync.pipeline.state import RunStore
+    from vanta_vuln_sync.store.state import RunStore
 
     async def main() -> T:
         async with get_session().create_client("dynamodb") as ddb:
@@ -184,9 +184,9 @@ def _parse_filters(pairs: list[str]) -> dict[str, str]:
 
 def run_resync(args: argparse.Namespace) -> int:
     """Validate the request, send it to RequestQueue, and wait (briefly) for the run it starts."""
-    from vanta_vuln_sync.local.runs import candidate_run_ids, find_run
     from vanta_vuln_sync.messages import SYNC_RESOURCES, MessageError, SyncRequest, parse_sync_request
-    from vanta_vuln_sync.pipeline.schedule import scope_key
+    from vanta_vuln_sync.ops.runs import candidate_run_ids, find_run
+    from vanta_vuln_sync.run.schedule import scope_key
     from vanta_vuln_sync.vanta import InvalidFilterError, validate_filters
 
     if args.resource not in SYNC_RESOURCES:
@@ -250,8 +250,8 @@ def run_resync(args: argparse.Namespace) -> int:
 def run_status(args: argparse.Namespace) -> int:
     """Print a run's progress (committed steps) and the fleet's Vanta requests as they happen (the rate
     limiter's item); 1 when the run failed."""
-    from vanta_vuln_sync.local.limiter import read_rate_item
-    from vanta_vuln_sync.local.runs import latest_run_id, read_progress
+    from vanta_vuln_sync.ops.runs import latest_run_id, read_progress
+    from vanta_vuln_sync.store.rate import read_rate_state
 
     stack = resolve_stack(args.stack)
 
@@ -264,7 +264,7 @@ def run_status(args: argparse.Namespace) -> int:
         progress = await read_progress(store, run_id)
         if progress is None:
             raise CliError(f"no run {run_id!r} in stack {stack.name!r} (runs are kept 30 days)")
-        return progress, await read_rate_item(ddb, stack.outputs["StateTableName"])
+        return progress, await read_rate_state(ddb, stack.outputs["StateTableName"])
 
     progress, rate = _run_async(read, stack, "reading the run")
     _print_run(progress, stack, rate)
@@ -274,13 +274,14 @@ def run_status(args: argparse.Namespace) -> int:
 def _limiter_rows(rate: RateState, now: float) -> list[tuple[str, str]]:
     """The fleet rate limiter's live figures: requests started and 429s in all, the limit, its pace."""
     rows: list[tuple[str, str]] = []
-    if rate.reserved is not None:
-        limit = f", limit {rate.per_minute}/min" if rate.per_minute is not None else ""
-        throttled = f", {rate.throttled:,} 429s" if rate.throttled is not None else ""
-        rows.append(("Vanta requests (fleet, live)", f"{rate.reserved:,} started{throttled}{limit}"))
-    if rate.next_slot is not None:
+    cut = f"{rate.per_minute:.0f}/min" if rate.per_minute is not None else None
+    if rate.reserved or rate.next_slot:
+        limit = f", cut to {cut} after 429s" if cut else ""
+        started = f"{rate.reserved:,} started, {rate.throttled:,} 429s{limit}"
+        rows.append(("Vanta requests (fleet, live)", started))
+    if rate.next_slot:
         ahead = rate.next_slot - now
-        at_limit = f" at the limit ({rate.per_minute}/min)" if rate.per_minute is not None else ""
+        at_limit = f" at the limit ({cut})" if cut else " at the limit"
         pace = (
             f"busy{at_limit}: request slots booked {ahead:.0f} s ahead"
             if ahead > 0
@@ -331,7 +332,7 @@ def run_redrive(args: argparse.Namespace) -> int:
     """Show a DLQ's messages, then move them back to their queue (after asking, unless --yes)."""
     import boto3
 
-    from vanta_vuln_sync.local.outputs import peek_dlq
+    from vanta_vuln_sync.ops.outputs import peek_dlq
 
     if args.queue not in ("request", "page"):
         raise CliError(f"--queue must be request or page, got {args.queue!r}")

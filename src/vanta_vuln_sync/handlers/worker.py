@@ -8,8 +8,8 @@ from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from vanta_vuln_sync.container import current_container
-from vanta_vuln_sync.pipeline.records import process_page_message
+from vanta_vuln_sync.handlers.container import current_container
+from vanta_vuln_sync.handlers.records import process_page_message
 
 logger = Logger()
 tracer = Tracer()

@@ -1,12 +1,12 @@
 """Lambda "containers" for the local runtime: one long-lived thread each, kept warm between invocations.
 
 A real Lambda container runs one invocation at a time and keeps its process (so its event loop and
-clients) between invocations. Here a container is a thread of this process: the handler code keeps its
-per-container state in `threading.local` (see `vanta_vuln_sync.container`), so each thread has its own
-event loop, HTTP session and AWS clients, reused by every invocation it runs.
+clients) between invocations. Here a container is a thread of this process: the handler code keeps
+its per-container state in `threading.local` (see `vanta_vuln_sync.handlers.container`), so each
+thread has its own event loop, HTTP session and AWS clients, reused by every invocation it runs.
 
 A thread cannot be killed, so a container whose invocation outlives its timeout is killed as far as
-anything outside it can tell (`Container.kill`, called by the poller's watchdog at the deadline):
+anything outside it can tell (`EmulatedContainer.kill`, called by the poller's watchdog at the deadline):
 - its AWS access key is revoked: each container signs with its own key (`access_keys`), and the
   embedded moto server refuses every later request signed with it, so nothing it writes after the
   deadline lands;
@@ -31,11 +31,11 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from vanta_vuln_sync.local.access_keys import ACCESS_KEYS, AccessKeys, use_container_key
-from vanta_vuln_sync.local.context import LambdaContext
+from vanta_vuln_sync.local.context import EmulatedContext
 
 logger = logging.getLogger(__name__)
 
-Handler = Callable[[dict[str, Any], LambdaContext], Any]
+Handler = Callable[[dict[str, Any], EmulatedContext], Any]
 # Run on a new container's thread before its first invocation; returns the loop its handler runs on.
 ContainerSetup = Callable[[], asyncio.AbstractEventLoop | None]
 Outcome = Literal["succeeded", "failed", "timed_out"]
@@ -101,7 +101,7 @@ class Invocation:
         self,
         *,
         event: dict[str, Any],
-        context: LambdaContext,
+        context: EmulatedContext,
         messages: list[dict[str, Any]],
         on_finish: Callable[[Invocation], None],
     ) -> None:
@@ -112,7 +112,7 @@ class Invocation:
         self.response: Any = None
         self.error: BaseException | None = None
         self.logged_error: str | None = None  # the last exception the handler logged, if any
-        self.container: Container | None = None  # the container running it, once submitted
+        self.container: EmulatedContainer | None = None  # the container running it, once submitted
         self.started = time.monotonic()
         self.seconds: float | None = None  # how long it ran, once finished
         self._on_finish = on_finish
@@ -129,7 +129,7 @@ class Invocation:
         return True
 
 
-class Container:
+class EmulatedContainer:
     """One warm container of one function: a thread that runs submitted invocations one at a time."""
 
     def __init__(
@@ -262,14 +262,14 @@ class ContainerPool:
         self._setup = setup
         self._keys = keys
         self._lock = threading.Lock()
-        self._idle: list[Container] = []
-        self._all: list[Container] = []
+        self._idle: list[EmulatedContainer] = []
+        self._all: list[EmulatedContainer] = []
         self._busy = 0
         self._numbers = itertools.count(1)
         self.cold_starts = 0
         self.peak_busy = 0
 
-    def acquire(self) -> Container:
+    def acquire(self) -> EmulatedContainer:
         """An idle container (most recently used first, as Lambda favours warm ones) or a new one."""
         with self._lock:
             self._busy += 1
@@ -278,35 +278,25 @@ class ContainerPool:
                 return self._idle.pop()
             self.cold_starts += 1
             number = next(self._numbers)
-        container = Container(
+        container = EmulatedContainer(
             self.function, self._handler, self, number, self._teardown, self._setup, self._keys
         )
         with self._lock:
             self._all.append(container)
         return container
 
-    def release(self, container: Container) -> None:
+    def release(self, container: EmulatedContainer) -> None:
         """Put a container that finished its invocation back among the idle ones."""
         with self._lock:
             self._busy -= 1
             self._idle.append(container)
 
-    def retire(self, container: Container) -> None:
+    def retire(self, container: EmulatedContainer) -> None:
         """Forget a killed container (once; later calls do nothing); its thread ends on its own."""
         with self._lock:
             if container in self._all:
                 self._all.remove(container)
                 self._busy -= 1
-
-    @property
-    def busy(self) -> int:
-        with self._lock:
-            return self._busy
-
-    @property
-    def warm(self) -> int:
-        with self._lock:
-            return len(self._all)
 
     def close(self, timeout: float) -> None:
         """Shut every container down and wait up to `timeout` seconds in all for their threads."""

@@ -20,7 +20,7 @@ _RECORD_ATTRIBUTES = (
 )
 
 
-class LambdaContext:
+class EmulatedContext:
     """The context object of one invocation; `get_remaining_time_in_millis()` counts down from the timeout.
 
     Carries the attributes Powertools and our handlers read (`aws_request_id`, `function_name`,

@@ -17,12 +17,13 @@ from typing import Any
 from aiobotocore.session import get_session
 
 from vanta_vuln_sync.local.embedded_aws import EmbeddedStack
-from vanta_vuln_sync.local.limiter import RequestMeter, read_rate_item, started_by
 from vanta_vuln_sync.local.poller import Poller
 from vanta_vuln_sync.local.progress import ProgressView, Snapshot
-from vanta_vuln_sync.local.runs import RunProgress, find_run, read_progress
 from vanta_vuln_sync.local.simulator_thread import SimulatorThread
-from vanta_vuln_sync.pipeline.state import FAILED, SUCCEEDED, RunStore
+from vanta_vuln_sync.ops.requests import RequestMeter, started_by
+from vanta_vuln_sync.ops.runs import RunProgress, find_run, read_progress
+from vanta_vuln_sync.store.rate import read_rate_state
+from vanta_vuln_sync.store.state import FAILED, SUCCEEDED, RunStore
 
 _POLL_SECONDS = 1.0
 # A running run with nothing queued, in flight or running anywhere for this long cannot finish.
@@ -64,7 +65,7 @@ async def follow_run(
         table = stack.outputs["StateTableName"]
         store = RunStore(ddb, table)
         # The limiter's totals before the run's first request: its requests are counted from here.
-        meter.sample(time.monotonic(), started_by(await read_rate_item(ddb, table), time.time(), rate_limit))
+        meter.sample(time.monotonic(), started_by(await read_rate_state(ddb, table), time.time(), rate_limit))
         candidates = start()
         while True:
             if watch.progress is None:
@@ -78,7 +79,7 @@ async def follow_run(
                 )
                 watch.dlq_depth[name] = int(attributes["Attributes"].get("ApproximateNumberOfMessages", 0))
             meter.sample(
-                time.monotonic(), started_by(await read_rate_item(ddb, table), time.time(), rate_limit)
+                time.monotonic(), started_by(await read_rate_state(ddb, table), time.time(), rate_limit)
             )
             now = time.monotonic()
             view.show(_snapshot(watch, poller, simulator, meter, samples, now - started, rate_limit))

@@ -8,7 +8,7 @@ function's reserved concurrency, or `default_concurrency`, whichever is smallest
   (`batchItemFailures`, honoured only with `FunctionResponseTypes: [ReportBatchItemFailures]`);
 - the handler raises, or returns a malformed partial response: the whole batch failed;
 - the invocation outlives the function's `Timeout`: timed out. At the deadline the container is killed
-  (`Container.kill`: its AWS access key revoked, so moto refuses whatever it sends afterwards; its
+  (`EmulatedContainer.kill`: its AWS access key revoked, so moto refuses whatever it sends afterwards; its
   loop's tasks cancelled; a fresh cold container, with a fresh key, serves the next batch).
 Succeeded records are deleted. Failed ones are left alone: they come back when their visibility timeout
 ends, and SQS (moto) moves them to the DLQ on the receive after `maxReceiveCount`.
@@ -49,7 +49,7 @@ from vanta_vuln_sync.local.containers import (
     LoggedErrorRecorder,
     resolve_handler,
 )
-from vanta_vuln_sync.local.context import LambdaContext, sqs_event
+from vanta_vuln_sync.local.context import EmulatedContext, sqs_event
 from vanta_vuln_sync.local.embedded_aws import detach_moto_sqs_invoker
 from vanta_vuln_sync.local.mappings import MappingConfig, apply_environment, discover, failed_message_ids
 
@@ -360,7 +360,7 @@ class Poller:
 
     def _invoke(self, runner: _MappingRunner, messages: list[MessageTypeDef]) -> None:
         function = runner.function
-        context = LambdaContext(
+        context = EmulatedContext(
             function_name=function.name,
             function_arn=function.arn,
             memory_limit_in_mb=function.memory_mb,

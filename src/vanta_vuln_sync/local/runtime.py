@@ -23,14 +23,14 @@ import orjson
 
 from vanta_vuln_sync.local.embedded_aws import EmbeddedAws, EmbeddedStack
 from vanta_vuln_sync.local.follow import Watch, follow_run
-from vanta_vuln_sync.local.outputs import copy_run_outputs, peek_dlq
 from vanta_vuln_sync.local.poller import FunctionStats, Poller
 from vanta_vuln_sync.local.progress import Snapshot, make_view, summary_table
-from vanta_vuln_sync.local.runs import RunProgress, candidate_run_ids
 from vanta_vuln_sync.local.simulator_thread import SimulatorThread
-from vanta_vuln_sync.pipeline.state import FAILED, SUCCEEDED
+from vanta_vuln_sync.ops.outputs import copy_run_outputs, peek_dlq
+from vanta_vuln_sync.ops.runs import RunProgress, candidate_run_ids
 from vanta_vuln_sync.settings import VantaSettings
 from vanta_vuln_sync.simulator import SimulatorConfig
+from vanta_vuln_sync.store.state import FAILED, SUCCEEDED
 
 FULL_SYNC_REQUEST = {
     "v": 1,
@@ -209,7 +209,7 @@ def container_loop() -> asyncio.AbstractEventLoop:
     """`Poller(container_setup=...)` for the real handlers: run in each new container thread, it makes
     the container's state (settings read at cold start, as in Lambda) and returns the loop its
     invocations run on, whose tasks the poller cancels when one times out."""
-    from vanta_vuln_sync.container import current_container
+    from vanta_vuln_sync.handlers.container import current_container
 
     return current_container().loop
 
@@ -217,7 +217,7 @@ def container_loop() -> asyncio.AbstractEventLoop:
 def _close_container() -> None:
     # Imported when a container ends: the handlers' modules must be imported only after the poller has
     # put the functions' environment in place (Powertools reads it when its objects are created).
-    from vanta_vuln_sync.container import shutdown_container
+    from vanta_vuln_sync.handlers.container import shutdown_container
 
     shutdown_container()
 

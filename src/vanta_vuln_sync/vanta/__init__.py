@@ -3,28 +3,19 @@
 from __future__ import annotations
 
 from .auth import InProcessTokenProvider, Token, TokenProvider, fetch_token, token_fetcher
-from .broker import TokenBroker
 from .client import ClientCounters, Page, VantaClient
 from .errors import (
     AuthError,
-    ClientError,
     DeadlineReached,
     InvalidFilterError,
     ProtocolError,
     RateLimitedError,
+    RequestRejectedError,
     ServerError,
     TokenUnavailableError,
     VantaError,
 )
-from .ratelimit import (
-    FleetRateLimiter,
-    LocalRateLimiter,
-    NoRateLimit,
-    RateAdaptation,
-    RateLimiter,
-    RateState,
-    read_rate_state,
-)
+from .ratelimit import LocalRateLimiter, NoRateLimit, RateLimiter
 from .resources import RESOURCES, validate_filters
 from .retry import RetryPolicy
 
@@ -32,29 +23,24 @@ __all__ = [
     "RESOURCES",
     "AuthError",
     "ClientCounters",
-    "ClientError",
     "DeadlineReached",
-    "FleetRateLimiter",
     "InProcessTokenProvider",
     "InvalidFilterError",
     "LocalRateLimiter",
     "NoRateLimit",
     "Page",
     "ProtocolError",
-    "RateAdaptation",
     "RateLimitedError",
     "RateLimiter",
-    "RateState",
+    "RequestRejectedError",
     "RetryPolicy",
     "ServerError",
     "Token",
-    "TokenBroker",
     "TokenProvider",
     "TokenUnavailableError",
     "VantaClient",
     "VantaError",
     "fetch_token",
-    "read_rate_state",
     "token_fetcher",
     "validate_filters",
 ]

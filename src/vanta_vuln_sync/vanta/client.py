@@ -19,11 +19,11 @@ from ..settings import DEFAULT_BASE_URL
 from .auth import TokenProvider
 from .errors import (
     AuthError,
-    ClientError,
     DeadlineReached,
     InvalidFilterError,
     ProtocolError,
     RateLimitedError,
+    RequestRejectedError,
     ServerError,
     VantaError,
 )
@@ -111,7 +111,7 @@ class VantaClient:
         """The page of `resource` after `cursor` (the first page when None).
 
         Filters are validated first (InvalidFilterError, before any request). Raises AuthError,
-        RateLimitedError, ServerError, ClientError or ProtocolError when Vanta fails beyond retrying.
+        RateLimitedError, ServerError, RequestRejectedError or ProtocolError when Vanta fails beyond retrying.
         With a `deadline` (epoch seconds on `wall_clock`) the request, retries included, ends by then:
         an attempt that could not finish in time (its rate slot, its backoff plus the request timeout)
         is not started and DeadlineReached is raised instead, chained from the failure it would retry.
@@ -242,7 +242,7 @@ class VantaClient:
                 elif status >= 500:
                     failure = ServerError(f"Vanta answered HTTP {status} on {path}; try again later", status)
                 else:
-                    raise ClientError(_client_error_message(status, path, body, token), status)
+                    raise RequestRejectedError(_client_error_message(status, path, body, token), status)
             failures += 1
             delay = self._retry.delay(failures - 1, self._rng, retry_after)
             if isinstance(failure, RateLimitedError):

@@ -30,7 +30,7 @@ class ServerError(VantaError):
         self.status = status
 
 
-class ClientError(VantaError):
+class RequestRejectedError(VantaError):
     """Vanta rejected the request (a 4xx other than 401/429); retrying the same request cannot help."""
 
     def __init__(self, message: str, status: int | None = None) -> None:
@@ -38,7 +38,7 @@ class ClientError(VantaError):
         self.status = status
 
 
-class InvalidFilterError(ClientError):
+class InvalidFilterError(RequestRejectedError):
     """A filter name or value Vanta would not understand; raised before any request is sent."""
 
 

@@ -15,8 +15,8 @@ import aiohttp
 from aws_lambda_powertools.metrics import Metrics, MetricUnit
 
 from vanta_vuln_sync.aws import AwsClients
-from vanta_vuln_sync.pipeline.state import RunStore
 from vanta_vuln_sync.settings import Settings
+from vanta_vuln_sync.store.state import RunStore
 from vanta_vuln_sync.vanta import VantaClient
 
 

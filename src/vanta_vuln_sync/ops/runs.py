@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from vanta_vuln_sync.pipeline.state import RangeState, RunState, RunStore
+from vanta_vuln_sync.store.keys import RUN_PK_PREFIX, RUN_SK
+from vanta_vuln_sync.store.state import RangeState, RunState, RunStore
 
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb import DynamoDBClient
@@ -24,7 +25,7 @@ _CLOCK_SLACK_SECONDS = 2
 def candidate_run_ids(message_id: str, sent_after: float, sent_before: float) -> list[str]:
     """The run ids the scheduler may give the request `message_id` sent between the two epoch times."""
     # Imported here: schedule.py makes Powertools objects at import, which must wait for the environment.
-    from vanta_vuln_sync.pipeline.schedule import run_id_for
+    from vanta_vuln_sync.run.schedule import run_id_for
 
     first = math.floor(sent_after) - _CLOCK_SLACK_SECONDS
     last = math.ceil(sent_before) + _CLOCK_SLACK_SECONDS
@@ -46,13 +47,13 @@ async def latest_run_id(ddb: DynamoDBClient, table: str) -> str | None:
     kwargs: dict[str, Any] = {
         "TableName": table,
         "FilterExpression": "sk = :run AND begins_with(pk, :prefix)",
-        "ExpressionAttributeValues": {":run": {"S": "run"}, ":prefix": {"S": "run#"}},
+        "ExpressionAttributeValues": {":run": {"S": RUN_SK}, ":prefix": {"S": RUN_PK_PREFIX}},
         "ProjectionExpression": "pk",
     }
     while True:
         reply = await ddb.scan(**kwargs)
         for item in reply.get("Items", []):
-            run_id = item["pk"]["S"].removeprefix("run#")
+            run_id = item["pk"]["S"].removeprefix(RUN_PK_PREFIX)
             if latest is None or run_id > latest:
                 latest = run_id
         start = reply.get("LastEvaluatedKey")

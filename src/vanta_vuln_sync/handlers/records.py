@@ -14,11 +14,11 @@ from datetime import UTC, datetime
 from aws_lambda_powertools import Logger
 
 from vanta_vuln_sync.messages import Finalize, MessageError, parse_page_message, parse_sync_request
-from vanta_vuln_sync.pipeline.admission import check_page_range, check_sync_request
-from vanta_vuln_sync.pipeline.queue import park_poison
-from vanta_vuln_sync.pipeline.schedule import RunCapReached, start_run
-from vanta_vuln_sync.pipeline.services import Services
-from vanta_vuln_sync.pipeline.step import UnknownRunError, run_step
+from vanta_vuln_sync.run.admission import check_page_range, check_sync_request
+from vanta_vuln_sync.run.schedule import RunCapReached, start_run
+from vanta_vuln_sync.run.services import Services
+from vanta_vuln_sync.run.step import UnknownRunError, run_step
+from vanta_vuln_sync.store.queue import park_poison
 
 # Not a child logger: children made before the handler's logger (import order) are orphaned; Logger
 # instances of one service share one handler and one set of context keys anyway.
@@ -86,7 +86,7 @@ async def process_page_message(
         async with services.in_flight:
             if isinstance(message, Finalize):
                 # Imported here: statistics and the report are needed once a run, not on a cold start.
-                from vanta_vuln_sync.pipeline.finalize import finalize_run
+                from vanta_vuln_sync.run.finalize import finalize_run
 
                 marked = await finalize_run(message.run_id, services=services)
                 return "succeeded" if marked else "noop"

@@ -29,11 +29,12 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from vanta_vuln_sync.aws import AwsClients, open_clients
-from vanta_vuln_sync.pipeline.services import Services
-from vanta_vuln_sync.pipeline.state import RunStore
+from vanta_vuln_sync.run.services import Services
 from vanta_vuln_sync.settings import Settings, SettingsError, settings_from_env
-from vanta_vuln_sync.vanta import FleetRateLimiter, RetryPolicy, TokenBroker, VantaClient, token_fetcher
-from vanta_vuln_sync.vanta.broker import KmsTokenCipher
+from vanta_vuln_sync.store.rate import FleetRateLimiter
+from vanta_vuln_sync.store.state import RunStore
+from vanta_vuln_sync.store.token import KmsTokenCipher, TokenBroker
+from vanta_vuln_sync.vanta import RetryPolicy, VantaClient, token_fetcher
 
 T = TypeVar("T")
 # Not a child logger: children made before the handler's logger (import order) are orphaned; Logger
@@ -65,7 +66,7 @@ class ContainerBatchProcessor(AsyncBatchProcessor):
         return self._loop.run_until_complete(every_record())
 
 
-class Container:
+class LambdaContainer:
     """One Lambda container: its loop, its settings, and (after first use) its clients."""
 
     def __init__(self, settings: Settings) -> None:
@@ -200,17 +201,17 @@ def _trace_configs() -> list[aiohttp.TraceConfig]:
 _local = threading.local()
 
 
-def current_container() -> Container:
+def current_container() -> LambdaContainer:
     """This thread's container, created (settings read from the environment) on first call."""
-    container: Container | None = getattr(_local, "container", None)
+    container: LambdaContainer | None = getattr(_local, "container", None)
     if container is None:
-        container = _local.container = Container(settings_from_env())
+        container = _local.container = LambdaContainer(settings_from_env())
     return container
 
 
 def shutdown_container() -> None:
     """Close and forget this thread's container, if any (for the embedded runtime and tests)."""
-    container: Container | None = getattr(_local, "container", None)
+    container: LambdaContainer | None = getattr(_local, "container", None)
     if container is not None:
         _local.container = None
         container.close()

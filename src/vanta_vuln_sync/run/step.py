@@ -24,13 +24,13 @@ from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 
 from vanta_vuln_sync.messages import Finalize, PageRange
-from vanta_vuln_sync.pipeline.deadline import HANDOFF_SECONDS, DeadlineSource, deadline_of
-from vanta_vuln_sync.pipeline.queue import send_message
-from vanta_vuln_sync.pipeline.services import Services
-from vanta_vuln_sync.pipeline.state import DONE, FAILED, OPEN, RUNNING, RangeState, StepCommit
-from vanta_vuln_sync.pipeline.storage import NdjsonGzipWriter, put_raw, raw_key
-from vanta_vuln_sync.pipeline.walk import HandedOver, Walk, walk_chain, walk_offsets
-from vanta_vuln_sync.vanta import ClientError, VantaClient
+from vanta_vuln_sync.run.deadline import HANDOFF_SECONDS, DeadlineSource, deadline_of
+from vanta_vuln_sync.run.services import Services
+from vanta_vuln_sync.run.walk import HandedOver, Walk, walk_chain, walk_offsets
+from vanta_vuln_sync.store.queue import send_message
+from vanta_vuln_sync.store.state import DONE, FAILED, OPEN, RUNNING, RangeState, StepCommit
+from vanta_vuln_sync.store.storage import NdjsonGzipWriter, put_raw, raw_key
+from vanta_vuln_sync.vanta import RequestRejectedError, VantaClient
 from vanta_vuln_sync.vanta.errors import DeadlineReached
 
 # Not a child logger: children made before the handler's logger (import order) are orphaned; Logger
@@ -90,7 +90,7 @@ async def run_step(
     client = services.vanta()
     try:
         commit = await _fetch_and_write(p, client, services, remaining)
-    except ClientError as exc:
+    except RequestRejectedError as exc:
         await fail_run(
             p.run_id,
             f"{p.resource}/{p.shard} step {p.seq}: Vanta refused ({exc.status}): {exc}",

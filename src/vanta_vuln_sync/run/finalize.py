@@ -17,11 +17,11 @@ from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 
 from vanta_vuln_sync import stats
-from vanta_vuln_sync.pipeline.dedupe import dedupe_objects
-from vanta_vuln_sync.pipeline.services import Services
-from vanta_vuln_sync.pipeline.state import RUNNING, SUCCEEDED, RangeState, RunState
-from vanta_vuln_sync.pipeline.step import UnknownRunError
-from vanta_vuln_sync.pipeline.storage import delete_uncommitted, put_manifest, raw_prefix
+from vanta_vuln_sync.run.dedupe import dedupe_objects
+from vanta_vuln_sync.run.services import Services
+from vanta_vuln_sync.run.step import UnknownRunError
+from vanta_vuln_sync.store.state import RUNNING, SUCCEEDED, RangeState, RunState
+from vanta_vuln_sync.store.storage import delete_uncommitted, put_manifest, raw_prefix
 
 # Not a child logger: children made before the handler's logger (import order) are orphaned; Logger
 # instances of one service share one handler and one set of context keys anyway.

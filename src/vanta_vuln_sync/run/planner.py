@@ -70,15 +70,6 @@ class _Page(Protocol):
     def end_cursor(self) -> str | None: ...
 
 
-@dataclass(frozen=True, slots=True)
-class ResourcePlan:
-    """The ranges of one resource, and whether it is listed in full or only since a watermark."""
-
-    resource: str
-    mode: str
-    ranges: list[PageRange]
-
-
 def effective_filters(
     request: SyncRequest, resource: str, last_success: datetime | None
 ) -> tuple[dict[str, str], str]:

@@ -23,9 +23,20 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
+from vanta_vuln_sync.aws import condition_failed
 from vanta_vuln_sync.messages import PageRange
-from vanta_vuln_sync.pipeline.dynamo import from_item, to_attr, to_item
-from vanta_vuln_sync.pipeline.models import (
+from vanta_vuln_sync.store.dynamo import from_item, to_attr, to_item
+from vanta_vuln_sync.store.keys import (
+    ADMISSION_KEY,
+    PLAN_SK,
+    RANGE_SK_PREFIX,
+    RUN_SK,
+    range_sk,
+    run_key,
+    run_pk,
+    scope_key,
+)
+from vanta_vuln_sync.store.models import (
     DONE,
     FAILED,
     OPEN,
@@ -61,22 +72,8 @@ __all__ = [
 ]
 
 
-_RUN_SK, _SCOPE_SK, _PLAN_SK = "run", "scope", "plan"
 # Run and range items expire after this; the scope item (watermark, counts) is kept.
 _RUN_TTL_SECONDS = 30 * 24 * 3600
-
-
-def _conditional_failed(exc: ClientError) -> bool:
-    code = exc.response.get("Error", {}).get("Code", "")
-    return code in ("ConditionalCheckFailedException", "TransactionCanceledException")
-
-
-def _run_key(run_id: str, sk: str = _RUN_SK) -> dict[str, Any]:
-    return {"pk": {"S": f"run#{run_id}"}, "sk": {"S": sk}}
-
-
-def _range_sk(resource: str, shard: str) -> str:
-    return f"range#{resource}#{shard}"
 
 
 class RunStore:
@@ -94,7 +91,7 @@ class RunStore:
         try:
             await self._ddb.update_item(
                 TableName=self._table,
-                Key={"pk": {"S": f"scope#{scope}"}, "sk": {"S": _SCOPE_SK}},
+                Key=scope_key(scope),
                 UpdateExpression="SET running_run_id = :me, running_since = :now",
                 ConditionExpression=(
                     "attribute_not_exists(running_run_id) OR running_run_id = :me OR running_since < :stale"
@@ -106,7 +103,7 @@ class RunStore:
                 },
             )
         except ClientError as exc:
-            if _conditional_failed(exc):
+            if condition_failed(exc):
                 return False
             raise
         return True
@@ -116,7 +113,7 @@ class RunStore:
         try:
             await self._ddb.update_item(
                 TableName=self._table,
-                Key={"pk": {"S": f"scope#{scope}"}, "sk": {"S": _SCOPE_SK}},
+                Key=scope_key(scope),
                 UpdateExpression="SET running_run_id = :me, running_since = :now",
                 ConditionExpression="running_run_id = :previous",
                 ExpressionAttributeValues={
@@ -126,7 +123,7 @@ class RunStore:
                 },
             )
         except ClientError as exc:
-            if _conditional_failed(exc):
+            if condition_failed(exc):
                 return False
             raise
         return True
@@ -135,7 +132,7 @@ class RunStore:
         """The scope's state (empty when it never ran)."""
         reply = await self._ddb.get_item(
             TableName=self._table,
-            Key={"pk": {"S": f"scope#{scope}"}, "sk": {"S": _SCOPE_SK}},
+            Key=scope_key(scope),
             ConsistentRead=True,
         )
         if "Item" not in reply:
@@ -159,7 +156,7 @@ class RunStore:
 
         Idempotent: a finalize that is replayed writes the same values again.
         """
-        key = {"pk": {"S": f"scope#{scope}"}, "sk": {"S": _SCOPE_SK}}
+        key = scope_key(scope)
         try:
             await self._ddb.update_item(
                 TableName=self._table,
@@ -169,7 +166,7 @@ class RunStore:
                 ExpressionAttributeValues={":me": {"S": run_id}},
             )
         except ClientError as exc:
-            if not _conditional_failed(exc):
+            if not condition_failed(exc):
                 raise
         if counts is None:
             return
@@ -192,7 +189,7 @@ class RunStore:
                 },
             )
         except ClientError as exc:
-            if not _conditional_failed(exc):
+            if not condition_failed(exc):
                 raise
 
     async def create_run(self, run: RunState) -> RunState:
@@ -205,8 +202,8 @@ class RunStore:
         a crash between the two writes, then uses the stored plan, so the run item's count matches it."""
         await self._put_once(
             {
-                "pk": f"run#{run.run_id}",
-                "sk": _PLAN_SK,
+                "pk": run_pk(run.run_id),
+                "sk": PLAN_SK,
                 "plan": plan_to_text(run.plan),
                 "ttl": int(self._clock()) + _RUN_TTL_SECONDS,
             }
@@ -214,8 +211,8 @@ class RunStore:
         plan = await self.get_plan(run.run_id)
         await self._put_once(
             {
-                "pk": f"run#{run.run_id}",
-                "sk": _RUN_SK,
+                "pk": run_pk(run.run_id),
+                "sk": RUN_SK,
                 "run_id": run.run_id,
                 "scope": run.scope,
                 "status": RUNNING,
@@ -240,19 +237,19 @@ class RunStore:
                 TableName=self._table, Item=to_item(values), ConditionExpression="attribute_not_exists(pk)"
             )
         except ClientError as exc:
-            if not _conditional_failed(exc):
+            if not condition_failed(exc):
                 raise
 
     async def get_plan(self, run_id: str) -> list[PageRange]:
         """The run's planned ranges, as the scheduler stored them (empty if there is no plan item)."""
         reply = await self._ddb.get_item(
-            TableName=self._table, Key=_run_key(run_id, _PLAN_SK), ConsistentRead=True
+            TableName=self._table, Key=run_key(run_id, PLAN_SK), ConsistentRead=True
         )
         return plan_from_text(from_item(reply["Item"])["plan"]) if "Item" in reply else []
 
     async def get_run(self, run_id: str) -> RunState | None:
         """The run, read consistently; None when there is no such run (or it expired)."""
-        reply = await self._ddb.get_item(TableName=self._table, Key=_run_key(run_id), ConsistentRead=True)
+        reply = await self._ddb.get_item(TableName=self._table, Key=run_key(run_id), ConsistentRead=True)
         if "Item" not in reply:
             return None
         return run_from_item(run_id, from_item(reply["Item"]))
@@ -260,7 +257,7 @@ class RunStore:
     async def get_range(self, run_id: str, resource: str, shard: str) -> RangeState | None:
         """A range's committed progress; None before its first step commits."""
         reply = await self._ddb.get_item(
-            TableName=self._table, Key=_run_key(run_id, _range_sk(resource, shard)), ConsistentRead=True
+            TableName=self._table, Key=run_key(run_id, range_sk(resource, shard)), ConsistentRead=True
         )
         return range_from_item(from_item(reply["Item"])) if "Item" in reply else None
 
@@ -272,7 +269,7 @@ class RunStore:
             kwargs: dict[str, Any] = {
                 "TableName": self._table,
                 "KeyConditionExpression": "pk = :pk AND begins_with(sk, :range)",
-                "ExpressionAttributeValues": {":pk": {"S": f"run#{run_id}"}, ":range": {"S": "range#"}},
+                "ExpressionAttributeValues": {":pk": {"S": run_pk(run_id)}, ":range": {"S": RANGE_SK_PREFIX}},
                 "ConsistentRead": True,
             }
             if start:
@@ -312,7 +309,7 @@ class RunStore:
         try:
             await self._ddb.update_item(
                 TableName=self._table,
-                Key=_run_key(p.run_id, _range_sk(p.resource, p.shard)),
+                Key=run_key(p.run_id, range_sk(p.resource, p.shard)),
                 UpdateExpression=(
                     "SET #next_seq = :next, #status = :status, #next_cursor = :cursor, "
                     "#next_offset = :offset, #resource = :resource, #shard = :shard, "
@@ -346,7 +343,7 @@ class RunStore:
                 },
             )
         except ClientError as exc:
-            if _conditional_failed(exc):
+            if condition_failed(exc):
                 return False
             raise
         return True
@@ -360,7 +357,7 @@ class RunStore:
         try:
             await self._ddb.update_item(
                 TableName=self._table,
-                Key=_run_key(run_id, _range_sk(resource, shard)),
+                Key=run_key(run_id, range_sk(resource, shard)),
                 UpdateExpression="SET #start_offset = :offset, #start_anchors = :anchors, "
                 "#resource = :resource, #shard = :shard, #ttl = :ttl",
                 ConditionExpression="attribute_not_exists(#head)",
@@ -381,7 +378,7 @@ class RunStore:
                 },
             )
         except ClientError as exc:
-            if not _conditional_failed(exc):
+            if not condition_failed(exc):
                 raise
             return await self.get_range(run_id, resource, shard)
         return None
@@ -392,7 +389,7 @@ class RunStore:
         try:
             await self._ddb.update_item(
                 TableName=self._table,
-                Key=_run_key(run_id, _range_sk(resource, shard)),
+                Key=run_key(run_id, range_sk(resource, shard)),
                 UpdateExpression="SET #head = if_not_exists(#head, :head), #resource = :resource, "
                 "#shard = :shard, #ttl = :ttl",
                 ConditionExpression="attribute_not_exists(#start_offset)",
@@ -411,7 +408,7 @@ class RunStore:
                 },
             )
         except ClientError as exc:
-            if _conditional_failed(exc):
+            if condition_failed(exc):
                 return False
             raise
         return True
@@ -420,7 +417,7 @@ class RunStore:
         """Flag the run inexact with `warning` (a join it could not make); idempotent per text."""
         await self._ddb.update_item(
             TableName=self._table,
-            Key=_run_key(run_id),
+            Key=run_key(run_id),
             UpdateExpression="ADD #warnings :warning",
             ExpressionAttributeNames={"#warnings": "warnings"},
             ExpressionAttributeValues={":warning": {"SS": [warning[:500]]}},
@@ -432,7 +429,7 @@ class RunStore:
         try:
             await self._ddb.update_item(
                 TableName=self._table,
-                Key=_run_key(run_id, _range_sk(resource, shard)),
+                Key=run_key(run_id, range_sk(resource, shard)),
                 UpdateExpression="SET #handed_on = :seq",
                 ConditionExpression="attribute_exists(#next_seq) AND "
                 "(attribute_not_exists(#handed_on) OR #handed_on < :seq)",
@@ -440,14 +437,14 @@ class RunStore:
                 ExpressionAttributeValues={":seq": {"N": str(seq)}},
             )
         except ClientError as exc:
-            if not _conditional_failed(exc):
+            if not condition_failed(exc):
                 raise
 
     async def mark_finalize_sent(self, run_id: str) -> None:
         """Note that the run's Finalize was enqueued (a replayed last step then sends no second one)."""
         await self._ddb.update_item(
             TableName=self._table,
-            Key=_run_key(run_id),
+            Key=run_key(run_id),
             UpdateExpression="SET #sent = :true",
             ExpressionAttributeNames={"#sent": "finalize_sent"},
             ExpressionAttributeValues={":true": {"BOOL": True}},
@@ -462,7 +459,7 @@ class RunStore:
         try:
             reply = await self._ddb.update_item(
                 TableName=self._table,
-                Key=_run_key(run_id),
+                Key=run_key(run_id),
                 UpdateExpression="ADD #ranges_done :one, #done_ranges :name",
                 ConditionExpression="#status = :running AND NOT contains(#done_ranges, :name_value)",
                 ExpressionAttributeNames={
@@ -479,7 +476,7 @@ class RunStore:
                 ReturnValues="ALL_NEW",
             )
         except ClientError as exc:
-            if _conditional_failed(exc):
+            if condition_failed(exc):
                 return None
             raise
         return run_from_item(run_id, from_item(reply["Attributes"]))
@@ -496,7 +493,7 @@ class RunStore:
         try:
             await self._ddb.update_item(
                 TableName=self._table,
-                Key=_run_key(run_id),
+                Key=run_key(run_id),
                 UpdateExpression="SET #status = :status, #finished_at = :finished, #failure = :failure",
                 ConditionExpression="#status = :running",
                 ExpressionAttributeNames={
@@ -507,7 +504,7 @@ class RunStore:
                 ExpressionAttributeValues=values,
             )
         except ClientError as exc:
-            if _conditional_failed(exc):
+            if condition_failed(exc):
                 return False
             raise
         return True
@@ -529,7 +526,7 @@ class RunStore:
         try:
             await self._ddb.update_item(
                 TableName=self._table,
-                Key=_run_key(run_id),
+                Key=run_key(run_id),
                 UpdateExpression=(
                     "SET #status = :status, #finished_at = :finished, #failure = :failure, #by = :by"
                 ),
@@ -543,9 +540,9 @@ class RunStore:
                 ExpressionAttributeValues=values,
             )
         except ClientError as exc:
-            if not _conditional_failed(exc):
+            if not condition_failed(exc):
                 raise
-            reply = await self._ddb.get_item(TableName=self._table, Key=_run_key(run_id), ConsistentRead=True)
+            reply = await self._ddb.get_item(TableName=self._table, Key=run_key(run_id), ConsistentRead=True)
             item = from_item(reply.get("Item") or {})
             return item.get("finished_by") == finisher and item.get("status") == status
         return True
@@ -554,7 +551,7 @@ class RunStore:
         """Take one of the `cap` run slots for `run_id` (or find it holds one already); False when all
         are held. Slots are the keys of one map item, each valued with when it was taken; a slot is
         given back only by `drop_run_slots` (the scheduler drops the slots of runs that ended)."""
-        key = {"pk": {"S": _ADMISSION_PK}, "sk": {"S": _ADMISSION_SK}}
+        key = ADMISSION_KEY
         try:
             await self._ddb.put_item(
                 TableName=self._table,
@@ -562,7 +559,7 @@ class RunStore:
                 ConditionExpression="attribute_not_exists(pk)",
             )
         except ClientError as exc:
-            if not _conditional_failed(exc):
+            if not condition_failed(exc):
                 raise
         try:
             await self._ddb.update_item(
@@ -574,7 +571,7 @@ class RunStore:
                 ExpressionAttributeValues={":now": {"N": str(int(self._clock()))}, ":cap": {"N": str(cap)}},
             )
         except ClientError as exc:
-            if _conditional_failed(exc):
+            if condition_failed(exc):
                 return False
             raise
         return True
@@ -583,7 +580,7 @@ class RunStore:
         """The runs holding a slot, each with when it took it (epoch seconds)."""
         reply = await self._ddb.get_item(
             TableName=self._table,
-            Key={"pk": {"S": _ADMISSION_PK}, "sk": {"S": _ADMISSION_SK}},
+            Key=ADMISSION_KEY,
             ConsistentRead=True,
         )
         slots = from_item(reply.get("Item") or {}).get("slots") or {}
@@ -597,15 +594,14 @@ class RunStore:
         try:
             await self._ddb.update_item(
                 TableName=self._table,
-                Key={"pk": {"S": _ADMISSION_PK}, "sk": {"S": _ADMISSION_SK}},
+                Key=ADMISSION_KEY,
                 UpdateExpression="REMOVE " + ", ".join(f"#slots.{name}" for name in names),
                 ConditionExpression="attribute_exists(#slots)",
                 ExpressionAttributeNames={"#slots": "slots", **names},
             )
         except ClientError as exc:
-            if not _conditional_failed(exc):
+            if not condition_failed(exc):
                 raise
 
 
 # The run slots of admission control (see `RunStore.admit_run`): one item for the whole fleet.
-_ADMISSION_PK, _ADMISSION_SK = "admission#runs", "slots"

@@ -23,12 +23,12 @@ import orjson
 from aws_lambda_powertools import Logger, Tracer
 
 from vanta_vuln_sync.messages import FULL_SCOPE, SYNC_RESOURCES, MessageError, SyncRequest
-from vanta_vuln_sync.pipeline.deadline import HANDOFF_SECONDS, DeadlineSource, deadline_of
-from vanta_vuln_sync.pipeline.queue import send_messages
-from vanta_vuln_sync.pipeline.services import Services
-from vanta_vuln_sync.pipeline.state import FAILED, RUNNING, RunState, ScopeState
-from vanta_vuln_sync.planner import ListingRequest, effective_filters, plan_run
-from vanta_vuln_sync.vanta import ClientError
+from vanta_vuln_sync.run.deadline import HANDOFF_SECONDS, DeadlineSource, deadline_of
+from vanta_vuln_sync.run.planner import ListingRequest, effective_filters, plan_run
+from vanta_vuln_sync.run.services import Services
+from vanta_vuln_sync.store.queue import send_messages
+from vanta_vuln_sync.store.state import FAILED, RUNNING, RunState, ScopeState
+from vanta_vuln_sync.vanta import RequestRejectedError
 
 # Not a child logger: children made before the handler's logger (import order) are orphaned; Logger
 # instances of one service share one handler and one set of context keys anyway.
@@ -115,7 +115,7 @@ async def start_run(
         try:
             planned = await _plan(request, run_id, scope_state, services, sent_at, remaining)
             run = await store.create_run(planned)
-        except ClientError as exc:
+        except RequestRejectedError as exc:
             await store.release_scope(scope, run_id, None, started_at=sent_at)
             await store.drop_run_slots([run_id])
             raise MessageError(f"Vanta rejected the request ({exc.status}): {exc}") from exc
@@ -224,7 +224,7 @@ async def _plan(
         source,
         run_id,
         requests,
-        slots=settings.worker_concurrency * settings.ranges_in_flight,
+        slots=settings.worker_max_concurrency * settings.ranges_in_flight,
         page_budget=settings.page_budget,
         page_size=settings.page_size,
     )

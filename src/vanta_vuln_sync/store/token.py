@@ -24,9 +24,10 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from botocore.exceptions import ClientError as BotoClientError
 
-from ..aws import condition_failed
-from .auth import MINTS_PER_MINUTE, CachedToken, Token, TokenFetch
-from .errors import TokenUnavailableError
+from vanta_vuln_sync.aws import condition_failed
+from vanta_vuln_sync.store.keys import TOKEN_KEY
+from vanta_vuln_sync.vanta.auth import MINTS_PER_MINUTE, CachedToken, Token, TokenFetch
+from vanta_vuln_sync.vanta.errors import TokenUnavailableError
 
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb import DynamoDBClient
@@ -34,7 +35,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-TOKEN_KEY = {"pk": {"S": "token#vanta"}, "sk": {"S": "token"}}
 _NAMES = {
     "#tok": "token",
     "#sealed": "token_sealed",

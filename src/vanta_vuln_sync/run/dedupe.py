@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from vanta_vuln_sync.pipeline.storage import NdjsonGzipWriter, put_raw
+from vanta_vuln_sync.store.storage import NdjsonGzipWriter, put_raw
 
 if TYPE_CHECKING:
     from types_aiobotocore_s3 import S3Client

@@ -9,8 +9,8 @@ run's Finalize early). Each is poison (MessageError): parked on its first receiv
 from __future__ import annotations
 
 from vanta_vuln_sync.messages import MessageError, PageRange, SyncRequest
-from vanta_vuln_sync.pipeline.state import RunStore
 from vanta_vuln_sync.settings import Settings
+from vanta_vuln_sync.store.state import RunStore
 
 
 def check_sync_request(request: SyncRequest, settings: Settings) -> None:
