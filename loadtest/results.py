@@ -41,7 +41,7 @@ def row(result: PointResult, baseline: BaselineResult | None) -> dict[str, Any]:
         "minimum_pages": p.minimum_pages,
         "pages": result.pages,
         "requests": result.requests,
-        # What the joins by id cost (pipeline/walk.py): Vanta requests (retries aside) over pages.
+        # What the joins by id cost (run/walk.py): Vanta requests (retries aside) over pages.
         "requests_over_pages": round((result.requests - result.retries) / p.minimum_pages, 4),
         "wall_s": round(result.wall_s, 2),
         "wall_real_s": round(wall_real, 1),

@@ -71,7 +71,7 @@ class PageRange:
 
     Offset ranges (arrayconnection cursors) also carry `offset` (the first item of this step, as the
     list stood when the step before read it) and `end_offset` (the nominal end of the range; the range
-    really ends where `next_shard`, the range after it, began: see pipeline/walk.py). Shard chains carry
+    really ends where `next_shard`, the range after it, began: see run/walk.py). Shard chains carry
     only `cursor` (None = the first page). `seq` numbers the steps of a range: 0, 1, 2, ...
 
     `anchors` are the ids the range read last: the step re-reads from them and accepts only a page that

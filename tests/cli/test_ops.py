@@ -219,7 +219,7 @@ def test_status_shows_the_fleets_requests_as_the_rate_limiter_grants_them(
     assert code == 0
     # ...status shows them, and that the limiter is busy, though no step has committed a count.
     assert re.search(r"requests / retries / 429s \(committed\)\s+0 / 0 / 0", out)
-    assert "37 started, 2 429s, limit 50/min" in out
+    assert "37 request slots granted, 2 429s, cut to 50/min after 429s" in out
     ahead = re.search(r"busy at the limit \(50/min\): request slots booked (\d+) s ahead", out)
     assert ahead
     assert 15 <= int(ahead.group(1)) <= 30

@@ -72,7 +72,7 @@ def test_the_handlers_import_none_of_the_laptop_side_modules(noxfile: Any) -> No
     assert "vanta_vuln_sync/handlers/worker.py" in modules
     # imported inside a function (Finalize's statistics) still counts
     assert "vanta_vuln_sync/stats/__init__.py" in modules
-    assert "vanta_vuln_sync/pipeline/finalize.py" in modules
+    assert "vanta_vuln_sync/run/finalize.py" in modules
     leaked = sorted(m for m in modules if m.removeprefix("vanta_vuln_sync/").startswith(NEVER_IN_LAMBDA))
     assert leaked == []
 

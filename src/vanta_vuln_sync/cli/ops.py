@@ -277,7 +277,7 @@ def _limiter_rows(rate: RateState, now: float) -> list[tuple[str, str]]:
     cut = f"{rate.per_minute:.0f}/min" if rate.per_minute is not None else None
     if rate.reserved or rate.next_slot:
         limit = f", cut to {cut} after 429s" if cut else ""
-        started = f"{rate.reserved:,} started, {rate.throttled:,} 429s{limit}"
+        started = f"{rate.reserved:,} request slots granted, {rate.throttled:,} 429s{limit}"
         rows.append(("Vanta requests (fleet, live)", started))
     if rate.next_slot:
         ahead = rate.next_slot - now

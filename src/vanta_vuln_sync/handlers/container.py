@@ -40,7 +40,8 @@ T = TypeVar("T")
 # Not a child logger: children made before the handler's logger (import order) are orphaned; Logger
 # instances of one service share one handler and one set of context keys anyway.
 logger = Logger()
-RecordHandler = Callable[[SQSRecord], Awaitable[None]]
+# What a handler does with one record, given the container's services and the seconds left.
+RecordWork = Callable[[SQSRecord, Services, Callable[[], float]], Awaitable[object]]
 
 
 class ContainerBatchProcessor(AsyncBatchProcessor):
@@ -81,10 +82,18 @@ class LambdaContainer:
         return self.loop.run_until_complete(coro)
 
     def process_batch(
-        self, event: dict[str, Any], record_handler: RecordHandler, context: LambdaContext
+        self, event: dict[str, Any], context: LambdaContext, metrics: Metrics | None, work: RecordWork
     ) -> dict[str, Any]:
-        """Every record of an SQS event through `record_handler`, concurrently; the partial batch
-        response (`{"batchItemFailures": [...]}`) lists the records that raised."""
+        """Every record of an SQS event through `work(record, services, remaining)`, concurrently
+        (`remaining()`: the invocation's seconds left); the partial batch response
+        (`{"batchItemFailures": [...]}`) lists the records that raised."""
+
+        def remaining() -> float:
+            return float(context.get_remaining_time_in_millis()) / 1000.0
+
+        async def record_handler(record: SQSRecord) -> None:
+            await work(record, await self.services(metrics), remaining)
+
         processor = ContainerBatchProcessor(self.loop)
         with processor(records=event.get("Records", []), handler=record_handler, lambda_context=context):
             processor.async_process()

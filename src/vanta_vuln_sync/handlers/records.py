@@ -12,6 +12,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from aws_lambda_powertools import Logger
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from vanta_vuln_sync.messages import Finalize, MessageError, parse_page_message, parse_sync_request
 from vanta_vuln_sync.run.admission import check_page_range, check_sync_request
@@ -52,6 +53,20 @@ async def process_sync_request(
         logger.info("request waits for a run slot", extra={"message_id": message_id, "reason": str(exc)})
         raise
     return "joined" if start.joined else "started"
+
+
+async def sync_request_record(record: SQSRecord, services: Services, remaining: Callable[[], float]) -> str:
+    """`process_sync_request` for a RequestQueue record as Lambda delivers it."""
+    sent = record.attributes.sent_timestamp
+    sent_at = datetime.fromtimestamp(int(sent) / 1000, UTC) if sent else None
+    return await process_sync_request(
+        record.body, record.message_id, sent_at, services=services, remaining=remaining
+    )
+
+
+async def page_record(record: SQSRecord, services: Services, remaining: Callable[[], float]) -> str:
+    """`process_page_message` for a PageQueue record as Lambda delivers it."""
+    return await process_page_message(record.body, record.message_id, services=services, remaining=remaining)
 
 
 async def process_page_message(

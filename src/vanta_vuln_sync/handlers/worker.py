@@ -5,11 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
-from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from vanta_vuln_sync.handlers.container import current_container
-from vanta_vuln_sync.handlers.records import process_page_message
+from vanta_vuln_sync.handlers.records import page_record
 
 logger = Logger()
 tracer = Tracer()
@@ -21,13 +20,4 @@ metrics = Metrics()
 @tracer.capture_lambda_handler
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     """Process a batch of PageRange and Finalize messages; returns the partial batch response."""
-    container = current_container()
-
-    def remaining() -> float:
-        return float(context.get_remaining_time_in_millis()) / 1000.0
-
-    async def record_handler(record: SQSRecord) -> None:
-        services = await container.services(metrics)
-        await process_page_message(record.body, record.message_id, services=services, remaining=remaining)
-
-    return container.process_batch(event, record_handler, context)
+    return current_container().process_batch(event, context, metrics, page_record)

@@ -1,4 +1,4 @@
-"""Every record once per run: the last line of defence behind the joins of pipeline/walk.py.
+"""Every record once per run: the last line of defence behind the joins of run/walk.py.
 
 Where two ranges of a changing list could not be joined exactly, both may have written one record.
 Before the statistics are computed, Finalize reads the run's raw objects in key order, keeps each id's

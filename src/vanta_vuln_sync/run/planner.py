@@ -164,7 +164,7 @@ def offset_ranges(
 ) -> list[PageRange]:
     """Ranges of `pages_per_range` pages covering `[0, expected_records)`; the last one is open-ended,
     so the union is the whole list whatever its size now. Each range but the last names the range after
-    it (`next_shard`): it ends where that one began, by id (pipeline/walk.py). A page adds
+    it (`next_shard`): it ends where that one began, by id (run/walk.py). A page adds
     `page_size - 1` records (each overlaps the one before by a record), so a range spans that many a
     page, and its last page ends on the next range's first record: no request is spent on a join."""
     span = max(1, pages_per_range) * records_per_page(page_size)

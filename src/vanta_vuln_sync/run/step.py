@@ -1,7 +1,7 @@
 """One step of a page range: fetch pages, write them to S3, commit progress, hand on the rest.
 
 Order per step, and why each crash point is safe:
-1. fetch up to `page_budget` pages, each joined to the one before by id (pipeline/walk.py; stop early
+1. fetch up to `page_budget` pages, each joined to the one before by id (run/walk.py; stop early
    when the invocation's time runs low);
 2. write the new records to an S3 key of this step and this delivery: a crash after this re-runs the
    step, which writes its own object (the crashed delivery's is never committed and is deleted by

@@ -28,7 +28,7 @@ in a reply says so; only ids can. The rules, per cursor style:
 Where a join cannot be made (a burst removed more records than the step-back reaches, every anchor was
 removed, or a window cannot reach the next page), the walk goes on as best it can and returns a
 warning: the run is then flagged inexact, never published as exact. Duplicates that a join could not
-avoid are removed by id when the run is finalized (see pipeline/dedupe.py).
+avoid are removed by id when the run is finalized (see run/dedupe.py).
 """
 
 from __future__ import annotations

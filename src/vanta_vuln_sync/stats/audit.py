@@ -18,7 +18,7 @@ from .timestamps import MS_PER_DAY
 if TYPE_CHECKING:
     from types_aiobotocore_s3 import S3Client
 
-RUN_STAMP = "%Y%m%dT%H%M%SZ"  # run ids start with their start time (pipeline/schedule.py)
+RUN_STAMP = "%Y%m%dT%H%M%SZ"  # run ids start with their start time (run/schedule.py)
 
 
 def run_started(run_id: str) -> datetime | None:

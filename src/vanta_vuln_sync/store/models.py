@@ -33,7 +33,7 @@ class RunState:
     finished_at: datetime | None = None
     failure: str | None = None
     planned_ranges: int | None = None  # as stored; None: count `plan`
-    # Joins the run could not make while the list changed (pipeline/walk.py): the run is not exact.
+    # Joins the run could not make while the list changed (run/walk.py): the run is not exact.
     warnings: tuple[str, ...] = ()
     # What planning changed and why (a shard filter that did not split its list, so it was not used).
     notices: tuple[str, ...] = ()
@@ -69,7 +69,7 @@ class RangeState:
     head: list[str] | None = None  # the ids its first page began with; None before that step commits
     end_offset: int | None = None
     next_shard: str | None = None
-    # Where the range before this one stopped and handed over, when it did (pipeline/walk.py).
+    # Where the range before this one stopped and handed over, when it did (run/walk.py).
     start_offset: int | None = None
     start_anchors: tuple[str, ...] = ()
 
