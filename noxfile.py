@@ -78,8 +78,12 @@ def _sam_build(session: nox.Session) -> None:
     _prune_to_lambda_modules(session, os.path.join(".aws-sam", "build"))
 
 
-# What the two functions run: the package modules these import (at any depth, deferred imports too).
-LAMBDA_HANDLERS = ("vanta_vuln_sync.handlers.scheduler", "vanta_vuln_sync.handlers.worker")
+# What the three functions run: the package modules these import (at any depth, deferred imports too).
+LAMBDA_HANDLERS = (
+    "vanta_vuln_sync.handlers.scheduler",
+    "vanta_vuln_sync.handlers.worker",
+    "vanta_vuln_sync.handlers.finalize",
+)
 
 
 def lambda_modules(package_dir: str, handlers: tuple[str, ...] = LAMBDA_HANDLERS) -> set[str]:

@@ -24,7 +24,11 @@ from loadtest.points import RESOURCES, Point
 from loadtest.pricing import billed_gb_seconds, estimate_cost
 
 _HARNESS = Config(user_agent_extra=HARNESS_USER_AGENT)
-_SHIMS = {"worker": "loadtest.shim.worker", "scheduler": "loadtest.shim.scheduler"}
+_SHIMS = {
+    "worker": "loadtest.shim.worker",
+    "scheduler": "loadtest.shim.scheduler",
+    "finalize": "loadtest.shim.finalize",
+}
 
 
 @dataclass(slots=True)
@@ -146,11 +150,11 @@ def run_point(point: Point, *, timeout: float = 900.0, worker_memory_mb: int | N
         lambda_client = embedded.client("lambda")
         memory: dict[str, int] = {}
         for function in stack.function_names:
-            role = "worker" if function.endswith("-worker") else "scheduler"
+            role = next((r for r in _SHIMS if function.endswith(f"-{r}")), "scheduler")
             lambda_client.update_function_configuration(FunctionName=function, Handler=_SHIMS[role])
-            memory[role] = worker_memory_mb or int(
-                lambda_client.get_function_configuration(FunctionName=function)["MemorySize"]
-            )
+            configured = int(lambda_client.get_function_configuration(FunctionName=function)["MemorySize"])
+            # Finalize has its own memory (FinalizeMemorySize); the override prices the range work.
+            memory[role] = configured if role == "finalize" else worker_memory_mb or configured
             if role == "worker" and point.concurrency == 1:
                 lambda_client.put_function_concurrency(FunctionName=function, ReservedConcurrentExecutions=1)
         for name in ("VANTA_CLIENT_ID", "VANTA_CLIENT_SECRET"):

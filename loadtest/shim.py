@@ -14,6 +14,7 @@ from typing import Any
 # Imported here, when the poller resolves the shim in the main thread, as it would the real handlers:
 # two container threads importing them at once race in Powertools' Logger set-up (a Logger of the same
 # service half-initialised in another thread has no formatter yet: "'NoneType' ... 'append_keys'").
+from vanta_vuln_sync.handlers import finalize as finalize_module
 from vanta_vuln_sync.handlers import scheduler as scheduler_module
 from vanta_vuln_sync.handlers import worker as worker_module
 
@@ -23,7 +24,7 @@ _spans: defaultdict[str, list[tuple[float, float]]] = defaultdict(list)
 
 
 def _timed(name: str, event: dict[str, Any], context: Any) -> Any:
-    real = worker_module.handler if name == "worker" else scheduler_module.handler
+    real = {"worker": worker_module, "scheduler": scheduler_module, "finalize": finalize_module}[name].handler
     started, began = time.perf_counter(), time.monotonic()
     try:
         return real(event, context)
@@ -42,6 +43,11 @@ def worker(event: dict[str, Any], context: Any) -> Any:
 def scheduler(event: dict[str, Any], context: Any) -> Any:
     """The scheduler handler, timed."""
     return _timed("scheduler", event, context)
+
+
+def finalize(event: dict[str, Any], context: Any) -> Any:
+    """The Finalize handler, timed."""
+    return _timed("finalize", event, context)
 
 
 def take_durations() -> dict[str, list[float]]:

@@ -15,6 +15,7 @@ class BlockStubs:
 sys.meta_path.insert(0, BlockStubs())
 import vanta_vuln_sync.handlers.scheduler
 import vanta_vuln_sync.handlers.worker
+import vanta_vuln_sync.handlers.finalize
 print("ok")
 """
 

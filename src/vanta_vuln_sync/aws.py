@@ -42,7 +42,7 @@ class AwsClients:
     sqs: SQSClient
     dynamodb: DynamoDBClient
     secrets: SecretsManagerClient
-    # Seals the Vanta token at rest (vanta/broker.py); None only where nothing stores a token.
+    # Seals the Vanta token at rest (store/token.py); None only where nothing stores a token.
     kms: KMSClient | None = None
 
 

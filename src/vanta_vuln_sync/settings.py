@@ -56,6 +56,10 @@ class Settings:
     # Poison messages go straight to these (not through maxReceiveCount); see handlers/records.py.
     page_dlq_url: str | None = None
     request_dlq_url: str | None = None
+    # Where the last range's step sends Finalize (the Finalize function's queue) and where a poison
+    # Finalize is parked. None: Finalize goes to PAGE_QUEUE_URL and the worker runs it (tools, tests).
+    finalize_queue_url: str | None = None
+    finalize_dlq_url: str | None = None
     # The KMS key the Vanta token is sealed with in the state table (None: stored as it is; tools, tests).
     token_key_id: str | None = None
     # Admission: runs of scopes other than the full sync that may run at once; more requests wait.
@@ -135,6 +139,8 @@ def settings_from_env(env: Mapping[str, str] | None = None) -> Settings:
         aws_endpoint_url=env.get("AWS_ENDPOINT_URL") or None,
         page_dlq_url=env.get("PAGE_DLQ_URL") or None,
         request_dlq_url=env.get("REQUEST_DLQ_URL") or None,
+        finalize_queue_url=env.get("FINALIZE_QUEUE_URL") or None,
+        finalize_dlq_url=env.get("FINALIZE_DLQ_URL") or None,
         token_key_id=env.get("TOKEN_KEY_ID") or None,
         max_concurrent_runs=_int(env, "MAX_CONCURRENT_RUNS", 3),
         stuck_run_seconds=_float(env, "STUCK_RUN_SECONDS", 2 * 3600.0),

@@ -201,7 +201,7 @@ def _stats_problems(stats: dict[str, Any], records: dict[str, list[dict[str, Any
 
 def _dlq_problems(sqs: Any, outputs: dict[str, str], poison: dict[str, str]) -> list[str]:
     problems = []
-    for queue, key in (("request", "RequestDLQUrl"), ("page", "PageDLQUrl")):
+    for queue, key in (("request", "RequestDLQUrl"), ("page", "PageDLQUrl"), ("finalize", "FinalizeDLQUrl")):
         messages = _drain(sqs, outputs[key])
         bodies = sorted(m["Body"] for m in messages)
         expected = [poison[queue]] if queue in poison else []

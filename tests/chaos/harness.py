@@ -46,7 +46,11 @@ FULL_SYNC = orjson.dumps(
 # A running run with nothing queued or running anywhere for this long has lost a message.
 STALL_SECONDS = 20.0
 # Genuine poison, one for each queue: it must end in the DLQ (with its reason), and nothing else may.
-POISON = {"request": '{"v": 1, "type": "SyncRequest", "resources": ["nope"]}', "page": "not json at all"}
+POISON = {
+    "request": '{"v": 1, "type": "SyncRequest", "resources": ["nope"]}',
+    "page": "not json at all",
+    "finalize": '{"v": 1, "type": "Finalize"}',
+}
 
 
 @dataclass(frozen=True)
@@ -265,7 +269,10 @@ class ChaosBench:
         if scenario.request_timeout is not None:
             overrides["VANTA_REQUEST_TIMEOUT"] = str(scenario.request_timeout)
         injector = AwsFaultInjector(scenario.aws)
-        work_queues = {stack.outputs[k].rsplit("/", 1)[-1] for k in ("RequestQueueUrl", "PageQueueUrl")}
+        work_queues = {
+            stack.outputs[k].rsplit("/", 1)[-1]
+            for k in ("RequestQueueUrl", "PageQueueUrl", "FinalizeQueueUrl")
+        }
         duplicator = Duplicator(injector, sqs, scenario.duplicate_rate, scenario.aws.seed, work_queues)
         poller = Poller(
             only_functions=stack.function_names,
@@ -280,6 +287,9 @@ class ChaosBench:
                 if scenario.poison:
                     sqs.send_message(QueueUrl=stack.outputs["RequestQueueUrl"], MessageBody=POISON["request"])
                     sqs.send_message(QueueUrl=stack.outputs["PageQueueUrl"], MessageBody=POISON["page"])
+                    sqs.send_message(
+                        QueueUrl=stack.outputs["FinalizeQueueUrl"], MessageBody=POISON["finalize"]
+                    )
                 sqs.send_message(QueueUrl=stack.outputs["RequestQueueUrl"], MessageBody=FULL_SYNC)
                 ended = _follow(scenario, stack, sim, poller, sqs, duplicator, started)
                 if ended != "stalled":
@@ -386,7 +396,7 @@ def _idle(stack: EmbeddedStack, sqs: Any, poller: Poller) -> bool:
         "ApproximateNumberOfMessagesDelayed",
     ]
     busy = poller.stats().in_flight
-    for url in (stack.outputs["RequestQueueUrl"], stack.outputs["PageQueueUrl"]):
+    for url in (stack.outputs[k] for k in ("RequestQueueUrl", "PageQueueUrl", "FinalizeQueueUrl")):
         attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=names)["Attributes"]
         busy += sum(int(attributes.get(n, 0)) for n in names)
     return busy == 0

@@ -72,6 +72,8 @@ def test_local_run_copies_every_simulated_record_exactly_once_when_run_succeeds(
     assert (out / "report.html").read_text().lstrip().lower().startswith("<!doctype html")
     assert "not emulated by moto" in done.stdout
     assert f"report: {out / 'report.html'}" in done.stdout
+    # Finalize ran in its own function, deployed from the template with the others.
+    assert "finalize invocations" in done.stdout
     assert "Traceback" not in done.stderr
     # The handlers' Powertools objects were made after the functions' environment was in place.
     assert "service_undefined" not in done.stdout + done.stderr

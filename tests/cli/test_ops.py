@@ -146,7 +146,7 @@ def test_resync_sends_full_mode_when_full_is_given(stack: EmbeddedStack) -> None
         (["resync", "--resource", "vulnerabilities", "--filter", "severty=HIGH"], "severty"),
         (["resync", "--resource", "vulnerabilities", "--filter", "severity=URGENT"], "URGENT"),
         (["resync", "--resource", "vulnerabilities", "--filter", "severity"], "NAME=VALUE"),
-        (["redrive", "--queue", "pages"], "--queue must be request or page"),
+        (["redrive", "--queue", "pages"], "--queue must be request, page or finalize"),
     ],
 )
 def test_bad_input_gets_one_error_line_and_nothing_is_sent(

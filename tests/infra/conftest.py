@@ -84,8 +84,12 @@ class Rehearsal:
         }
 
     @property
-    def function_names(self) -> tuple[str, str]:
-        return (self.outputs["SchedulerFunctionName"], self.outputs["WorkerFunctionName"])
+    def function_names(self) -> tuple[str, str, str]:
+        return (
+            self.outputs["SchedulerFunctionName"],
+            self.outputs["WorkerFunctionName"],
+            self.outputs["FinalizeFunctionName"],
+        )
 
     def queue_attributes(self, output: str) -> dict[str, str]:
         attributes: dict[str, str] = self.sqs.get_queue_attributes(

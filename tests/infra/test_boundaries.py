@@ -23,6 +23,8 @@ ROLES = {
     "SchedulerRole": f"arn:aws:iam::{ACCOUNT}:role/stack-SchedulerRole-B2",
     "WorkerRole": f"arn:aws:iam::{ACCOUNT}:role/stack-WorkerRole-C3",
 }
+# Not in ROLES: the finalize function sends to no queue but its DLQ (it never enqueues work).
+FINALIZE_ROLE = f"arn:aws:iam::{ACCOUNT}:role/stack-FinalizeRole-D4"
 OPS_ROLE = f"arn:aws:iam::{ACCOUNT}:role/ops-resync"
 OPS_USER = f"arn:aws:iam::{ACCOUNT}:user/alice"
 READ_ONLY = f"arn:aws:iam::{ACCOUNT}:role/ReadOnlyAuditor"
@@ -64,7 +66,7 @@ class _Resolver:
                 argument, f"physical-{argument}"
             )
         if function == "Fn::GetAtt":
-            return ROLES.get(argument[0], f"arn:aws:test:::{argument[0]}")
+            return {**ROLES, "FinalizeRole": FINALIZE_ROLE}.get(argument[0], f"arn:aws:test:::{argument[0]}")
         if function == "Fn::If":
             name, then, otherwise = argument
             return self.value(then if self.condition(name) else otherwise)
@@ -149,15 +151,52 @@ def test_request_queue_accepts_sync_requests_only_from_the_schedule_the_function
         assert not _may_send(policy, outsider), outsider
 
 
-def test_page_queue_accepts_work_only_from_the_two_functions() -> None:
+def test_page_queue_accepts_work_only_from_the_scheduler_and_the_worker() -> None:
     policy = _queue_policy({"ResyncPrincipalArns": OPS_ROLE}, "PageQueue")
     assert _may_send(policy, ROLES["SchedulerRole"])
     assert _may_send(policy, ROLES["WorkerRole"])
-    for outsider in (ROLES["SyncScheduleRole"], OPS_ROLE, READ_ONLY, ROOT):
+    for outsider in (ROLES["SyncScheduleRole"], FINALIZE_ROLE, OPS_ROLE, READ_ONLY, ROOT):
         assert not _may_send(policy, outsider), outsider
 
 
-@pytest.mark.parametrize("queue", ["RequestQueue", "PageQueue"])
+def test_finalize_queue_accepts_finalize_only_from_the_worker() -> None:
+    policy = _queue_policy({"ResyncPrincipalArns": OPS_ROLE}, "FinalizeQueue")
+    assert _may_send(policy, ROLES["WorkerRole"])
+    outsiders = (ROLES["SchedulerRole"], ROLES["SyncScheduleRole"], FINALIZE_ROLE, OPS_ROLE, READ_ONLY, ROOT)
+    for outsider in outsiders:
+        assert not _may_send(policy, outsider), outsider
+
+
+def test_only_the_finalize_function_may_publish_the_digest() -> None:
+    document, resolve = _transformed({"DigestEmail": "team@example.com"})
+    (topic_policy,) = [
+        resolve.value(r["Properties"]["PolicyDocument"])
+        for r in document["Resources"].values()
+        if r["Type"] == "AWS::SNS::TopicPolicy"
+    ]
+
+    def may_publish(principal: str) -> bool:
+        allowed = False
+        for statement in topic_policy["Statement"]:
+            condition = statement.get("Condition", {})
+            matches = "*" in _principals(statement) or principal in _principals(statement)
+            if "ArnNotEquals" in condition:
+                matches = matches and principal not in _as_list(condition["ArnNotEquals"]["aws:PrincipalArn"])
+            if matches and statement["Effect"] == "Deny":
+                return False
+            allowed = allowed or (matches and statement["Effect"] == "Allow")
+        return allowed
+
+    assert may_publish(FINALIZE_ROLE)
+    for outsider in (*ROLES.values(), OPS_ROLE, READ_ONLY, ROOT):
+        assert not may_publish(outsider), outsider
+
+
+def _as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+@pytest.mark.parametrize("queue", ["RequestQueue", "PageQueue", "FinalizeQueue"])
 def test_redrive_principals_may_move_parked_messages_back_to_either_queue(queue: str) -> None:
     redriver = f"arn:aws:iam::{ACCOUNT}:role/oncall"
     policy = _queue_policy({"RedrivePrincipalArns": redriver, "ResyncPrincipalArns": OPS_ROLE}, queue)
@@ -167,8 +206,8 @@ def test_redrive_principals_may_move_parked_messages_back_to_either_queue(queue:
     assert not _may_send(_queue_policy({}, queue), redriver)
 
 
-def test_both_queue_policies_refuse_plain_http() -> None:
-    for queue in ("RequestQueue", "PageQueue"):
+def test_every_queue_policy_refuses_plain_http() -> None:
+    for queue in ("RequestQueue", "PageQueue", "FinalizeQueue"):
         policy = _queue_policy({}, queue)
         assert {
             "Sid": "DenyInsecureTransport",
@@ -202,6 +241,7 @@ def test_the_state_key_rotates_and_only_the_function_roles_may_encrypt_or_decryp
         if via is not None:  # the table's own encryption, only through DynamoDB in this region
             assert via == f"dynamodb.{REGION}.amazonaws.com"
             assert statement["Condition"]["StringEquals"]["kms:CallerAccount"] == ACCOUNT
+    # Finalize never touches the token: not a user of the key.
     assert direct_users == {ROLES["SchedulerRole"], ROLES["WorkerRole"]}
     (admin,) = [s for s in policy["Statement"] if s["Sid"] == "AccountAdministersTheKey"]
     assert _principals(admin) == [ROOT]

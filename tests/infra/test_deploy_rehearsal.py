@@ -18,7 +18,12 @@ from .conftest import SECRET_ARN, Rehearsal
 # moto warns once per resource type it does not create (alarms, schedule, Glue, bucket policy): expected.
 pytestmark = pytest.mark.filterwarnings("ignore:Tried to parse:UserWarning")
 
-DLQ_OF = {"RequestQueueUrl": "RequestDLQUrl", "PageQueueUrl": "PageDLQUrl"}
+DLQ_OF = {
+    "RequestQueueUrl": "RequestDLQUrl",
+    "PageQueueUrl": "PageDLQUrl",
+    "FinalizeQueueUrl": "FinalizeDLQUrl",
+}
+FUNCTION_OUTPUTS = ("SchedulerFunctionName", "WorkerFunctionName", "FinalizeFunctionName")
 
 
 def test_rehearsal_outputs_every_queue_bucket_table_function_and_the_dashboard(rehearsal: Rehearsal) -> None:
@@ -27,10 +32,13 @@ def test_rehearsal_outputs_every_queue_bucket_table_function_and_the_dashboard(r
         "PageQueueUrl",
         "RequestDLQUrl",
         "PageDLQUrl",
+        "FinalizeQueueUrl",
+        "FinalizeDLQUrl",
         "DataBucketName",
         "StateTableName",
         "SchedulerFunctionName",
         "WorkerFunctionName",
+        "FinalizeFunctionName",
         "DashboardUrl",
     }
     assert "dashboards:name=infra-rehearsal-pipeline" in rehearsal.outputs["DashboardUrl"]
@@ -57,6 +65,7 @@ def test_rehearsal_mappings_match_their_queues_and_respect_visibility_and_concur
     functions = {
         "RequestQueueUrl": rehearsal.outputs["SchedulerFunctionName"],
         "PageQueueUrl": rehearsal.outputs["WorkerFunctionName"],
+        "FinalizeQueueUrl": rehearsal.outputs["FinalizeFunctionName"],
     }
     for queue, function_name in functions.items():
         attributes = rehearsal.queue_attributes(queue)
@@ -76,19 +85,21 @@ def test_rehearsal_mappings_match_their_queues_and_respect_visibility_and_concur
             assert mapping["MaximumBatchingWindowInSeconds"] == 1
             reserved = function["Concurrency"]["ReservedConcurrentExecutions"]
             assert 2 <= mapping["ScalingConfig"]["MaximumConcurrency"] <= reserved
+        if queue == "FinalizeQueueUrl":
+            assert mapping["BatchSize"] == 1
+            assert configuration["Timeout"] == 900
 
 
 def test_rehearsal_functions_see_the_created_resources_in_their_environment(rehearsal: Rehearsal) -> None:
-    for function_name in (
-        rehearsal.outputs["SchedulerFunctionName"],
-        rehearsal.outputs["WorkerFunctionName"],
-    ):
+    for function_name in (rehearsal.outputs[name] for name in FUNCTION_OUTPUTS):
         configuration = rehearsal.awslambda.get_function_configuration(FunctionName=function_name)
         variables = configuration["Environment"]["Variables"]
         assert variables["PAGE_QUEUE_URL"] == rehearsal.outputs["PageQueueUrl"]
-        assert variables["REQUEST_QUEUE_URL"] == rehearsal.outputs["RequestQueueUrl"]
+        assert variables["PAGE_QUEUE_URL"] == rehearsal.outputs["PageQueueUrl"]
         assert variables["PAGE_DLQ_URL"] == rehearsal.outputs["PageDLQUrl"]
         assert variables["REQUEST_DLQ_URL"] == rehearsal.outputs["RequestDLQUrl"]
+        assert variables["FINALIZE_QUEUE_URL"] == rehearsal.outputs["FinalizeQueueUrl"]
+        assert variables["FINALIZE_DLQ_URL"] == rehearsal.outputs["FinalizeDLQUrl"]
         assert variables["STATE_TABLE"] == rehearsal.outputs["StateTableName"]
         assert variables["DATA_BUCKET"] == rehearsal.outputs["DataBucketName"]
         assert variables["VANTA_SECRET_ARN"] == SECRET_ARN
@@ -120,25 +131,21 @@ def test_rehearsal_bucket_is_encrypted_versioned_and_private(rehearsal: Rehearsa
 
 
 def test_rehearsal_environment_is_everything_settings_needs(rehearsal: Rehearsal) -> None:
-    for function_name in (
-        rehearsal.outputs["SchedulerFunctionName"],
-        rehearsal.outputs["WorkerFunctionName"],
-    ):
+    for function_name in (rehearsal.outputs[name] for name in FUNCTION_OUTPUTS):
         configuration = rehearsal.awslambda.get_function_configuration(FunctionName=function_name)
         # Lambda passes every variable as a string.
         env = {name: str(value) for name, value in configuration["Environment"]["Variables"].items()}
         settings = settings_from_env(env)
         assert settings.state_table == rehearsal.outputs["StateTableName"]
         assert settings.page_queue_url == rehearsal.outputs["PageQueueUrl"]
+        assert settings.finalize_queue_url == rehearsal.outputs["FinalizeQueueUrl"]
+        assert settings.finalize_dlq_url == rehearsal.outputs["FinalizeDLQUrl"]
         assert settings.vanta.secret_arn == SECRET_ARN
         assert settings.vanta.rate_limit_per_minute == 50
 
 
 def test_rehearsal_function_handlers_name_callables_in_the_package(rehearsal: Rehearsal) -> None:
-    for function_name in (
-        rehearsal.outputs["SchedulerFunctionName"],
-        rehearsal.outputs["WorkerFunctionName"],
-    ):
+    for function_name in (rehearsal.outputs[name] for name in FUNCTION_OUTPUTS):
         handler = rehearsal.awslambda.get_function_configuration(FunctionName=function_name)["Handler"]
         module_name, _, attribute = handler.rpartition(".")
         assert callable(getattr(importlib.import_module(module_name), attribute))

@@ -17,17 +17,22 @@ from vanta_vuln_sync.messages import SYNC_RESOURCES, parse_sync_request
 
 from .conftest import CODE_URI, PARAMETERS, REGION, TEMPLATE, Template
 
-SOURCE_QUEUES = {"RequestQueue": "RequestDLQ", "PageQueue": "PageDLQ"}
+SOURCE_QUEUES = {"RequestQueue": "RequestDLQ", "PageQueue": "PageDLQ", "FinalizeQueue": "FinalizeDLQ"}
 ALL_QUEUES = [*SOURCE_QUEUES, *SOURCE_QUEUES.values()]
-CONSUMERS = {"RequestQueue": "SchedulerFunction", "PageQueue": "WorkerFunction"}
-FUNCTIONS = ["SchedulerFunction", "WorkerFunction"]
+CONSUMERS = {
+    "RequestQueue": "SchedulerFunction",
+    "PageQueue": "WorkerFunction",
+    "FinalizeQueue": "FinalizeFunction",
+}
+FUNCTIONS = ["SchedulerFunction", "WorkerFunction", "FinalizeFunction"]
 ENVIRONMENT_CONTRACT = {
     "STATE_TABLE",
     "DATA_BUCKET",
     "PAGE_QUEUE_URL",
-    "REQUEST_QUEUE_URL",
     "PAGE_DLQ_URL",
     "REQUEST_DLQ_URL",
+    "FINALIZE_QUEUE_URL",
+    "FINALIZE_DLQ_URL",
     "VANTA_SECRET_ARN",
     "VANTA_BASE_URL",
     "VANTA_AUTH_URL",
@@ -58,7 +63,7 @@ def test_dead_letter_queues_keep_messages_fourteen_days(cfn: Template) -> None:
         assert "RedrivePolicy" not in cfn.props(dlq)
 
 
-def test_all_four_queues_are_encrypted(cfn: Template) -> None:
+def test_all_six_queues_are_encrypted(cfn: Template) -> None:
     assert set(cfn.of_type("AWS::SQS::Queue")) == set(ALL_QUEUES)
     for queue in ALL_QUEUES:
         assert cfn.props(queue)["SqsManagedSseEnabled"] is True
@@ -94,7 +99,7 @@ def test_worker_reads_one_message_per_range_slot_with_a_short_window(cfn: Templa
 
 def test_every_mapping_reports_batch_item_failures(cfn: Template) -> None:
     mappings = cfn.of_type("AWS::Lambda::EventSourceMapping")
-    assert len(mappings) == 2
+    assert len(mappings) == 3
     for mapping in mappings.values():
         assert mapping["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
 
@@ -105,6 +110,7 @@ def test_functions_run_python313_on_arm64_with_active_tracing(cfn: Template) -> 
     assert handlers == {
         "SchedulerFunction": "vanta_vuln_sync.handlers.scheduler.handler",
         "WorkerFunction": "vanta_vuln_sync.handlers.worker.handler",
+        "FinalizeFunction": "vanta_vuln_sync.handlers.finalize.handler",
     }
     for function in FUNCTIONS:
         props = cfn.props(function)
@@ -123,6 +129,8 @@ def test_functions_get_exactly_the_environment_the_settings_contract_names(cfn: 
         assert variables["DATA_BUCKET"] == {"Ref": "DataBucket"}
         assert variables["PAGE_QUEUE_URL"] == {"Ref": "PageQueue"}
         assert variables["PAGE_DLQ_URL"] == {"Ref": "PageDLQ"}
+        assert variables["FINALIZE_QUEUE_URL"] == {"Ref": "FinalizeQueue"}
+        assert variables["FINALIZE_DLQ_URL"] == {"Ref": "FinalizeDLQ"}
         assert variables["VANTA_SECRET_ARN"] == {"Ref": "VantaSecretArn"}
 
 
@@ -196,7 +204,7 @@ def _as_list(value: Any) -> list[Any]:
 
 def test_iam_grants_no_wildcard_actions_and_scopes_every_resource(cfn: Template) -> None:
     roles = cfn.of_type("AWS::IAM::Role")
-    assert set(roles) == {"SchedulerRole", "WorkerRole", "SyncScheduleRole"}
+    assert set(roles) == {"SchedulerRole", "WorkerRole", "FinalizeRole", "SyncScheduleRole"}
     statements = [s for role in roles for s in _statements(cfn, role)]
     statements += [
         s
@@ -225,28 +233,61 @@ def test_each_function_may_send_only_where_its_messages_go(cfn: Template) -> Non
     def arn(queue: str) -> dict[str, Any]:
         return {"Fn::GetAtt": [queue, "Arn"]}
 
-    assert cfn.props("SchedulerFunction")["Role"] == {"Fn::GetAtt": ["SchedulerRole", "Arn"]}
-    assert cfn.props("WorkerFunction")["Role"] == {"Fn::GetAtt": ["WorkerRole", "Arn"]}
+    for function in ("Scheduler", "Worker", "Finalize"):
+        assert cfn.props(f"{function}Function")["Role"] == {"Fn::GetAtt": [f"{function}Role", "Arn"]}
     assert sorted(map(str, _granted(cfn, "SchedulerRole", "sqs:SendMessage"))) == sorted(
         map(str, [arn("PageQueue"), arn("RequestDLQ")])
     )
+    # the worker hands Finalize on; only Finalize parks its own poison
     assert sorted(map(str, _granted(cfn, "WorkerRole", "sqs:SendMessage"))) == sorted(
-        map(str, [arn("PageQueue"), arn("PageDLQ")])
+        map(str, [arn("PageQueue"), arn("PageDLQ"), arn("FinalizeQueue")])
     )
-    assert _granted(cfn, "SchedulerRole", "sqs:ReceiveMessage") == [arn("RequestQueue")]
-    assert _granted(cfn, "WorkerRole", "sqs:ReceiveMessage") == [arn("PageQueue")]
+    assert _granted(cfn, "FinalizeRole", "sqs:SendMessage") == [arn("FinalizeDLQ")]
+    for role, queue in (
+        ("Scheduler", "RequestQueue"),
+        ("Worker", "PageQueue"),
+        ("Finalize", "FinalizeQueue"),
+    ):
+        assert _granted(cfn, f"{role}Role", "sqs:ReceiveMessage") == [arn(queue)]
     for role in ("SchedulerRole", "WorkerRole"):
         assert _granted(cfn, role, "secretsmanager:GetSecretValue") == [{"Ref": "VantaSecretArn"}]
+    # Finalize never calls Vanta: it cannot read the credentials.
+    assert _granted(cfn, "FinalizeRole", "secretsmanager:GetSecretValue") == []
+    for role in ("SchedulerRole", "WorkerRole", "FinalizeRole"):
         assert _granted(cfn, role, "dynamodb:UpdateItem") == [{"Fn::GetAtt": ["StateTable", "Arn"]}]
         assert _granted(cfn, role, "cloudwatch:PutMetricData") == []  # metrics go out as EMF in logs
-    # Only the worker touches the bucket (raw pages, Finalize's outputs), and only under the prefixes the
-    # pipeline owns; the scheduler plans from the table and has no S3 action at all.
+
+
+def test_only_finalize_reads_the_bucket_and_writes_run_outputs_the_worker_only_writes_raw_pages(
+    cfn: Template,
+) -> None:
     owned = ("raw", "runs", "latest", "history")
     prefixes = [{"Fn::Sub": f"${{DataBucket.Arn}}/{prefix}/*"} for prefix in owned]
-    assert _granted(cfn, "WorkerRole", "s3:PutObject") == prefixes
-    assert _granted(cfn, "WorkerRole", "s3:GetObject") == prefixes
+    raw = [{"Fn::Sub": "${DataBucket.Arn}/raw/*"}]
+    assert _granted(cfn, "FinalizeRole", "s3:PutObject") == prefixes
+    assert _granted(cfn, "FinalizeRole", "s3:GetObject") == prefixes
+    assert _granted(cfn, "FinalizeRole", "s3:DeleteObject") == raw
+    assert _granted(cfn, "WorkerRole", "s3:PutObject") == raw
+    assert _granted(cfn, "WorkerRole", "s3:DeleteObject") == raw
+    worker_actions = {a for s in _statements(cfn, "WorkerRole") for a in _as_list(s["Action"])}
+    assert not worker_actions & {"s3:GetObject", "s3:ListBucket", "sns:Publish"}
+    # the scheduler plans from the table and has no S3 action at all
     scheduler_actions = [a for s in _statements(cfn, "SchedulerRole") for a in _as_list(s["Action"])]
     assert not [a for a in scheduler_actions if a.startswith("s3:")]
+
+
+def test_finalize_has_the_memory_and_time_of_a_million_vulnerability_run_and_the_worker_stays_small(
+    cfn: Template,
+) -> None:
+    finalize, worker = cfn.props("FinalizeFunction"), cfn.props("WorkerFunction")
+    assert finalize["Timeout"] == 900
+    # one full vCPU for its single-threaded statistics (README, "Function memory")
+    assert cfn.resolve(finalize["MemorySize"], {}) == 1769
+    assert cfn.resolve(worker["MemorySize"], {}) == 256
+    assert cfn.resolve(worker["MemorySize"], {"WorkerMemorySize": 512}) == 512
+    mapping = cfn.mapping_for("FinalizeFunction")
+    assert mapping["BatchSize"] == 1
+    assert mapping["ScalingConfig"]["MaximumConcurrency"] >= 2  # Lambda's SQS minimum
 
 
 def _alarms(cfn: Template) -> list[dict[str, Any]]:
@@ -389,10 +430,13 @@ def test_outputs_name_queues_bucket_table_functions_and_dashboard(cfn: Template)
         "PageQueueUrl": {"Ref": "PageQueue"},
         "RequestDLQUrl": {"Ref": "RequestDLQ"},
         "PageDLQUrl": {"Ref": "PageDLQ"},
+        "FinalizeQueueUrl": {"Ref": "FinalizeQueue"},
+        "FinalizeDLQUrl": {"Ref": "FinalizeDLQ"},
         "DataBucketName": {"Ref": "DataBucket"},
         "StateTableName": {"Ref": "StateTable"},
         "SchedulerFunctionName": {"Ref": "SchedulerFunction"},
         "WorkerFunctionName": {"Ref": "WorkerFunction"},
+        "FinalizeFunctionName": {"Ref": "FinalizeFunction"},
     }
     assert {key: outputs[key]["Value"] for key in expected} == expected
     assert "cloudwatch/home" in outputs["DashboardUrl"]["Value"]["Fn::Sub"]

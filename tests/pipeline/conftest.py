@@ -139,7 +139,6 @@ def _create_stack(endpoint: str, sim: Simulator, **settings: str) -> Stack:
         "STATE_TABLE": name,
         "DATA_BUCKET": name,
         "PAGE_QUEUE_URL": urls["page"],
-        "REQUEST_QUEUE_URL": urls["request"],
         "PAGE_DLQ_URL": urls["page-dlq"],
         "REQUEST_DLQ_URL": urls["request-dlq"],
         "VANTA_SECRET_ARN": secret["ARN"],

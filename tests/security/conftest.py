@@ -44,7 +44,11 @@ CLIENT_SECRET = f"vvs-client-secret-{uuid.uuid4().hex}"
 VULNERABILITIES = 200
 SYNC_TIMEOUT = 90.0
 SCHEDULE_INPUT = Path(__file__).resolve().parents[2] / "events" / "schedule-input.json"
-POISON = {"request": '{"v": 1, "type": "SyncRequest", "resources": ["nope"]}', "page": "not json at all"}
+POISON = {
+    "request": '{"v": 1, "type": "SyncRequest", "resources": ["nope"]}',
+    "page": "not json at all",
+    "finalize": '{"v": 1, "type": "Finalize"}',  # no run id
+}
 _PARAMS = "vvs_security_test_api_params"
 _CALL = "vvs_security_test_call"
 SERVICE_LOGGER = "vanta-vuln-sync"  # POWERTOOLS_SERVICE_NAME in the template: Powertools' logger name
@@ -131,7 +135,7 @@ class SyncedStack:
     """Everything a full sync left behind, gathered before the servers stopped."""
 
     stack_name: str
-    function_names: dict[str, str]  # "scheduler" / "worker" -> deployed function name
+    function_names: dict[str, str]  # "scheduler" / "worker" / "finalize" -> deployed function name
     parameters: dict[str, str]
     resources: dict[str, str]  # logical id -> physical id (queue URL, bucket name, table name, ...)
     queue_arns: dict[str, str]  # queue URL -> ARN
@@ -144,7 +148,7 @@ class SyncedStack:
     stdout: str
     s3_objects: dict[str, bytes]  # "key@version" -> body, gunzipped where gzip
     table_items: list[dict[str, Any]]
-    dlq_messages: dict[str, list[dict[str, Any]]]  # "request" / "page" -> messages with attributes
+    dlq_messages: dict[str, list[dict[str, Any]]]  # "request" / "page" / "finalize" -> messages
     function_errors: dict[str, str]
     token: str | None  # the access token the simulator issued (the live one at the end of the sync)
     tokens_minted: int
@@ -157,7 +161,7 @@ class SyncedStack:
         return arn
 
     def calls_of(self, function: str) -> list[AwsCall]:
-        """The calls made in the containers of `function` ("scheduler" or "worker")."""
+        """The calls made in the containers of `function` ("scheduler", "worker" or "finalize")."""
         prefix = f"lambda:{self.function_names[function]}#"
         return [call for call in self.calls if call.thread.startswith(prefix)]
 
@@ -323,7 +327,17 @@ def synced_stack() -> SyncedStack:
                 url: sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
                     "QueueArn"
                 ]
-                for url in (resources[q] for q in ("RequestQueue", "PageQueue", "RequestDLQ", "PageDLQ"))
+                for url in (
+                    resources[q]
+                    for q in (
+                        "RequestQueue",
+                        "PageQueue",
+                        "FinalizeQueue",
+                        "RequestDLQ",
+                        "PageDLQ",
+                        "FinalizeDLQ",
+                    )
+                )
             }
             poller = Poller(
                 only_functions=deployed.function_names,
@@ -339,11 +353,16 @@ def synced_stack() -> SyncedStack:
                 for queue, body in (
                     ("RequestQueueUrl", POISON["request"]),
                     ("PageQueueUrl", POISON["page"]),
+                    ("FinalizeQueueUrl", POISON["finalize"]),
                     ("RequestQueueUrl", SCHEDULE_INPUT.read_text()),  # the schedule's own full sync
                 ):
                     sqs.send_message(QueueUrl=outputs[queue], MessageBody=body)
                 run_id, status = _wait_for_run(ddb, outputs["StateTableName"], SYNC_TIMEOUT)
-                _wait_for_messages(sqs, [outputs["RequestDLQUrl"], outputs["PageDLQUrl"]], timeout=10.0)
+                _wait_for_messages(
+                    sqs,
+                    [outputs["RequestDLQUrl"], outputs["PageDLQUrl"], outputs["FinalizeDLQUrl"]],
+                    timeout=10.0,
+                )
                 stats = poller.stats()
             table_items = ddb.scan(TableName=outputs["StateTableName"], ConsistentRead=True)["Items"]
             # The token as Vanta (the simulator) issued it, to search for; the table holds it sealed.
@@ -355,6 +374,7 @@ def synced_stack() -> SyncedStack:
                 function_names={
                     "scheduler": f"{stack_name}-scheduler",
                     "worker": f"{stack_name}-worker",
+                    "finalize": f"{stack_name}-finalize",
                 },
                 parameters={
                     **{k: str(v) for k, v in parameters.items()},
@@ -374,6 +394,7 @@ def synced_stack() -> SyncedStack:
                 dlq_messages={
                     "request": _drain(sqs, outputs["RequestDLQUrl"]),
                     "page": _drain(sqs, outputs["PageDLQUrl"]),
+                    "finalize": _drain(sqs, outputs["FinalizeDLQUrl"]),
                 },
                 function_errors={n: s.last_error for n, s in stats.functions.items() if s.last_error},
                 token=token,

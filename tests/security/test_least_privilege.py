@@ -41,8 +41,12 @@ from vanta_vuln_sync.local.template import DEFAULT_TEMPLATE_PATH, load_template,
 
 from .conftest import AwsCall, SyncedStack
 
-FUNCTIONS = {"scheduler": "SchedulerFunction", "worker": "WorkerFunction"}
-HANDLER_MODULES = ("vanta_vuln_sync.handlers.scheduler", "vanta_vuln_sync.handlers.worker")
+FUNCTIONS = {"scheduler": "SchedulerFunction", "worker": "WorkerFunction", "finalize": "FinalizeFunction"}
+HANDLER_MODULES = (
+    "vanta_vuln_sync.handlers.scheduler",
+    "vanta_vuln_sync.handlers.worker",
+    "vanta_vuln_sync.handlers.finalize",
+)
 AWS_SERVICES = ("dynamodb", "kms", "s3", "secretsmanager", "sqs")
 # What AWS itself does with a function's role: Lambda's SQS event source mapping polls the queue
 # (ReceiveMessage, DeleteMessage, GetQueueAttributes: "Execution role permissions" in Lambda's SQS
@@ -297,7 +301,7 @@ def test_the_lambda_service_can_poll_each_function_queue_and_write_its_logs(
     synced_stack: SyncedStack, roles: dict[str, Role]
 ) -> None:
     resolve = _Resolver(load_template(DEFAULT_TEMPLATE_PATH), synced_stack)
-    queues = {"scheduler": "RequestQueue", "worker": "PageQueue"}
+    queues = {"scheduler": "RequestQueue", "worker": "PageQueue", "finalize": "FinalizeQueue"}
     for function, role in roles.items():
         queue = resolve.arn(queues[function])
         for action in ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"):
@@ -315,10 +319,10 @@ def test_the_lambda_service_can_poll_each_function_queue_and_write_its_logs(
 
 
 # Actions a clean sync never takes, only a fault: the worker deletes raw objects only when a delivery
-# lost its step's commit to another, or when Finalize finds the object of a delivery that crashed after
+# lost its step's commit to another; Finalize when it finds the object of a delivery that crashed after
 # writing it, or a record two joins both wrote. tests/pipeline/test_redelivery.py ("crash after the S3
-# write") and the chaos suite's lost-reply scenarios take those paths; the grant is limited to raw/.
-FAULT_PATH_ACTIONS: dict[str, set[str]] = {"worker": {"s3:DeleteObject"}}
+# write") and the chaos suite's lost-reply scenarios take those paths; the grants are limited to raw/.
+FAULT_PATH_ACTIONS: dict[str, set[str]] = {"worker": {"s3:DeleteObject"}, "finalize": {"s3:DeleteObject"}}
 
 
 def test_each_role_allows_exactly_the_actions_its_function_uses(

@@ -70,6 +70,7 @@ def test_the_handlers_import_none_of_the_laptop_side_modules(noxfile: Any) -> No
     modules = noxfile.lambda_modules(str(PACKAGE))
     assert "vanta_vuln_sync/handlers/scheduler.py" in modules
     assert "vanta_vuln_sync/handlers/worker.py" in modules
+    assert "vanta_vuln_sync/handlers/finalize.py" in modules
     # imported inside a function (Finalize's statistics) still counts
     assert "vanta_vuln_sync/stats/__init__.py" in modules
     assert "vanta_vuln_sync/run/finalize.py" in modules
@@ -77,7 +78,7 @@ def test_the_handlers_import_none_of_the_laptop_side_modules(noxfile: Any) -> No
     assert leaked == []
 
 
-def test_the_pruned_package_is_smaller_and_still_runs_both_handlers(
+def test_the_pruned_package_is_smaller_and_still_runs_every_handler(
     noxfile: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # Given sam build's layout: the package copied into a function's build directory
@@ -96,9 +97,10 @@ def test_the_pruned_package_is_smaller_and_still_runs_both_handlers(
     with capsys.disabled():
         print(f"\nLambda package (sources only): {before:,} bytes zipped before pruning, {after:,} after")
     assert log.lines == [f"WorkerFunction: Lambda zip {before:,} bytes before pruning, {after:,} after"]
-    # and both handlers import from the pruned copy alone, in a fresh interpreter
+    # and the three handlers import from the pruned copy alone, in a fresh interpreter
     check = (
         "import vanta_vuln_sync, vanta_vuln_sync.handlers.scheduler, vanta_vuln_sync.handlers.worker;"
+        "import vanta_vuln_sync.handlers.finalize;"
         "import vanta_vuln_sync.stats, vanta_vuln_sync.run.finalize;"
         "print(vanta_vuln_sync.__file__)"
     )

@@ -94,7 +94,7 @@ def test_no_failure_text_contains_a_credential_or_the_token(synced_stack: Synced
 
 
 def test_poison_messages_reach_their_dlq_with_the_reason_attached(synced_stack: SyncedStack) -> None:
-    for queue in ("request", "page"):
+    for queue in ("request", "page", "finalize"):
         (message,) = synced_stack.dlq_messages[queue]
         reason = message["MessageAttributes"]["reason"]["StringValue"]
         assert reason.strip()

@@ -50,6 +50,7 @@ REDRIVE_EXAMPLES = """\
 examples:
   vuln-sync redrive --queue page --stack vuln-sync   # show PageDLQ, ask, move its messages back
   vuln-sync redrive --queue request --yes            # no question asked (scripts)
+  vuln-sync redrive --queue finalize                 # a run's Finalize, after fixing why it failed
 """
 
 
@@ -78,7 +79,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     status.set_defaults(func=run_status)
     redrive = _parser(subparsers, "redrive", "move a DLQ's messages back to their queue", REDRIVE_EXAMPLES)
-    redrive.add_argument("--queue", default="page", metavar="request|page", help="which DLQ (default page)")
+    redrive.add_argument(
+        "--queue", default="page", metavar="request|page|finalize", help="which DLQ (default page)"
+    )
     redrive.add_argument("--yes", action="store_true", help="do not ask before moving")
     redrive.set_defaults(func=run_redrive)
 
@@ -334,10 +337,11 @@ def run_redrive(args: argparse.Namespace) -> int:
 
     from vanta_vuln_sync.ops.outputs import peek_dlq
 
-    if args.queue not in ("request", "page"):
-        raise CliError(f"--queue must be request or page, got {args.queue!r}")
+    prefixes = {"request": "Request", "page": "Page", "finalize": "Finalize"}
+    if args.queue not in prefixes:
+        raise CliError(f"--queue must be request, page or finalize, got {args.queue!r}")
     stack = resolve_stack(args.stack)
-    prefix = "Request" if args.queue == "request" else "Page"
+    prefix = prefixes[args.queue]
     dlq_url, queue_url = stack.outputs[f"{prefix}DLQUrl"], stack.outputs[f"{prefix}QueueUrl"]
     sqs = boto3.session.Session().client("sqs")
     depth = int(

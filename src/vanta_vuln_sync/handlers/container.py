@@ -82,38 +82,51 @@ class LambdaContainer:
         return self.loop.run_until_complete(coro)
 
     def process_batch(
-        self, event: dict[str, Any], context: LambdaContext, metrics: Metrics | None, work: RecordWork
+        self,
+        event: dict[str, Any],
+        context: LambdaContext,
+        metrics: Metrics | None,
+        work: RecordWork,
+        *,
+        vanta: bool = True,
     ) -> dict[str, Any]:
         """Every record of an SQS event through `work(record, services, remaining)`, concurrently
-        (`remaining()`: the invocation's seconds left); the partial batch response
-        (`{"batchItemFailures": [...]}`) lists the records that raised."""
+        (`remaining()`: the invocation's seconds left; `vanta=False`: services without Vanta, see
+        `services`); the partial batch response (`{"batchItemFailures": [...]}`) lists the records
+        that raised."""
 
         def remaining() -> float:
             return float(context.get_remaining_time_in_millis()) / 1000.0
 
         async def record_handler(record: SQSRecord) -> None:
-            await work(record, await self.services(metrics), remaining)
+            await work(record, await self.services(metrics, vanta=vanta), remaining)
 
         processor = ContainerBatchProcessor(self.loop)
         with processor(records=event.get("Records", []), handler=record_handler, lambda_context=context):
             processor.async_process()
         return dict(processor.response())
 
-    async def services(self, metrics: Metrics | None = None) -> Services:
-        """The container's clients, opened on first use inside the running loop and then reused."""
+    async def services(self, metrics: Metrics | None = None, *, vanta: bool = True) -> Services:
+        """The container's clients, opened on first use inside the running loop and then reused.
+
+        `vanta=False` (the Finalize function) opens no Vanta session and reads no secret; a container
+        serves one function, so every call of it passes the same value.
+        """
         if self._services is not None:
             return self._services
         if self._opening is None:
             self._opening = asyncio.Lock()
         async with self._opening:
             if self._services is None:
-                self._services = await self._open(metrics)
+                self._services = await self._open(metrics, vanta=vanta)
         return self._services
 
-    async def _open(self, metrics: Metrics | None) -> Services:
+    async def _open(self, metrics: Metrics | None, *, vanta: bool) -> Services:
         self._stack = AsyncExitStack()
         region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
         aws = await open_clients(self._stack, region=region)
+        if not vanta:
+            return offline_services(self.settings, aws, metrics=metrics)
         return await build_services(self._stack, self.settings, aws, metrics=metrics)
 
     def close(self) -> None:
@@ -171,6 +184,24 @@ async def build_services(
         vanta=vanta,
         metrics=metrics,
         http=session,
+        in_flight=asyncio.Semaphore(settings.ranges_in_flight),
+    )
+
+
+def offline_services(settings: Settings, aws: AwsClients, *, metrics: Metrics | None = None) -> Services:
+    """Services for code that never calls Vanta (Finalize): the AWS clients and the state table only.
+    Its `vanta` raises RuntimeError, so a path that would need Vanta fails loudly, not with a 403 on
+    the secret."""
+
+    def no_vanta() -> VantaClient:
+        raise RuntimeError("this function does not talk to Vanta (its services were opened with vanta=False)")
+
+    return Services(
+        settings=settings,
+        aws=aws,
+        store=RunStore(aws.dynamodb, settings.state_table),
+        vanta=no_vanta,
+        metrics=metrics,
         in_flight=asyncio.Semaphore(settings.ranges_in_flight),
     )
 

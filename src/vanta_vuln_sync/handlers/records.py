@@ -14,12 +14,18 @@ from datetime import UTC, datetime
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
-from vanta_vuln_sync.messages import Finalize, MessageError, parse_page_message, parse_sync_request
+from vanta_vuln_sync.messages import (
+    Finalize,
+    MessageError,
+    parse_message,
+    parse_page_message,
+    parse_sync_request,
+)
 from vanta_vuln_sync.run.admission import check_page_range, check_sync_request
 from vanta_vuln_sync.run.schedule import RunCapReached, start_run
 from vanta_vuln_sync.run.services import Services
 from vanta_vuln_sync.run.step import UnknownRunError, run_step
-from vanta_vuln_sync.store.queue import park_poison
+from vanta_vuln_sync.store.queue import park_poison, send_message
 
 # Not a child logger: children made before the handler's logger (import order) are orphaned; Logger
 # instances of one service share one handler and one set of context keys anyway.
@@ -72,11 +78,12 @@ async def page_record(record: SQSRecord, services: Services, remaining: Callable
 async def process_page_message(
     body: str, message_id: str, *, services: Services, remaining: Callable[[], float]
 ) -> str:
-    """Run the PageRange step or the Finalize a PageQueue message carries; park it if it is poison.
+    """Run the PageRange step a PageQueue message carries; park it if it is poison.
 
-    Returns what happened: `step` (a step committed), `succeeded` (this Finalize completed the run),
-    `failed` (Vanta refused the step for good; the run failed), `noop` (a duplicate, or a message for an
-    ended run) or `parked` (poison).
+    Returns what happened: `step` (a step committed), `failed` (Vanta refused the step for good; the run
+    failed), `noop` (a duplicate, or a message for an ended run), `parked` (poison), or for a Finalize
+    (one enqueued before Finalize had its own queue, or redriven from PageDLQ) `forwarded` to
+    `settings.finalize_queue_url`; only without one does the worker run it (`succeeded` / `noop`).
 
     At most `settings.ranges_in_flight` of these run at once per container (they share its session,
     token and rate limit).
@@ -88,28 +95,66 @@ async def process_page_message(
     except MessageError as exc:
         await _park(body, message_id, exc.reason, services.settings.page_dlq_url, services)
         return "parked"
+    if isinstance(message, Finalize):
+        finalize_queue = services.settings.finalize_queue_url
+        if finalize_queue is not None:
+            await send_message(services.aws.sqs, finalize_queue, message)
+            logger.info("Finalize forwarded to its queue", extra={"run_id": message.run_id})
+            return "forwarded"
+        return await _finalize(message, body, message_id, services, services.settings.page_dlq_url)
     # Context-variable keys: each record runs in its own task, so concurrent ranges keep their own keys
     # (Logger.append_keys would be shared by all of them).
-    if isinstance(message, Finalize):
-        logger.thread_safe_append_keys(run_id=message.run_id, message_id=message_id)
-    else:
-        range_name = f"{message.shard}#{message.seq}"
-        logger.thread_safe_append_keys(
-            run_id=message.run_id, resource=message.resource, range=range_name, message_id=message_id
-        )
+    logger.thread_safe_append_keys(
+        run_id=message.run_id,
+        resource=message.resource,
+        range=f"{message.shard}#{message.seq}",
+        message_id=message_id,
+    )
     try:
         async with services.in_flight:
-            if isinstance(message, Finalize):
-                # Imported here: statistics and the report are needed once a run, not on a cold start.
-                from vanta_vuln_sync.run.finalize import finalize_run
-
-                marked = await finalize_run(message.run_id, services=services)
-                return "succeeded" if marked else "noop"
             result = await run_step(message, services=services, remaining=remaining)
             return "failed" if result.failed else "step" if result.committed else "noop"
     except UnknownRunError as exc:
         await _park(body, message_id, str(exc), services.settings.page_dlq_url, services)
         return "parked"
+
+
+async def finalize_record(record: SQSRecord, services: Services, remaining: Callable[[], float]) -> str:
+    """`process_finalize_message` for a FinalizeQueue record as Lambda delivers it."""
+    return await process_finalize_message(record.body, record.message_id, services=services)
+
+
+async def process_finalize_message(body: str, message_id: str, *, services: Services) -> str:
+    """Finish the run a FinalizeQueue message names; park it in the Finalize DLQ if it is poison.
+
+    Returns `succeeded` (this Finalize completed the run), `noop` (the run had ended, or not every range
+    was done) or `parked` (poison: not a Finalize, or a run the table does not hold).
+    """
+    dlq = services.settings.finalize_dlq_url
+    try:
+        message = parse_message(body)
+        if not isinstance(message, Finalize):
+            raise MessageError(f"{type(message).__name__} does not belong on the finalize queue")
+    except MessageError as exc:
+        await _park(body, message_id, exc.reason, dlq, services)
+        return "parked"
+    return await _finalize(message, body, message_id, services, dlq)
+
+
+async def _finalize(
+    message: Finalize, body: str, message_id: str, services: Services, dlq_url: str | None
+) -> str:
+    logger.thread_safe_append_keys(run_id=message.run_id, message_id=message_id)
+    # Imported here: statistics and the report are needed once a run, not on a worker's cold start.
+    from vanta_vuln_sync.run.finalize import finalize_run
+
+    try:
+        async with services.in_flight:
+            marked = await finalize_run(message.run_id, services=services)
+    except UnknownRunError as exc:
+        await _park(body, message_id, str(exc), dlq_url, services)
+        return "parked"
+    return "succeeded" if marked else "noop"
 
 
 async def _park(body: str, message_id: str, reason: str, dlq_url: str | None, services: Services) -> None:

@@ -1,4 +1,5 @@
-"""Worker Lambda, fed by PageQueue: runs PageRange steps (up to RANGES_IN_FLIGHT at once) and Finalize."""
+"""Worker Lambda, fed by PageQueue: runs PageRange steps (up to RANGES_IN_FLIGHT at once); the last range
+sends Finalize to the Finalize function (handlers/finalize.py)."""
 
 from __future__ import annotations
 
@@ -19,5 +20,5 @@ metrics = Metrics()
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    """Process a batch of PageRange and Finalize messages; returns the partial batch response."""
+    """Process a batch of PageRange messages; returns the partial batch response."""
     return current_container().process_batch(event, context, metrics, page_record)

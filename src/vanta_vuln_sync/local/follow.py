@@ -26,6 +26,8 @@ from vanta_vuln_sync.store.rate import read_rate_state
 from vanta_vuln_sync.store.state import FAILED, SUCCEEDED, RunStore
 
 _POLL_SECONDS = 1.0
+# The stack's dead-letter queues (outputs `<name>Url`): a message in any of them ends the watch.
+DLQ_NAMES = ("RequestDLQ", "PageDLQ", "FinalizeDLQ")
 # A running run with nothing queued, in flight or running anywhere for this long cannot finish.
 _STALL_SECONDS = 30.0
 
@@ -57,8 +59,8 @@ async def follow_run(
     samples: deque[tuple[float, int]] = deque()
     meter = RequestMeter()
     deadline = time.monotonic() + give_up_after
-    dlqs = {"RequestDLQ": stack.outputs["RequestDLQUrl"], "PageDLQ": stack.outputs["PageDLQUrl"]}
-    queues = [stack.outputs["RequestQueueUrl"], stack.outputs["PageQueueUrl"]]
+    dlqs = {name: stack.outputs[f"{name}Url"] for name in DLQ_NAMES}
+    queues = [stack.outputs[f"{name}QueueUrl"] for name in ("Request", "Page", "Finalize")]
     idle_since: float | None = None
     session = get_session()
     async with session.create_client("dynamodb") as ddb, session.create_client("sqs") as sqs:

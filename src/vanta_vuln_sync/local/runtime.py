@@ -22,7 +22,7 @@ import boto3
 import orjson
 
 from vanta_vuln_sync.local.embedded_aws import EmbeddedAws, EmbeddedStack
-from vanta_vuln_sync.local.follow import Watch, follow_run
+from vanta_vuln_sync.local.follow import DLQ_NAMES, Watch, follow_run
 from vanta_vuln_sync.local.poller import FunctionStats, Poller
 from vanta_vuln_sync.local.progress import Snapshot, make_view, summary_table
 from vanta_vuln_sync.local.simulator_thread import SimulatorThread
@@ -253,7 +253,7 @@ def _result(
         stats = copied.stats
     dlq = {
         name: peek_dlq(boto3.client("sqs"), stack.outputs[key])
-        for name, key in (("RequestDLQ", "RequestDLQUrl"), ("PageDLQ", "PageDLQUrl"))
+        for name, key in ((name, f"{name}Url") for name in DLQ_NAMES)
         if watch.dlq_depth.get(name)
     }
     succeeded = run is not None and run.status == SUCCEEDED
@@ -293,8 +293,9 @@ def _result(
 
 
 def _role(function_name: str) -> str:
-    """`worker` or `scheduler` from the deployed function's name (`<stack>-worker`), else the name."""
-    for role in ("worker", "scheduler"):
+    """`worker`, `scheduler` or `finalize` from the deployed function's name (`<stack>-worker`), else
+    the name."""
+    for role in ("worker", "scheduler", "finalize"):
         if function_name.endswith(f"-{role}"):
             return role
     return function_name

@@ -311,7 +311,10 @@ async def _hand_on(continuation: PageRange, services: Services, *, delay_seconds
 
 
 async def _send_finalize(run_id: str, services: Services) -> None:
-    await send_message(services.aws.sqs, services.settings.page_queue_url, Finalize(run_id))
+    settings = services.settings
+    await send_message(
+        services.aws.sqs, settings.finalize_queue_url or settings.page_queue_url, Finalize(run_id)
+    )
     await services.store.mark_finalize_sent(run_id)
     logger.info("last range committed; Finalize enqueued", extra={"run_id": run_id})
 
