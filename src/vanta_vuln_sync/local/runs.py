@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from vanta_vuln_sync.messages import FULL_SCOPE
 from vanta_vuln_sync.pipeline.state import RangeState, RunState, RunStore
 
 if TYPE_CHECKING:
@@ -40,9 +41,20 @@ async def find_run(store: RunStore, candidates: list[str]) -> RunState | None:
     return None
 
 
-async def latest_run_id(ddb: DynamoDBClient, table: str) -> str | None:
-    """The id of the most recently started run in the table (run ids start with their start time)."""
-    latest: str | None = None
+async def latest_run_id(store: RunStore) -> str | None:
+    """What `latest` means in every command: the last successful full sync (scope `all`, the run whose
+    stats and report Finalize also writes under `latest/`); None before the first one."""
+    return (await store.get_scope(FULL_SCOPE)).last_success_run_id
+
+
+async def running_run_id(store: RunStore, scope: str = FULL_SCOPE) -> str | None:
+    """The run going on for `scope` now (the full sync by default), or None."""
+    return (await store.get_scope(scope)).running_run_id
+
+
+async def list_run_ids(ddb: DynamoDBClient, table: str) -> list[str]:
+    """Every run id the state table holds (runs are kept 30 days), oldest first."""
+    ids: list[str] = []
     kwargs: dict[str, Any] = {
         "TableName": table,
         "FilterExpression": "sk = :run AND begins_with(pk, :prefix)",
@@ -51,13 +63,10 @@ async def latest_run_id(ddb: DynamoDBClient, table: str) -> str | None:
     }
     while True:
         reply = await ddb.scan(**kwargs)
-        for item in reply.get("Items", []):
-            run_id = item["pk"]["S"].removeprefix("run#")
-            if latest is None or run_id > latest:
-                latest = run_id
+        ids += [item["pk"]["S"].removeprefix("run#") for item in reply.get("Items", [])]
         start = reply.get("LastEvaluatedKey")
         if not start:
-            return latest
+            return sorted(ids)
         kwargs["ExclusiveStartKey"] = start
 
 
