@@ -275,10 +275,30 @@ def demo(session: nox.Session) -> None:
     """The whole system on this machine: `vuln-sync local --out out/` against the simulator.
 
     20,000 vulnerabilities (about 350 pages) at a simulated limit of 600 requests/min, so it ends in
-    about a minute; then open out/report.html. Options after `--`, e.g. `-- --vulnerabilities 2000`.
+    about a minute; then open out/report.html, and the finding lists in out/findings/. Options after
+    `--`, e.g. `-- --vulnerabilities 2000`; `-- --serve` keeps the stack running instead (see below).
     """
     session.install("-e", ".[local]")
     session.run("vuln-sync", "local", "--out", "out", *session.posargs)
+    if "--serve" in session.posargs:
+        return
+    for line in DEMO_NEXT_STEPS:
+        session.log(line)
+
+
+DEMO_NEXT_STEPS = (
+    "outputs: out/report.html, out/stats.json, the finding lists out/findings/<list>.csv and .ndjson "
+    "(overdue, due in 7 and 30 days, new, resolved, exceptions, unowned), raw records out/raw/",
+    "every way in, without an AWS account: keep the stack running with",
+    "  nox -s demo -- --serve --schedule-every 10 --vulnerabilities 2000",
+    "  (a full sync now and every 10 minutes; it prints the endpoint, the queue URLs and these commands)",
+    "then, from another shell in this folder (vuln-sync is .nox/demo/bin/vuln-sync if not on PATH):",
+    "  vuln-sync resync --stack local --resource vulnerabilities --filter severity=CRITICAL",
+    "  vuln-sync status --stack local",
+    "  vuln-sync report --stack local --out out/report-latest",
+    "  aws sqs send-message --endpoint-url <printed endpoint> --queue-url <printed RequestQueue URL> "
+    "--message-body file://events/sync-request-resync-critical.json",
+)
 
 
 @nox.session
