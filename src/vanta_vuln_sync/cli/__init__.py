@@ -35,12 +35,19 @@ def resources_help(names: Iterable[str]) -> str:
             elif spec.kind is FilterKind.BOOL:
                 described.append(f"{filter_name}=true|false")
             elif spec.kind is FilterKind.DATETIME:
-                described.append(f"{filter_name}=<RFC 3339 time>")
+                described.append(f"{filter_name}=YYYY-MM-DDThh:mm:ssZ")
             else:
                 described.append(filter_name)
         text = ", ".join(described) or "(no filters)"
         lines.append(f"  {name}")
-        lines += textwrap.wrap(text, width=100, initial_indent="      ", subsequent_indent="      ")
+        lines += textwrap.wrap(
+            text,
+            width=100,
+            initial_indent="      ",
+            subsequent_indent="      ",
+            break_long_words=False,
+            break_on_hyphens=False,
+        )
     return "\n".join(lines) + "\n"
 
 
