@@ -150,6 +150,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """`python -m vanta_vuln_sync.local.rehearsal bucket | transform`: the two steps `nox -s deploy` runs
     between the sam CLI's, against the moto server at $AWS_ENDPOINT_URL."""
     import boto3
+    from botocore.exceptions import ClientError
 
     parser = argparse.ArgumentParser(prog="python -m vanta_vuln_sync.local.rehearsal")
     steps = parser.add_subparsers(dest="step", required=True)
@@ -168,7 +169,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         rehearsal_endpoint(endpoint)
         if args.step == "bucket":
             s3 = boto3.client("s3", endpoint_url=endpoint, region_name=region)
-            s3.create_bucket(Bucket=args.bucket)
+            try:
+                s3.create_bucket(Bucket=args.bucket)
+            except ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") != "BucketAlreadyOwnedByYou":
+                    raise
             print(f"artifacts bucket {args.bucket} on {endpoint}")
             return 0
         if args.step == "verify":

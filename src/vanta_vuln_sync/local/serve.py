@@ -118,7 +118,7 @@ def how_to_use(served: ServedStack, state_file: Path, schedule_every: float) -> 
     lines += [
         "try, from another shell in this folder:",
         f"  {env}vuln-sync resync --stack local --resource vulnerabilities --filter severity=CRITICAL",
-        f"  {env}vuln-sync status --stack local            # the latest full sync (scope all)",
+        f"  {env}vuln-sync status --stack local   # latest: the last successful full sync (scope all)",
         f"  {env}vuln-sync report --stack local --out out/report-latest",
         f"  {env}vuln-sync redrive --stack local --queue page",
         f"  {keys} aws sqs send-message --endpoint-url {served.endpoint_url} --region {served.region} \\",
