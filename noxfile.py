@@ -98,7 +98,8 @@ def _deploy_rehearsal(session: nox.Session, endpoint: str) -> None:
     os.makedirs(".aws-sam", exist_ok=True)
     rehearsal = ("python", "-m", "vanta_vuln_sync.local.rehearsal")
     session.run(*rehearsal, "bucket", env=env)
-    config = ("--config-file", "samconfig.toml", "--config-env", "rehearsal")
+    # Absolute: sam reads a relative --config-file next to the template, here in .aws-sam/.
+    config = ("--config-file", os.path.abspath("samconfig.toml"), "--config-env", "rehearsal")
     session.run(
         "sam", "package", *config, "--template-file", template, "--output-template-file", packaged, env=env
     )
