@@ -26,12 +26,13 @@ _RUN_CLI = "import sys; from vanta_vuln_sync.cli import main; sys.exit(main())"
 
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], Path, Path]]:
-    """`vuln-sync local --serve` started in tmp_path (a small tenant, the schedule once a minute);
-    yields the process, its state file and its log. Stopped with SIGINT if the test left it running."""
+    """`vuln-sync local --serve` started in tmp_path (a small tenant, two workers for fewer cold starts,
+    the schedule once a minute); yields the process, its state file and its log. Stopped with SIGINT if
+    the test left it running."""
     log = tmp_path / "serve.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "VANTA_"))}
     env.pop(STATE_ENV, None)
-    argv = ["local", "--serve", "--schedule-every", "1", "--vulnerabilities", "100"]
+    argv = ["local", "--serve", "--schedule-every", "1", "--vulnerabilities", "100", "--workers", "2"]
     argv += ["--rate-limit", "0", "--latency", "0", "--progress", "plain"]
     with log.open("w") as output:
         process = subprocess.Popen(  # noqa: S603 - our own CLI, fixed arguments
