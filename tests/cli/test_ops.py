@@ -261,10 +261,10 @@ def test_status_shows_the_fleets_requests_as_the_rate_limiter_grants_them(
     assert 15 <= int(ahead.group(1)) <= 30
 
 
-def test_status_latest_is_the_last_successful_full_sync_and_names_a_newer_running_one(
+def test_status_latest_is_the_last_successful_full_sync_and_lists_the_runs_since(
     stack: EmbeddedStack, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    # Given a full sync that succeeded, a newer one running, and a newer resync of another scope...
+    # Given a full sync that succeeded, a newer one running, and a newest run...
     succeeded = f"20000101T000000Z-{uuid.uuid4().hex[:10]}"
     running = f"20000102T000000Z-{uuid.uuid4().hex[:10]}"
     resync = f"29991231T235959Z-{uuid.uuid4().hex[:10]}"
@@ -279,14 +279,14 @@ def test_status_latest_is_the_last_successful_full_sync_and_names_a_newer_runnin
             assert await store.claim_scope("all", running, stale_after=3600)
 
     asyncio.run(record_scope())
-    # ...`latest` is the full sync that succeeded, said as such, with the running one named.
+    # ...`latest` is the full sync that succeeded, said as such, with the newest runs listed after it.
     assert main(["status", "--stack", stack.name]) == 0
     out = capsys.readouterr().out
     assert out.startswith("latest: the last successful full sync (scope all)\n")
     assert re.search(rf"^run +{succeeded}$", out, re.MULTILINE), out
     assert re.search(r"^scope +all$", out, re.MULTILINE), out
-    assert f"a newer full sync is running: vuln-sync status {running} --stack {stack.name}" in out
-    assert resync not in out
+    since = out.split(f"runs since, of any scope (vuln-sync status RUN --stack {stack.name}):\n")[1]
+    assert re.search(rf"^  {resync}  running +scope all  \(test\)$", since, re.MULTILINE), out
 
 
 def test_status_exits_1_and_says_why_when_run_failed(

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
     from vanta_vuln_sync.local.limiter import RateState
     from vanta_vuln_sync.local.runs import RunProgress
-    from vanta_vuln_sync.pipeline.state import RunStore
+    from vanta_vuln_sync.pipeline.state import RunState, RunStore
 
 T = TypeVar("T")
 REQUIRED_OUTPUTS = ("RequestQueueUrl", "PageQueueUrl", "RequestDLQUrl", "PageDLQUrl", "StateTableName")
@@ -55,8 +55,9 @@ examples:
   vuln-sync status 20260101T060000Z-1a2b3c4d5e --stack vuln-sync
   vuln-sync status --stack local                     # the stack `vuln-sync local --serve` serves
 
-`latest` means {LATEST_MEANS} here as in `vuln-sync report`; when a newer full sync is running, its
-id is printed too. Any other run (a resync) by its id, as `vuln-sync resync` prints it.
+`latest` means {LATEST_MEANS} here as in `vuln-sync report`; the runs started since (of any
+scope: a full sync running or failed, a resync) are listed under it with their status. Any run by its
+id, as `vuln-sync resync` prints it.
 
 Exit code: 0 when the run succeeded or is running, 1 when it failed.
 """
@@ -332,32 +333,37 @@ def run_status(args: argparse.Namespace) -> int:
     """Print a run's progress (committed steps) and the fleet's Vanta requests as they happen (the rate
     limiter's item); 1 when the run failed."""
     from vanta_vuln_sync.local.limiter import read_rate_item
-    from vanta_vuln_sync.local.runs import latest_run_id, read_progress, running_run_id
+    from vanta_vuln_sync.local.runs import latest_run_id, read_progress, runs_after
 
     stack = resolve_stack(args.stack)
 
-    async def read(store: RunStore, ddb: Any) -> tuple[RunProgress, RateState, str | None]:
-        run_id, newer = args.run, None
+    async def read(store: RunStore, ddb: Any) -> tuple[RunProgress, RateState, list[RunState]]:
+        run_id, newer = args.run, []
+        table = stack.outputs["StateTableName"]
         if run_id == "latest":
-            run_id, running = await latest_run_id(store), await running_run_id(store)
+            run_id = await latest_run_id(store)
+            newer = await runs_after(ddb, table, store, run_id)
             if run_id is None:
-                started = f"; one is running: vuln-sync status {running}" if running else ""
+                since = (
+                    "; newest runs: " + ", ".join(f"{r.run_id} ({r.status})" for r in newer) if newer else ""
+                )
                 raise CliError(
                     f"stack {stack.name!r} has no successful full sync yet (latest is {LATEST_MEANS})"
-                    f"{started or '; send one with `vuln-sync resync --full`'}"
+                    f"{since or '; send one with `vuln-sync resync --full`'}"
                 )
-            newer = running if running != run_id else None
         progress = await read_progress(store, run_id)
         if progress is None:
             raise CliError(f"no run {run_id!r} in stack {stack.name!r} (runs are kept 30 days)")
-        return progress, await read_rate_item(ddb, stack.outputs["StateTableName"]), newer
+        return progress, await read_rate_item(ddb, table), newer
 
     progress, rate, newer = _run_async(read, stack, "reading the run")
     if args.run == "latest":
         print(f"latest: {LATEST_MEANS}")
     _print_run(progress, stack, rate)
     if newer:
-        print(f"a newer full sync is running: vuln-sync status {newer} --stack {stack.option}")
+        print(f"runs since, of any scope (vuln-sync status RUN --stack {stack.option}):")
+        for run in newer:
+            print(f"  {run.run_id}  {run.status:<9}  scope {run.scope}  ({run.reason or 'no reason'})")
     return 1 if progress.run.status == "failed" else 0
 
 

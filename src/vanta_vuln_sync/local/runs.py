@@ -70,6 +70,16 @@ async def list_run_ids(ddb: DynamoDBClient, table: str) -> list[str]:
         kwargs["ExclusiveStartKey"] = start
 
 
+async def runs_after(
+    ddb: DynamoDBClient, table: str, store: RunStore, after: str | None, limit: int = 5
+) -> list[RunState]:
+    """The newest `limit` runs of any scope started after run `after` (all runs when None), oldest
+    first: what `status latest` names besides the last successful full sync (a failed or running one)."""
+    ids = [run_id for run_id in await list_run_ids(ddb, table) if after is None or run_id > after]
+    runs = [await store.get_run(run_id) for run_id in ids[-limit:]]
+    return [run for run in runs if run is not None]
+
+
 @dataclass(frozen=True, slots=True)
 class RunProgress:
     """A run and its ranges' committed progress; the counters add up the ranges (and planning)."""
