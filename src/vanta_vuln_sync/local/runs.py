@@ -47,11 +47,6 @@ async def latest_run_id(store: RunStore) -> str | None:
     return (await store.get_scope(FULL_SCOPE)).last_success_run_id
 
 
-async def running_run_id(store: RunStore, scope: str = FULL_SCOPE) -> str | None:
-    """The run going on for `scope` now (the full sync by default), or None."""
-    return (await store.get_scope(scope)).running_run_id
-
-
 async def list_run_ids(ddb: DynamoDBClient, table: str) -> list[str]:
     """Every run id the state table holds (runs are kept 30 days), oldest first."""
     ids: list[str] = []
