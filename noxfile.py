@@ -57,10 +57,55 @@ def build(session: nox.Session) -> None:
 
 @nox.session
 def deploy(session: nox.Session) -> None:
-    """`build`, then `sam deploy` with samconfig.toml. First time: `nox -s deploy -- --guided`."""
+    """`build`, then `sam deploy` with samconfig.toml. First time: `nox -s deploy -- --guided`.
+
+    With AWS_ENDPOINT_URL set (a loopback moto server, e.g. the one `vuln-sync local --serve` prints),
+    the deploy rehearsal instead: the real `sam package` and `sam deploy` (upload, change set from the
+    template's URL, stack created) against moto; see `vanta_vuln_sync/local/rehearsal.py` for the three
+    things moto needs done differently, and the `rehearsal` environment in samconfig.toml.
+    """
     session.install(SAM_CLI)
+    endpoint = os.environ.get("AWS_ENDPOINT_URL")
+    if endpoint:
+        _deploy_rehearsal(session, endpoint)
+        return
     _sam_build(session)
     session.run("sam", "deploy", "--config-file", "samconfig.toml", *session.posargs, env=_sam_env())
+
+
+REHEARSAL_STACK = "vuln-sync-rehearsal"
+
+
+def _deploy_rehearsal(session: nox.Session, endpoint: str) -> None:
+    session.install("-e", ".[local]")
+    # moto reads a template URL on a 127.0.0.1 host as bucket "127" (NoSuchBucket); localhost is path style.
+    local = endpoint.replace("://127.0.0.1", "://localhost")
+    env = {
+        **_sam_env(),
+        "AWS_ENDPOINT_URL": local,
+        "AWS_ACCESS_KEY_ID": os.environ.get("AWS_ACCESS_KEY_ID", "embedded"),
+        "AWS_SECRET_ACCESS_KEY": os.environ.get("AWS_SECRET_ACCESS_KEY", "embedded"),
+        "AWS_REGION": os.environ.get("AWS_REGION", "us-east-1"),
+        "AWS_DEFAULT_REGION": os.environ.get("AWS_REGION", "us-east-1"),
+    }
+    built = os.path.join(".aws-sam", "build", "template.yaml")
+    template = built if os.path.exists(built) else "template.yaml"
+    session.log(
+        f"deploy rehearsal against {local} from {template} (`nox -s build` first to rehearse the build)"
+    )
+    packaged = os.path.join(".aws-sam", "rehearsal-packaged.yaml")
+    transformed = os.path.join(".aws-sam", "rehearsal-template.json")
+    os.makedirs(".aws-sam", exist_ok=True)
+    rehearsal = ("python", "-m", "vanta_vuln_sync.local.rehearsal")
+    session.run(*rehearsal, "bucket", env=env)
+    # Absolute: sam reads a relative --config-file next to the template, here in .aws-sam/.
+    config = ("--config-file", os.path.abspath("samconfig.toml"), "--config-env", "rehearsal")
+    session.run(
+        "sam", "package", *config, "--template-file", template, "--output-template-file", packaged, env=env
+    )
+    session.run(*rehearsal, "transform", "--packaged", packaged, "--output", transformed, env=env)
+    session.run("sam", "deploy", *config, "--template-file", transformed, *session.posargs, env=env)
+    session.run(*rehearsal, "verify", "--stack-name", REHEARSAL_STACK, env=env)
 
 
 def _sam_env() -> dict[str, str]:
@@ -279,10 +324,30 @@ def demo(session: nox.Session) -> None:
     """The whole system on this machine: `vuln-sync local --out out/` against the simulator.
 
     20,000 vulnerabilities (about 350 pages) at a simulated limit of 600 requests/min, so it ends in
-    about a minute; then open out/report.html. Options after `--`, e.g. `-- --vulnerabilities 2000`.
+    about a minute; then open out/report.html, and the finding lists in out/findings/. Options after
+    `--`, e.g. `-- --vulnerabilities 2000`; `-- --serve` keeps the stack running instead (see below).
     """
     session.install("-e", ".[local]")
     session.run("vuln-sync", "local", "--out", "out", *session.posargs)
+    if "--serve" in session.posargs:
+        return
+    for line in DEMO_NEXT_STEPS:
+        session.log(line)
+
+
+DEMO_NEXT_STEPS = (
+    "outputs: out/report.html, out/stats.json, the finding lists out/findings/<list>.csv and .ndjson "
+    "(overdue, due in 7 and 30 days, new, resolved, exceptions, unowned), raw records out/raw/",
+    "every way in, without an AWS account: keep the stack running with",
+    "  nox -s demo -- --serve --schedule-every 10 --vulnerabilities 2000",
+    "  (a full sync now and every 10 minutes; it prints the endpoint, the queue URLs and these commands)",
+    "then, from another shell in this folder (vuln-sync is .nox/demo/bin/vuln-sync if not on PATH):",
+    "  vuln-sync resync --stack local --resource vulnerabilities --filter severity=CRITICAL",
+    "  vuln-sync status --stack local",
+    "  vuln-sync report --stack local --out out/report-latest",
+    "  aws sqs send-message --endpoint-url <printed endpoint> --queue-url <printed RequestQueue URL> "
+    "--message-body file://events/sync-request-resync-critical.json",
+)
 
 
 @nox.session

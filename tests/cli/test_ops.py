@@ -21,9 +21,10 @@ from vanta_vuln_sync.local.embedded_aws import EmbeddedAws, EmbeddedStack
 from vanta_vuln_sync.local.poller import Poller
 from vanta_vuln_sync.local.runtime import container_loop
 from vanta_vuln_sync.local.simulator_thread import SimulatorThread
-from vanta_vuln_sync.messages import PageRange
+from vanta_vuln_sync.messages import SYNC_RESOURCES, PageRange
 from vanta_vuln_sync.simulator import SimulatorConfig
 from vanta_vuln_sync.store.state import RunState, RunStore
+from vanta_vuln_sync.vanta.resources import RESOURCES
 
 # moto re-reads the template on DescribeStacks and warns about each resource type it cannot create.
 pytestmark = pytest.mark.filterwarnings("ignore:Tried to parse:UserWarning")
@@ -119,7 +120,7 @@ def test_resync_enqueues_a_validated_request_when_filters_are_valid(
     out = capsys.readouterr().out
     assert code == 0
     assert "sent SyncRequest" in out
-    assert f"vuln-sync status latest --stack {stack.name}" in out
+    assert re.search(rf"vuln-sync status \S+ --stack {stack.name}$", out, re.MULTILINE), out
     [body] = _drain(stack.outputs["RequestQueueUrl"])
     assert body["type"] == "SyncRequest"
     assert body["resources"] == ["vulnerabilities"]
@@ -127,6 +128,33 @@ def test_resync_enqueues_a_validated_request_when_filters_are_valid(
     assert body["filters"] == {
         "vulnerabilities": {"severity": "CRITICAL", "includeVulnerabilitiesWithoutSlas": "true"}
     }
+
+
+def test_resync_sends_every_resource_named_and_applies_a_filter_to_each_unless_qualified(
+    stack: EmbeddedStack, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["resync", "-r", "vulnerable-assets,vulnerabilities", "-r", "vulnerability-remediations"]
+    filters = ["--filter", "integrationId=snyk", "--filter", "vulnerable-assets:assetType=server"]
+    assert main([*argv, *filters, "--stack", stack.name, "--wait", "0"]) == 0
+    assert "scope vulnerabilities.vulnerability-remediations.vulnerable-assets_" in capsys.readouterr().out
+    [body] = _drain(stack.outputs["RequestQueueUrl"])
+    assert body["resources"] == ["vulnerabilities", "vulnerability-remediations", "vulnerable-assets"]
+    assert body["filters"] == {
+        "vulnerabilities": {"integrationId": "snyk", "includeVulnerabilitiesWithoutSlas": "true"},
+        "vulnerability-remediations": {"integrationId": "snyk"},
+        "vulnerable-assets": {"integrationId": "snyk", "assetType": "SERVER"},
+    }
+
+
+def test_resync_without_a_resource_sends_the_schedules_full_sync(
+    stack: EmbeddedStack, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["resync", "--full", "--stack", stack.name, "--wait", "0"]) == 0
+    assert "; full; scope all)" in capsys.readouterr().out
+    [body] = _drain(stack.outputs["RequestQueueUrl"])
+    assert body["resources"] == ["vulnerabilities", "vulnerability-remediations", "vulnerable-assets"]
+    assert body["mode"] == "full"
+    assert body.get("filters", {}) == {}
 
 
 def test_resync_sends_full_mode_when_full_is_given(stack: EmbeddedStack) -> None:
@@ -146,6 +174,14 @@ def test_resync_sends_full_mode_when_full_is_given(stack: EmbeddedStack) -> None
         (["resync", "--resource", "vulnerabilities", "--filter", "severty=HIGH"], "severty"),
         (["resync", "--resource", "vulnerabilities", "--filter", "severity=URGENT"], "URGENT"),
         (["resync", "--resource", "vulnerabilities", "--filter", "severity"], "NAME=VALUE"),
+        (
+            ["resync", "-r", "vulnerabilities,vulnerable-assets", "--filter", "severity=HIGH"],
+            "vulnerable-assets has no filter 'severity'",
+        ),
+        (
+            ["resync", "-r", "vulnerabilities", "--filter", "vulnerable-assets:assetType=SERVER"],
+            "not among the resources synced",
+        ),
         (["redrive", "--queue", "pages"], "--queue must be request, page or finalize"),
     ],
 )
@@ -225,12 +261,32 @@ def test_status_shows_the_fleets_requests_as_the_rate_limiter_grants_them(
     assert 15 <= int(ahead.group(1)) <= 30
 
 
-def test_status_latest_is_the_newest_run(stack: EmbeddedStack, capsys: pytest.CaptureFixture[str]) -> None:
-    newest = f"29991231T235959Z-{uuid.uuid4().hex[:10]}"
-    _create_run(stack, f"20000101T000000Z-{uuid.uuid4().hex[:10]}")
-    _create_run(stack, newest)
-    assert main(["status", "latest", "--stack", stack.name]) == 0
-    assert newest in capsys.readouterr().out
+def test_status_latest_is_the_last_successful_full_sync_and_lists_the_runs_since(
+    stack: EmbeddedStack, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given a full sync that succeeded, a newer one running, and a newest run...
+    succeeded = f"20000101T000000Z-{uuid.uuid4().hex[:10]}"
+    running = f"20000102T000000Z-{uuid.uuid4().hex[:10]}"
+    resync = f"29991231T235959Z-{uuid.uuid4().hex[:10]}"
+    for run_id in (succeeded, running, resync):
+        _create_run(stack, run_id)
+
+    async def record_scope() -> None:
+        async with get_session().create_client("dynamodb") as ddb:
+            store = RunStore(ddb, stack.outputs["StateTableName"])
+            assert await store.claim_scope("all", succeeded, stale_after=3600)
+            await store.release_scope("all", succeeded, {"vulnerabilities": 3}, started_at=datetime.now(UTC))
+            assert await store.claim_scope("all", running, stale_after=3600)
+
+    asyncio.run(record_scope())
+    # ...`latest` is the full sync that succeeded, said as such, with the newest runs listed after it.
+    assert main(["status", "--stack", stack.name]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("latest: the last successful full sync (scope all)\n")
+    assert re.search(rf"^run +{succeeded}$", out, re.MULTILINE), out
+    assert re.search(r"^scope +all$", out, re.MULTILINE), out
+    since = out.split(f"runs since, of any scope (vuln-sync status RUN --stack {stack.name}):\n")[1]
+    assert re.search(rf"^  {resync}  running +scope all  \(test\)$", since, re.MULTILINE), out
 
 
 def test_status_exits_1_and_says_why_when_run_failed(
@@ -362,9 +418,24 @@ def test_resync_prints_the_run_id_then_a_second_request_joins_it_when_the_schedu
     assert re.search(r"^Vanta rate limiter +(busy|idle):", status, re.MULTILINE), status
 
 
-@pytest.mark.parametrize("command", ["resync", "status", "redrive"])
+@pytest.mark.parametrize("command", ["resync", "status", "redrive", "report", "local", "fetch"])
 def test_help_shows_an_example(command: str, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_info:
         main([command, "--help"])
     assert exit_info.value.code == 0
     assert f"vuln-sync {command} " in capsys.readouterr().out.split("examples:")[1]
+
+
+@pytest.mark.parametrize(("command", "resources"), [("resync", SYNC_RESOURCES), ("fetch", tuple(RESOURCES))])
+def test_help_lists_every_resource_and_filter_the_command_takes(
+    command: str, resources: tuple[str, ...], capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    listed = capsys.readouterr().out.split("resources and their filters")[1]
+    sections = dict(re.findall(r"^  (\S+)\n((?:      .*\n)+)", listed, re.MULTILINE))
+    assert list(sections) == list(resources)
+    for resource in resources:
+        named = set(re.findall(r"(\w+)(?==|,|$)", " ".join(sections[resource].split())))
+        assert set(RESOURCES[resource].filters) <= named, resource
+    assert "severity=CRITICAL|HIGH|MEDIUM|LOW" in listed

@@ -12,7 +12,7 @@ from typing import IO
 import aiohttp
 import orjson
 
-from vanta_vuln_sync.cli import CliError
+from vanta_vuln_sync.cli import CliError, resources_help
 from vanta_vuln_sync.settings import SettingsError, VantaSettings, vanta_settings_from_env
 from vanta_vuln_sync.vanta import (
     RESOURCES,
@@ -44,7 +44,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="print every record of a Vanta resource as one JSON line",
         description="Print every record of a Vanta resource as one JSON object a line on stdout, "
         "exactly as Vanta sent it, with a progress line on stderr.",
-        epilog=EXAMPLES,
+        epilog=EXAMPLES + "\n" + resources_help(RESOURCES),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("resource", metavar="RESOURCE", help=f"one of: {', '.join(RESOURCES)}")

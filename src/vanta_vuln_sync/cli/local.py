@@ -17,6 +17,13 @@ examples:
   vuln-sync local --out out/          # 20,000 simulated vulnerabilities; then open out/report.html
   vuln-sync local --vulnerabilities 2000 --cursor-style opaque --error-rate 0.02
   VANTA_CLIENT_ID=... VANTA_CLIENT_SECRET=... vuln-sync local --out mine/   # your real Vanta data
+  vuln-sync local --serve --schedule-every 10 --vulnerabilities 2000   # keep it running; Ctrl-C stops
+
+With --serve the stack stays up: a full sync is sent now and every --schedule-every minutes, and
+`vuln-sync resync | status | redrive | report --stack local`, or any SQS client (aws sqs send-message
+--endpoint-url ...) sending a file from events/, work against it; it prints the endpoint, the queue
+URLs and the commands. Each successful full sync's outputs go to --out, other runs' to
+--out/runs/<run_id>/.
 
 The real template.yaml is deployed into an in-process moto server; the real handlers run under an
 emulation of Lambda's SQS poller. With VANTA_CLIENT_ID set, the real Vanta API is used (VANTA_BASE_URL,
@@ -51,6 +58,19 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="deploy the worker with this function timeout instead of the template's 300 s, to see what "
         "a timed-out invocation costs (its writes refused, its batch back only after the queue's "
         "visibility timeout)",
+    )
+    parser.add_argument(
+        "--serve",
+        action="store_true",
+        help="keep the stack running until Ctrl-C, firing the schedule (a full sync) every "
+        "--schedule-every minutes, for resync, status, redrive, report (--stack local) and SQS clients",
+    )
+    parser.add_argument(
+        "--schedule-every",
+        type=float,
+        default=60.0,
+        metavar="MIN",
+        help="with --serve: minutes between scheduled full syncs, the first at once (default 60; 0: none)",
     )
     parser.add_argument(
         "--progress", choices=("auto", "bar", "plain"), default="auto", help="progress display (default auto)"
@@ -104,6 +124,8 @@ def run(args: argparse.Namespace) -> int:
         raise CliError(
             f"--worker-timeout must be between 1 and 900 (Lambda's limit), got {args.worker_timeout}"
         )
+    if args.schedule_every < 0:
+        raise CliError(f"--schedule-every must be 0 or more minutes, got {args.schedule_every}")
     if args.out.exists() and not args.out.is_dir():
         raise CliError(f"--out {args.out} exists and is not a folder")
     vanta = None
@@ -157,6 +179,15 @@ def run(args: argparse.Namespace) -> int:
         stream=sys.stdout,
         worker_timeout=args.worker_timeout,
     )
+    if args.serve:
+        from vanta_vuln_sync.local.serve import ServeOptions, serve_local
+        from vanta_vuln_sync.ops.served import state_path
+
+        try:
+            serve_local(ServeOptions(options, args.schedule_every * 60, state_path(args.out)))
+        except LocalRunError as exc:
+            raise CliError(str(exc)) from None
+        return 0
     try:
         result = run_local(options)
     except LocalRunError as exc:
@@ -174,6 +205,8 @@ def run(args: argparse.Namespace) -> int:
         if result.report is not None:
             print(f"report: {result.report}")
         print(f"outputs: {result.out}/ (stats.json, report.html, manifest.json, raw/)")
+        if (result.out / "findings").is_dir():
+            print(f"finding lists: {result.out / 'findings'}/ (CSV and NDJSON: {_list_names(result.out)})")
         return 0
     print(f"vuln-sync: run {result.status}: {result.failure}", file=sys.stderr)
     for function, error in result.errors.items():
@@ -189,3 +222,8 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     return 1
+
+
+def _list_names(out: Path) -> str:
+    """The finding lists written under `out/findings/`, by name."""
+    return ", ".join(sorted({path.stem for path in (out / "findings").glob("*.csv")}))

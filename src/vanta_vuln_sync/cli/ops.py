@@ -2,7 +2,9 @@
 
 The stack comes from `--stack` or `VULN_SYNC_STACK`; its queues, table and bucket from its outputs
 (`RequestQueueUrl`, `PageQueueUrl`, `RequestDLQUrl`, `PageDLQUrl`, `StateTableName`, `DataBucketName`).
-AWS credentials and region come from the usual places (environment, profile, SSO).
+AWS credentials and region come from the usual places (environment, profile, SSO). `--stack local` is
+the stack `vuln-sync local --serve` is serving: its endpoint and credentials come from the state file it
+writes (`ops/served.py`).
 """
 
 from __future__ import annotations
@@ -13,10 +15,11 @@ import os
 import sys
 import time
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from vanta_vuln_sync.cli import CliError
+from vanta_vuln_sync.cli import CliError, resources_help
+from vanta_vuln_sync.messages import SYNC_RESOURCES
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
@@ -24,25 +27,37 @@ if TYPE_CHECKING:
 
     from vanta_vuln_sync.ops.runs import RunProgress
     from vanta_vuln_sync.store.rate import RateState
-    from vanta_vuln_sync.store.state import RunStore
+    from vanta_vuln_sync.store.state import RunState, RunStore
 
 T = TypeVar("T")
 REQUIRED_OUTPUTS = ("RequestQueueUrl", "PageQueueUrl", "RequestDLQUrl", "PageDLQUrl", "StateTableName")
-STACK_HELP = "the deployed stack's name (default: $VULN_SYNC_STACK)"
+STACK_HELP = "the deployed stack's name, or local (`vuln-sync local --serve`) (default: $VULN_SYNC_STACK)"
+LATEST_MEANS = "the last successful full sync (scope all)"
 
-RESYNC_EXAMPLES = """\
+RESYNC_EXAMPLES = f"""\
 examples:
   vuln-sync resync --resource vulnerabilities --filter severity=CRITICAL --stack vuln-sync
   vuln-sync resync --resource vulnerability-remediations --filter remediatedAfterDate=2026-01-01T00:00:00Z
-  vuln-sync resync --resource vulnerable-assets --full --reason "asset inventory audit"
+  vuln-sync resync --resource vulnerabilities,vulnerable-assets --full --reason "asset inventory audit"
+  vuln-sync resync -r vulnerabilities -r vulnerability-remediations --filter severity=HIGH
+  vuln-sync resync --resource vulnerabilities --filter vulnerabilities:isFixAvailable=true --stack local
+  vuln-sync resync --full                            # all three resources: the schedule's full sync
+
+A filter applies to every resource named; RESOURCE:NAME=VALUE applies it to one. Without --resource,
+all of {", ".join(SYNC_RESOURCES)} are synced.
 
 The same request without this tool:
   aws sqs send-message --queue-url <RequestQueueUrl> --message-body file://events/sync-request-resync-critical.json
 """
-STATUS_EXAMPLES = """\
+STATUS_EXAMPLES = f"""\
 examples:
-  vuln-sync status --stack vuln-sync                 # the latest run
+  vuln-sync status --stack vuln-sync                 # latest: {LATEST_MEANS}
   vuln-sync status 20260101T060000Z-1a2b3c4d5e --stack vuln-sync
+  vuln-sync status --stack local                     # the stack `vuln-sync local --serve` serves
+
+`latest` means {LATEST_MEANS} here as in `vuln-sync report`; the runs started since (of any
+scope: a full sync running or failed, a resync) are listed under it with their status. Any run by its
+id, as `vuln-sync resync` prints it.
 
 Exit code: 0 when the run succeeded or is running, 1 when it failed.
 """
@@ -51,15 +66,35 @@ examples:
   vuln-sync redrive --queue page --stack vuln-sync   # show PageDLQ, ask, move its messages back
   vuln-sync redrive --queue request --yes            # no question asked (scripts)
   vuln-sync redrive --queue finalize                 # a run's Finalize, after fixing why it failed
+  vuln-sync redrive --queue page --stack local       # the stack `vuln-sync local --serve` serves
 """
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add `resync`, `status` and `redrive` to the `vuln-sync` command line."""
-    resync = _parser(subparsers, "resync", "enqueue a targeted sync request", RESYNC_EXAMPLES)
-    resync.add_argument("--resource", required=True, metavar="R", help="the resource to sync again")
+    resync = _parser(
+        subparsers,
+        "resync",
+        "enqueue a targeted sync request",
+        RESYNC_EXAMPLES + "\n" + resources_help(SYNC_RESOURCES),
+    )
     resync.add_argument(
-        "--filter", dest="filters", action="append", default=[], metavar="NAME=VALUE", help="a Vanta filter"
+        "-r",
+        "--resource",
+        dest="resources",
+        action="append",
+        default=[],
+        metavar="R[,R]",
+        help="a resource to sync again (repeatable or comma-separated; default: all of "
+        f"{', '.join(SYNC_RESOURCES)})",
+    )
+    resync.add_argument(
+        "--filter",
+        dest="filters",
+        action="append",
+        default=[],
+        metavar="[RESOURCE:]NAME=VALUE",
+        help="a Vanta filter, for every resource named or only RESOURCE (repeatable)",
     )
     resync.add_argument(
         "--full", action="store_true", help="list everything (default: incremental where possible)"
@@ -75,7 +110,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     resync.set_defaults(func=run_resync)
     status = _parser(subparsers, "status", "show a run's progress", STATUS_EXAMPLES)
     status.add_argument(
-        "run", nargs="?", default="latest", metavar="RUN", help="a run id, or latest (default)"
+        "run",
+        nargs="?",
+        default="latest",
+        metavar="RUN",
+        help=f"a run id, or latest ({LATEST_MEANS}; the default)",
     )
     status.set_defaults(func=run_status)
     redrive = _parser(subparsers, "redrive", "move a DLQ's messages back to their queue", REDRIVE_EXAMPLES)
@@ -102,8 +141,19 @@ def _parser(
 
 @dataclass(frozen=True, slots=True)
 class Stack:
+    """A stack's name, its outputs, and how to reach it: `option` is what to pass as --stack to reach
+    it again; `client_kwargs` point clients at a served local stack (empty for AWS)."""
+
     name: str
     outputs: dict[str, str]
+    option: str = ""
+    client_kwargs: dict[str, Any] = field(default_factory=dict)
+
+    def client(self, service: str, **kwargs: Any) -> Any:
+        """A boto3 client of `service` where the stack lives."""
+        import boto3
+
+        return boto3.session.Session().client(service, **self.client_kwargs, **kwargs)  # type: ignore[call-overload]
 
 
 def _aws_call(what: str, call: Callable[[], T]) -> T:
@@ -138,15 +188,24 @@ def resolve_stack(name: str | None) -> Stack:
     import boto3
     from botocore.exceptions import ClientError
 
+    from vanta_vuln_sync.ops.served import LOCAL_STACK, ServedStackError, read_served
+
     stack_name = name or os.environ.get("VULN_SYNC_STACK")
     if not stack_name:
-        raise CliError("no stack: pass --stack NAME or set VULN_SYNC_STACK")
+        raise CliError("no stack: pass --stack NAME (or local) or set VULN_SYNC_STACK")
+    option, client_kwargs = stack_name, dict[str, Any]()
+    if stack_name == LOCAL_STACK:
+        try:
+            served = read_served()
+        except ServedStackError as exc:
+            raise CliError(str(exc)) from None
+        stack_name, client_kwargs = served.stack_name, served.client_kwargs()
 
     def describe() -> dict[str, str]:
         try:
             stacks = (
                 boto3.session.Session()
-                .client("cloudformation")
+                .client("cloudformation", **client_kwargs)
                 .describe_stacks(StackName=stack_name)["Stacks"]
             )
         except ClientError as exc:
@@ -159,7 +218,7 @@ def resolve_stack(name: str | None) -> Stack:
     missing = [key for key in REQUIRED_OUTPUTS if key not in outputs]
     if missing:
         raise CliError(f"stack {stack_name!r} has no output {', '.join(missing)}: is it a vuln-sync stack?")
-    return Stack(stack_name, outputs)
+    return Stack(stack_name, outputs, option, client_kwargs)
 
 
 def _run_async(make: Callable[[RunStore, Any], Coroutine[Any, Any, T]], stack: Stack, what: str) -> T:
@@ -169,48 +228,68 @@ def _run_async(make: Callable[[RunStore, Any], Coroutine[Any, Any, T]], stack: S
     from vanta_vuln_sync.store.state import RunStore
 
     async def main() -> T:
-        async with get_session().create_client("dynamodb") as ddb:
+        async with get_session().create_client("dynamodb", **stack.client_kwargs) as ddb:
             return await make(RunStore(ddb, stack.outputs["StateTableName"]), ddb)
 
     return _aws_call(what, lambda: asyncio.run(main()))
 
 
-def _parse_filters(pairs: list[str]) -> dict[str, str]:
-    filters: dict[str, str] = {}
+def _parse_resources(given: list[str]) -> tuple[str, ...]:
+    """The resources named by --resource (repeated or comma-separated), in the canonical order; all of
+    them when none is named. Raises CliError for an unknown one."""
+    names = {name.strip() for item in given for name in item.split(",") if name.strip()}
+    unknown = sorted(names - set(SYNC_RESOURCES))
+    if unknown:
+        raise CliError(f"unknown resource {unknown[0]!r}; use one or more of: {', '.join(SYNC_RESOURCES)}")
+    return tuple(r for r in SYNC_RESOURCES if r in names) if names else SYNC_RESOURCES
+
+
+def _parse_filters(pairs: list[str], resources: tuple[str, ...]) -> dict[str, dict[str, str]]:
+    """`[RESOURCE:]NAME=VALUE` pairs as filters per resource: unqualified ones for every resource, and
+    each checked by `validate_filters` (as Vanta wants the values). Raises CliError."""
+    from vanta_vuln_sync.vanta import InvalidFilterError, validate_filters
+
+    given: dict[str, dict[str, str]] = {}
     for pair in pairs:
-        name, sep, value = pair.partition("=")
-        if not sep or not name:
-            raise CliError(f"--filter takes NAME=VALUE, got {pair!r}")
-        filters[name.strip()] = value.strip()
-    return filters
+        target, sep, value = pair.partition("=")
+        resource, colon, name = target.rpartition(":")
+        if not sep or not name.strip():
+            raise CliError(f"--filter takes [RESOURCE:]NAME=VALUE, got {pair!r}")
+        if colon and resource not in resources:
+            raise CliError(
+                f"--filter {pair!r} names {resource!r}, which is not among the resources synced "
+                f"({', '.join(resources)})"
+            )
+        for each in (resource,) if colon else resources:
+            given.setdefault(each, {})[name.strip()] = value.strip()
+    try:
+        return {resource: validate_filters(resource, filters) for resource, filters in given.items()}
+    except InvalidFilterError as exc:
+        hint = " (RESOURCE:NAME=VALUE applies a filter to one resource only)" if len(resources) > 1 else ""
+        raise CliError(f"{exc}{hint}") from None
 
 
 def run_resync(args: argparse.Namespace) -> int:
     """Validate the request, send it to RequestQueue, and wait (briefly) for the run it starts."""
-    from vanta_vuln_sync.messages import SYNC_RESOURCES, MessageError, SyncRequest, parse_sync_request
+    from vanta_vuln_sync.messages import MessageError, SyncRequest, parse_sync_request
     from vanta_vuln_sync.ops.runs import candidate_run_ids, find_run
     from vanta_vuln_sync.run.schedule import scope_key
-    from vanta_vuln_sync.vanta import InvalidFilterError, validate_filters
 
-    if args.resource not in SYNC_RESOURCES:
-        raise CliError(f"unknown resource {args.resource!r}; use one of: {', '.join(SYNC_RESOURCES)}")
-    filters = _parse_filters(args.filters)
+    resources = _parse_resources(args.resources)
+    filters = _parse_filters(args.filters, resources)
     try:
-        rendered = validate_filters(args.resource, filters)
         request = parse_sync_request(
             SyncRequest(
-                resources=(args.resource,),
-                filters={args.resource: rendered} if filters else {},
+                resources=resources,
+                filters=filters,
                 mode="full" if args.full else "incremental",
                 reason=args.reason,
             ).to_json()
         )
-    except (InvalidFilterError, MessageError) as exc:
+    except MessageError as exc:
         raise CliError(str(exc)) from None
     stack = resolve_stack(args.stack)
-    import boto3
-
-    sqs = boto3.session.Session().client("sqs")
+    sqs = stack.client("sqs")
     before = time.time()
     message_id = _aws_call(
         "sending the request",
@@ -219,8 +298,11 @@ def run_resync(args: argparse.Namespace) -> int:
         ),
     )["MessageId"]
     candidates = candidate_run_ids(message_id, before, time.time())
-    print(f"sent SyncRequest {message_id} ({args.resource}, {request.mode}) to {stack.name}'s RequestQueue")
     scope = scope_key(request)
+    print(
+        f"sent SyncRequest {message_id} ({', '.join(resources)}; {request.mode}; scope {scope}) "
+        f"to {stack.name}'s RequestQueue"
+    )
 
     async def wait_for_run(store: RunStore, _: Any) -> tuple[str, bool] | None:
         deadline = time.monotonic() + args.wait
@@ -239,38 +321,52 @@ def run_resync(args: argparse.Namespace) -> int:
     if found is None:
         expected = candidates[len(candidates) // 2]
         print(f"the scheduler has not planned it yet; its run id will be about {expected}")
-        print(f"follow it with: vuln-sync status latest --stack {stack.name}")
+        print(f"follow it with: vuln-sync status {expected} --stack {stack.option}")
         return 0
     run_id, joined = found
     if joined:
         print(f"a run of the same scope was already running; the request joined run {run_id}")
     else:
         print(f"run {run_id} planned")
-    print(f"follow it with: vuln-sync status {run_id} --stack {stack.name}")
+    print(f"follow it with: vuln-sync status {run_id} --stack {stack.option}")
     return 0
 
 
 def run_status(args: argparse.Namespace) -> int:
     """Print a run's progress (committed steps) and the fleet's Vanta requests as they happen (the rate
     limiter's item); 1 when the run failed."""
-    from vanta_vuln_sync.ops.runs import latest_run_id, read_progress
+    from vanta_vuln_sync.ops.runs import latest_run_id, read_progress, runs_after
     from vanta_vuln_sync.store.rate import read_rate_state
 
     stack = resolve_stack(args.stack)
 
-    async def read(store: RunStore, ddb: Any) -> tuple[RunProgress, RateState]:
-        run_id = args.run
+    async def read(store: RunStore, ddb: Any) -> tuple[RunProgress, RateState, list[RunState]]:
+        run_id, newer = args.run, []
+        table = stack.outputs["StateTableName"]
         if run_id == "latest":
-            run_id = await latest_run_id(ddb, stack.outputs["StateTableName"])
+            run_id = await latest_run_id(store)
+            newer = await runs_after(ddb, table, store, run_id)
             if run_id is None:
-                raise CliError(f"stack {stack.name!r} has no runs yet (send one with `vuln-sync resync`)")
+                since = (
+                    "; newest runs: " + ", ".join(f"{r.run_id} ({r.status})" for r in newer) if newer else ""
+                )
+                raise CliError(
+                    f"stack {stack.name!r} has no successful full sync yet (latest is {LATEST_MEANS})"
+                    f"{since or '; send one with `vuln-sync resync --full`'}"
+                )
         progress = await read_progress(store, run_id)
         if progress is None:
             raise CliError(f"no run {run_id!r} in stack {stack.name!r} (runs are kept 30 days)")
-        return progress, await read_rate_state(ddb, stack.outputs["StateTableName"])
+        return progress, await read_rate_state(ddb, table), newer
 
-    progress, rate = _run_async(read, stack, "reading the run")
+    progress, rate, newer = _run_async(read, stack, "reading the run")
+    if args.run == "latest":
+        print(f"latest: {LATEST_MEANS}")
     _print_run(progress, stack, rate)
+    if newer:
+        print(f"runs since, of any scope (vuln-sync status RUN --stack {stack.option}):")
+        for run in newer:
+            print(f"  {run.run_id}  {run.status:<9}  scope {run.scope}  ({run.reason or 'no reason'})")
     return 1 if progress.run.status == "failed" else 0
 
 
@@ -333,8 +429,6 @@ def _print_run(progress: RunProgress, stack: Stack, rate: RateState) -> None:
 
 def run_redrive(args: argparse.Namespace) -> int:
     """Show a DLQ's messages, then move them back to their queue (after asking, unless --yes)."""
-    import boto3
-
     from vanta_vuln_sync.ops.outputs import peek_dlq
 
     prefixes = {"request": "Request", "page": "Page", "finalize": "Finalize"}
@@ -343,7 +437,7 @@ def run_redrive(args: argparse.Namespace) -> int:
     stack = resolve_stack(args.stack)
     prefix = prefixes[args.queue]
     dlq_url, queue_url = stack.outputs[f"{prefix}DLQUrl"], stack.outputs[f"{prefix}QueueUrl"]
-    sqs = boto3.session.Session().client("sqs")
+    sqs = stack.client("sqs")
     depth = int(
         _aws_call(
             "reading the DLQ",
@@ -365,23 +459,20 @@ def run_redrive(args: argparse.Namespace) -> int:
         if answer.strip().lower() not in ("y", "yes"):
             print("nothing moved")
             return 0
-    moved, how = _aws_call("moving the messages", lambda: _move(sqs, dlq_url, queue_url))
+    moved, how = _aws_call("moving the messages", lambda: _move(stack, sqs, dlq_url, queue_url))
     print(f"{how}: {moved}")
     return 0
 
 
-def _move(sqs: SQSClient, dlq_url: str, queue_url: str) -> tuple[str, str]:
+def _move(stack: Stack, sqs: SQSClient, dlq_url: str, queue_url: str) -> tuple[str, str]:
     """Start SQS's message-move task; where the endpoint has none (moto), move by hand."""
-    import boto3
     from botocore.config import Config
     from botocore.exceptions import ClientError
 
     def arn(url: str) -> str:
         return sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
 
-    once = boto3.session.Session().client(
-        "sqs", config=Config(retries={"max_attempts": 1, "mode": "standard"})
-    )
+    once = stack.client("sqs", config=Config(retries={"max_attempts": 1, "mode": "standard"}))
     try:
         task = once.start_message_move_task(SourceArn=arn(dlq_url), DestinationArn=arn(queue_url))
     except ClientError as exc:

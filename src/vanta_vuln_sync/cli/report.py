@@ -19,6 +19,7 @@ from aiobotocore.session import get_session
 from botocore.exceptions import BotoCoreError, ClientError
 
 from vanta_vuln_sync.cli import CliError
+from vanta_vuln_sync.ops.served import LOCAL_STACK, ServedStackError, read_served
 from vanta_vuln_sync.stats.audit import full_run_as_of, remediation_window
 from vanta_vuln_sync.stats.finding_lists import LIST_TITLES
 from vanta_vuln_sync.stats.model import SEVERITIES
@@ -38,9 +39,12 @@ examples:
   vuln-sync report --run 20261126T060000Z-3f9a --bucket my-vuln-sync-data
   vuln-sync report --as-of 2026-06-30 --out audit/   # the last full run on or before that day
   vuln-sync report --from 2026-01-01 --to 2026-07-01 # plus remediations fixed in that window
+  vuln-sync report --stack local --out out/report-latest  # the stack `vuln-sync local --serve` serves
 
-`latest` is the latest successful full run (scope all). With --out, the run's stats.json, report.html
-and finding lists (findings/<list>.csv and .ndjson; lists: {", ".join(LIST_TITLES)}) are saved there.
+`latest` is the last successful full sync (scope all), as in `vuln-sync status`; any other run (a
+resync, whatever its scope) by its id. The headline names the run and the scope it shows.
+With --out, the run's stats.json, report.html and finding lists (findings/<list>.csv and .ndjson;
+lists: {", ".join(LIST_TITLES)}) are saved there.
 DATE is YYYY-MM-DD (a whole day, UTC: --from starts with it, --to and --as-of include it) or an ISO
 8601 time.
 
@@ -62,7 +66,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     which = parser.add_mutually_exclusive_group()
-    which.add_argument("--run", metavar="RUN|latest", help="a run id, or `latest` (the default)")
+    which.add_argument(
+        "--run",
+        metavar="RUN|latest",
+        help="a run id, or `latest`: the last successful full sync, scope all (the default)",
+    )
     which.add_argument(
         "--as-of", type=_moment, metavar="DATE", help="the last successful full run started on or before DATE"
     )
@@ -84,7 +92,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="remediation window end (a day is included)",
     )
     target = parser.add_mutually_exclusive_group()
-    target.add_argument("--stack", metavar="NAME", help=f"the deployed stack (default: ${STACK_ENV})")
+    target.add_argument(
+        "--stack",
+        metavar="NAME",
+        help=f"the deployed stack, or local (`vuln-sync local --serve`) (default: ${STACK_ENV})",
+    )
     target.add_argument("--bucket", metavar="NAME", help="the data bucket (skips the stack lookup)")
     parser.set_defaults(func=run_report)
 
@@ -131,6 +143,8 @@ def run_report(args: argparse.Namespace) -> int:
             (args.out / "remediation-window.json").write_bytes(
                 orjson.dumps(fetched.window, option=orjson.OPT_INDENT_2)
             )
+    if args.as_of is None and args.run in (None, "latest"):
+        print("latest: the last successful full sync (scope all)")
     print_headline(stats, saved_to=args.out)
     if args.out is not None and fetched.files:
         print(f"saved {len(fetched.files)} finding list files under {args.out / 'findings'}")
@@ -170,12 +184,21 @@ class Fetched:
 async def _fetch(args: argparse.Namespace, window: tuple[datetime, datetime] | None) -> Fetched:
     session = get_session()
     endpoint = os.environ.get("AWS_ENDPOINT_URL") or None
+    client_kwargs: dict[str, Any] = {"endpoint_url": endpoint}
     run = args.run or "latest"
     bucket = args.bucket
+    stack = args.stack or os.environ.get(STACK_ENV)
     try:
-        if bucket is None:
-            bucket = await _bucket_of_stack(session, args.stack or os.environ.get(STACK_ENV), endpoint)
-        async with session.create_client("s3", endpoint_url=endpoint) as s3:
+        if bucket is None and stack == LOCAL_STACK:
+            try:
+                served = read_served()
+            except ServedStackError as exc:
+                raise CliError(str(exc)) from None
+            client_kwargs = dict(served.client_kwargs())
+            bucket = served.outputs[BUCKET_OUTPUT]
+        elif bucket is None:
+            bucket = await _bucket_of_stack(session, stack, endpoint)
+        async with session.create_client("s3", **client_kwargs) as s3:
             if args.as_of is not None:
                 found = await full_run_as_of(s3, bucket, args.as_of)
                 if found is None:

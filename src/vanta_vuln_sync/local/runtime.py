@@ -14,17 +14,19 @@ import asyncio
 import os
 import time
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
 import boto3
 import orjson
+from rich.console import Console
 
 from vanta_vuln_sync.local.embedded_aws import EmbeddedAws, EmbeddedStack
 from vanta_vuln_sync.local.follow import DLQ_NAMES, Watch, follow_run
 from vanta_vuln_sync.local.poller import FunctionStats, Poller
-from vanta_vuln_sync.local.progress import Snapshot, make_view, summary_table
+from vanta_vuln_sync.local.progress import ProgressView, Snapshot, make_view, summary_table
 from vanta_vuln_sync.local.simulator_thread import SimulatorThread
 from vanta_vuln_sync.ops.outputs import copy_run_outputs, peek_dlq
 from vanta_vuln_sync.ops.runs import RunProgress, candidate_run_ids
@@ -104,15 +106,42 @@ class LocalResult:
         return warnings
 
 
-def run_local(options: LocalOptions) -> LocalResult:
-    """Run one full sync end to end on this machine; see the module doc. Raises LocalRunError when the
-    runtime cannot start; a run that starts and fails is a result with `succeeded=False`."""
-    started = time.monotonic()
-    view, console = make_view(options.stream, style=options.progress)
+@dataclass(slots=True)
+class LocalStack:
+    """The embedded system, running: moto with the stack deployed, the poller running the handlers, and
+    the simulator (None with the real Vanta). `stop()` ends them all, in that order reversed."""
+
+    embedded: EmbeddedAws
+    stack: EmbeddedStack
+    poller: Poller
+    simulator: SimulatorThread | None
+    rate_limit: int
+    _poller_stopped: bool = False
+
+    def stop_poller(self) -> None:
+        """Stop polling and end the containers (once; `stop()` skips it afterwards)."""
+        if not self._poller_stopped:
+            self._poller_stopped = True
+            self.poller.stop()
+
+    def stop(self) -> None:
+        """Stop the poller, the simulator and moto (its data is gone with it)."""
+        try:
+            self.stop_poller()
+        finally:
+            if self.simulator is not None:
+                self.simulator.stop()
+            self.embedded.stop()
+
+
+def start_local_stack(
+    options: LocalOptions, view: ProgressView, console: Console, started: float
+) -> LocalStack:
+    """Start the simulator (unless `options.vanta`), moto with the template deployed, and the poller.
+    Raises LocalRunError (having stopped whatever it had started) when any of them cannot start."""
     simulator: SimulatorThread | None = None
     embedded = EmbeddedAws()
     try:
-        view.show(Snapshot(elapsed=0.0, phase="starting"))
         if options.vanta is None:
             simulator = SimulatorThread(options.simulator)
             try:
@@ -173,25 +202,43 @@ def run_local(options: LocalOptions) -> LocalResult:
             poller.start()
         except Exception as exc:
             raise LocalRunError(f"the handlers could not be loaded: {exc}") from exc
+    except BaseException:
+        if simulator is not None:
+            simulator.stop()
+        embedded.stop()
+        raise
+    return LocalStack(embedded, stack, poller, simulator, rate_limit)
+
+
+def run_local(options: LocalOptions) -> LocalResult:
+    """Run one full sync end to end on this machine; see the module doc. Raises LocalRunError when the
+    runtime cannot start; a run that starts and fails is a result with `succeeded=False`."""
+    started = time.monotonic()
+    view, console = make_view(options.stream, style=options.progress)
+    running: LocalStack | None = None
+    try:
+        view.show(Snapshot(elapsed=0.0, phase="starting"))
+        running = start_local_stack(options, view, console, started)
+        stack, poller, simulator = running.stack, running.poller, running.simulator
         try:
             try:
                 watch = asyncio.run(
                     follow_run(
                         stack,
-                        lambda: _enqueue_full_sync(stack),
+                        lambda: enqueue_sync(stack, FULL_SYNC_REQUEST),
                         poller,
                         simulator,
                         view,
                         options.timeout,
                         started,
-                        rate_limit,
+                        running.rate_limit,
                     )
                 )
             except Exception as exc:
                 # A bug or an outage of the embedded AWS, not a failed run: say what broke, briefly.
                 raise LocalRunError(f"following the run in the state table failed: {exc!r}") from exc
         finally:
-            poller.stop()
+            running.stop_poller()
         functions = poller.stats().functions
         errors = {name: s.last_error for name, s in functions.items() if s.last_error}
         try:
@@ -200,9 +247,8 @@ def run_local(options: LocalOptions) -> LocalResult:
             raise LocalRunError(f"copying the run's outputs to {options.out} failed: {exc!r}") from exc
     finally:
         view.close()
-        if simulator is not None:
-            simulator.stop()
-        embedded.stop()
+        if running is not None:
+            running.stop()
 
 
 def container_loop() -> asyncio.AbstractEventLoop:
@@ -222,12 +268,13 @@ def _close_container() -> None:
     shutdown_container()
 
 
-def _enqueue_full_sync(stack: EmbeddedStack) -> list[str]:
-    """Send the schedule's SyncRequest; returns the run ids the scheduler may give it."""
+def enqueue_sync(stack: EmbeddedStack, request: Mapping[str, Any]) -> list[str]:
+    """Send `request` (a SyncRequest as JSON) to RequestQueue; returns the run ids the scheduler may
+    give it."""
     sqs = boto3.client("sqs")
     before = time.time()
     message_id = sqs.send_message(
-        QueueUrl=stack.outputs["RequestQueueUrl"], MessageBody=orjson.dumps(FULL_SYNC_REQUEST).decode()
+        QueueUrl=stack.outputs["RequestQueueUrl"], MessageBody=orjson.dumps(request).decode()
     )["MessageId"]
     return candidate_run_ids(message_id, before, time.time())
 
@@ -371,8 +418,11 @@ __all__ = [
     "LocalOptions",
     "LocalResult",
     "LocalRunError",
+    "LocalStack",
     "container_loop",
+    "enqueue_sync",
     "run_local",
+    "start_local_stack",
     "summary_rows",
     "summary_table",
 ]

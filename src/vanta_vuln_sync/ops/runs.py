@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from vanta_vuln_sync.messages import FULL_SCOPE
 from vanta_vuln_sync.store.keys import RUN_PK_PREFIX, RUN_SK
 from vanta_vuln_sync.store.state import RangeState, RunState, RunStore
 
@@ -41,9 +42,15 @@ async def find_run(store: RunStore, candidates: list[str]) -> RunState | None:
     return None
 
 
-async def latest_run_id(ddb: DynamoDBClient, table: str) -> str | None:
-    """The id of the most recently started run in the table (run ids start with their start time)."""
-    latest: str | None = None
+async def latest_run_id(store: RunStore) -> str | None:
+    """What `latest` means in every command: the last successful full sync (scope `all`, the run whose
+    stats and report Finalize also writes under `latest/`); None before the first one."""
+    return (await store.get_scope(FULL_SCOPE)).last_success_run_id
+
+
+async def list_run_ids(ddb: DynamoDBClient, table: str) -> list[str]:
+    """Every run id the state table holds (runs are kept 30 days), oldest first."""
+    ids: list[str] = []
     kwargs: dict[str, Any] = {
         "TableName": table,
         "FilterExpression": "sk = :run AND begins_with(pk, :prefix)",
@@ -52,14 +59,21 @@ async def latest_run_id(ddb: DynamoDBClient, table: str) -> str | None:
     }
     while True:
         reply = await ddb.scan(**kwargs)
-        for item in reply.get("Items", []):
-            run_id = item["pk"]["S"].removeprefix(RUN_PK_PREFIX)
-            if latest is None or run_id > latest:
-                latest = run_id
+        ids += [item["pk"]["S"].removeprefix(RUN_PK_PREFIX) for item in reply.get("Items", [])]
         start = reply.get("LastEvaluatedKey")
         if not start:
-            return latest
+            return sorted(ids)
         kwargs["ExclusiveStartKey"] = start
+
+
+async def runs_after(
+    ddb: DynamoDBClient, table: str, store: RunStore, after: str | None, limit: int = 5
+) -> list[RunState]:
+    """The newest `limit` runs of any scope started after run `after` (all runs when None), oldest
+    first: what `status latest` names besides the last successful full sync (a failed or running one)."""
+    ids = [run_id for run_id in await list_run_ids(ddb, table) if after is None or run_id > after]
+    runs = [await store.get_run(run_id) for run_id in ids[-limit:]]
+    return [run for run in runs if run is not None]
 
 
 @dataclass(frozen=True, slots=True)
