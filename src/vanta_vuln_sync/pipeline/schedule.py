@@ -23,7 +23,7 @@ import orjson
 from aws_lambda_powertools import Logger, Tracer
 
 from vanta_vuln_sync.messages import FULL_SCOPE, SYNC_RESOURCES, MessageError, SyncRequest
-from vanta_vuln_sync.pipeline.deadline import HANDOFF_SECONDS, DeadlineSource, deadline_of
+from vanta_vuln_sync.pipeline.deadline import DeadlineSource, deadline_of
 from vanta_vuln_sync.pipeline.queue import send_messages
 from vanta_vuln_sync.pipeline.services import Services
 from vanta_vuln_sync.pipeline.state import FAILED, RUNNING, RunState, ScopeState
@@ -212,7 +212,7 @@ async def _plan(
 ) -> RunState:
     settings = services.settings
     client = services.vanta()
-    source = DeadlineSource(client, deadline_of(remaining, services.clock, HANDOFF_SECONDS))
+    source = DeadlineSource(client, deadline_of(remaining, services.clock, settings.handoff_seconds))
     modes: dict[str, str] = {}
     requests: list[ListingRequest] = []
     for resource in request.resources:
