@@ -138,6 +138,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     notes.append(f"Sweep took {time.monotonic() - started:.0f} s here.")
     for path in write_all(out, results, baselines, mode=mode, notes=notes):
         print(f"wrote {path}")
+    return exit_status(results)
+
+
+def exit_status(results: Sequence[PointResult]) -> int:
+    """0 when every point passed (its run succeeded and no invocation timed out), else 1."""
     return 0 if all(r.passed for r in results) else 1
 
 
