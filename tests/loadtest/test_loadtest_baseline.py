@@ -67,7 +67,13 @@ async def test_baseline_pauses_half_a_second_whatever_the_limit_and_sleeps_a_min
     async with Simulator(config, clock=clock) as sim:
         # When the baseline reads it
         result = await fetch_sequentially(
-            sim.base_url, sim.auth_url, sim.client_id, sim.client_secret, point, clock=clock, sleep=clock.sleep
+            sim.base_url,
+            sim.auth_url,
+            sim.client_id,
+            sim.client_secret,
+            point,
+            clock=clock,
+            sleep=clock.sleep,
         )
 
     # Then it paused 0.5 s (scaled) after every page with a next one, not 60 / limit, and slept 60 s
