@@ -238,7 +238,12 @@ def run_point(point: Point, *, timeout: float = 900.0, worker_memory_mb: int | N
 
     durations = shim.take_durations()
     first, last = (accepted[0], accepted[-1]) if accepted else (0.0, 0.0)
-    unscaled = _unscaled_seconds(accepted, shim.take_spans().get("scheduler", []), started, started + wall)
+    scheduler_spans = shim.take_spans().get("scheduler", [])
+    unscaled = _unscaled_seconds(accepted, scheduler_spans, started, started + wall)
+    # Vanta requests until the last scheduler invocation ended: planning's share of the scheduler's
+    # timeout (a first try that missed its deadline is in it too).
+    planned_by = max((end for _, end in scheduler_spans), default=None)
+    planning_requests = sum(1 for t in accepted if planned_by is not None and t <= planned_by)
     gb_seconds = sum(billed_gb_seconds(durations.get(role, []), memory.get(role, 512)) for role in _SHIMS)
     invocations = sum(len(values) for values in durations.values())
     cost = estimate_cost(gb_seconds=gb_seconds, invocations=invocations, requests=aws_requests)
@@ -274,6 +279,7 @@ def run_point(point: Point, *, timeout: float = 900.0, worker_memory_mb: int | N
             "records": (run or {}).get("records"),
             # Where the time went: send -> first Vanta request (planning starts), last request -> done.
             "first_request_after_s": round(first - started, 3) if first else None,
+            "planning_requests": planning_requests,
             "after_last_request_s": round(started + wall - last, 3) if last else None,
             "simulator": counters,
             "last_errors": {n: s.last_error for n, s in poller_stats.functions.items() if s.last_error},

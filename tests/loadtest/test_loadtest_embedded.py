@@ -11,7 +11,7 @@ from loadtest.points import Point
 
 def test_point_measures_a_whole_sync_within_the_limit_when_run_on_the_embedded_runtime() -> None:
     # 400 vulnerabilities: 4 + 2 + 1 pages at the least; 1,000 a minute (200/min at 5x) keeps it short.
-    # Deadlines scale too: the scheduler's 120 s timeout is 24 s here, and planning (~80 requests, a
+    # Deadlines scale too: the scheduler's 120 s timeout is 24 s here, and planning (~45 requests, a
     # first container's set-up at full length) must fit it, as it must fit 120 s at 200/min.
     point = Point(concurrency=2, latency_s=0.5, rate_limit=200, vulnerabilities=400, time_scale=5.0)
 
