@@ -2,9 +2,11 @@
 
 As such a sync is usually written: it pauses 0.5 s between pages whatever the limit (it does not know
 the limit; at 50/min and a fast API that is over it, and Vanta answers 429), and sleeps 60 s on a 429
-before asking again. Both times shrink by the point's time scale, as everything else does. It runs to
-its end and says whether that fits in one 15-minute Lambda invocation; with `sample_pages` it stops
-after that many pages, says "sampled", and the rest is projected from its measured time per page.
+before asking again. Both times shrink by the point's time scale, as everything else does, and so
+does its simulator's rate window (limit R per 60 / scale s), so it is refused when Vanta would refuse
+it. It runs to its end and says whether that fits in one 15-minute Lambda invocation; with
+`sample_pages` it stops after that many pages, says "sampled", and the rest is projected from its
+measured time per page.
 Its cost is Lambda time at MEMORY_MB, the size such a function would be given.
 """
 
@@ -14,11 +16,15 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import aiohttp
 
 from loadtest.points import PAGE_SIZE, RESOURCES, Point
 from loadtest.pricing import LAMBDA_ARM64_PER_GB_SECOND, LAMBDA_PER_REQUEST, S3_PER_PUT, SECRETS_PER_CALL
+
+if TYPE_CHECKING:
+    from vanta_vuln_sync.simulator import SimulatorConfig
 
 LAMBDA_BUDGET_S = 900.0  # Lambda's maximum timeout
 PAUSE_S = 0.5  # between pages, whatever the limit
@@ -142,20 +148,29 @@ async def fetch_sequentially(
     )
 
 
+def simulator_config(point: Point) -> SimulatorConfig:
+    """The baseline's simulator for `point`: its data, latency / scale, and Vanta's limit over a window
+    shortened by the scale (limit R per 60 / scale s): the same rate as the fleet's simulator allows, and
+    a burst refused as soon as Vanta would refuse it (the baseline does not pace itself; the fleet does)."""
+    from vanta_vuln_sync.simulator import SimulatorConfig
+
+    return SimulatorConfig(
+        seed=point.seed,
+        vulnerabilities=point.vulnerabilities,
+        cursor_style=point.cursor_style,
+        rate_limit_per_minute=point.rate_limit,
+        rate_window_seconds=60.0 / point.time_scale,
+        latency_seconds=point.simulated_latency,
+        latency_jitter=point.simulated_latency / 4,
+    )
+
+
 def run_baseline(point: Point, *, sample_pages: int | None = None) -> BaselineResult:
-    """Start `point`'s simulator and run the sequential fetcher against it."""
-    from vanta_vuln_sync.simulator import Simulator, SimulatorConfig
+    """Start `point`'s simulator (`simulator_config`) and run the sequential fetcher against it."""
+    from vanta_vuln_sync.simulator import Simulator
 
     async def main() -> BaselineResult:
-        config = SimulatorConfig(
-            seed=point.seed,
-            vulnerabilities=point.vulnerabilities,
-            cursor_style=point.cursor_style,
-            rate_limit_per_minute=point.simulated_rate,
-            latency_seconds=point.simulated_latency,
-            latency_jitter=point.simulated_latency / 4,
-        )
-        async with Simulator(config) as sim:
+        async with Simulator(simulator_config(point)) as sim:
             return await fetch_sequentially(
                 sim.base_url, sim.auth_url, sim.client_id, sim.client_secret, point, sample_pages=sample_pages
             )
