@@ -215,6 +215,7 @@ def run_point(point: Point, *, timeout: float = 900.0, worker_memory_mb: int | N
 
         shim.take_durations()
         shim.take_spans()
+        shim.take_finalize_seconds()
         rss = RssSampler()
         rss.start()
         moto.meter.reset()
@@ -280,6 +281,8 @@ def run_point(point: Point, *, timeout: float = 900.0, worker_memory_mb: int | N
             # Where the time went: send -> first Vanta request (planning starts), last request -> done.
             "first_request_after_s": round(first - started, 3) if first else None,
             "planning_requests": planning_requests,
+            # Finalize is CPU-bound: its time does not shrink with the scale, its (scaled) timeout does.
+            "finalize_invocations_s": [round(s, 3) for s in shim.take_finalize_seconds()],
             "after_last_request_s": round(started + wall - last, 3) if last else None,
             "simulator": counters,
             "last_errors": {n: s.last_error for n, s in poller_stats.functions.items() if s.last_error},

@@ -119,6 +119,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"of a {t['timeout_s']} s timeout (real-equivalent), {t['timed_out']} timed out",
                 flush=True,
             )
+        finalize = result.extra.get("finalize_invocations_s") or []
+        if finalize:
+            print(
+                f"    finalize invocations ran {', '.join(f'{s:g}' for s in finalize)} s as run "
+                f"(worker timeout {point.deadlines.worker_timeout} s as run)",
+                flush=True,
+            )
         print(f"    {'passed' if result.passed else 'FAILED: ' + '; '.join(result.failures)}", flush=True)
         key = baseline_key(point)
         if not args.no_baseline and key not in baselines:
