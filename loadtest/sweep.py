@@ -69,6 +69,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "VantaVulnSyncLoadTest")
     points = full_points() if args.full else quick_points()
     points = [p for p in points if args.only in p.name]
+    if not points:
+        print(f"no {'full' if args.full else 'quick'} point's name contains {args.only!r}", file=sys.stderr)
+        return 2
     mode = "full" if args.full else "quick"
     started = time.monotonic()
     notes = [
