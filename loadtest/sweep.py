@@ -47,6 +47,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=900.0,
         help="seconds per point before giving up (at least 3 x the point's bound)",
     )
+    parser.add_argument(
+        "--time-scale",
+        type=float,
+        default=None,
+        help="run every scaled point at this scale instead of its own (unscaled points stay unscaled)",
+    )
     parser.add_argument("--no-baseline", action="store_true", help="skip the sequential baseline")
     parser.add_argument(
         "--baseline-pages",
@@ -68,6 +74,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.ERROR)
     os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "VantaVulnSyncLoadTest")
     points = full_points() if args.full else quick_points()
+    if args.time_scale is not None:
+        points = [p if p.time_scale == 1.0 else p.replace(time_scale=args.time_scale) for p in points]
     points = [p for p in points if args.only in p.name]
     if not points:
         print(f"no {'full' if args.full else 'quick'} point's name contains {args.only!r}", file=sys.stderr)
