@@ -2,13 +2,18 @@
 
 Per point, a fresh world: the simulator (scaled limit and latency, see points.py), moto server behind a
 request meter, the template deployed with the point's parameters, the functions' handlers pointed at
-the timing shim, and the poller emulating Lambda's SQS event source mappings. A SyncRequest goes on
-RequestQueue as the schedule sends it; the run is followed in the state table until it ends.
+the timing shim, every deadline scaled with the point (deadlines.py), and the poller emulating Lambda's
+SQS event source mappings. A SyncRequest goes on RequestQueue as the schedule sends it; the run is
+followed in the state table until it ends.
+
+A point fails when its run does not succeed or when any invocation outlives its function's timeout (in
+Lambda it would have been killed; the embedded runtime kills it too and counts it).
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import statistics
 import time
@@ -19,6 +24,7 @@ import boto3
 import orjson
 from botocore.config import Config
 
+from loadtest.deadlines import apply_deadlines
 from loadtest.metering import HARNESS_USER_AGENT, MeteredMotoServer, RssSampler
 from loadtest.points import RESOURCES, Point
 from loadtest.pricing import billed_gb_seconds, estimate_cost
@@ -61,6 +67,41 @@ class PointResult:
     unscaled_s: float = 0.0
     failure: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def timed_out_invocations(self) -> int:
+        """Invocations of any function that outlived its timeout (killed, as in Lambda)."""
+        return sum(int(t.get("timed_out") or 0) for t in self.extra.get("timing", {}).values())
+
+    @property
+    def failures(self) -> list[str]:
+        """Why the point failed: the run did not succeed, or an invocation timed out (empty: passed)."""
+        reasons = [] if self.status == "succeeded" else [f"run {self.status}"]
+        if self.timed_out_invocations:
+            reasons.append(f"{self.timed_out_invocations} timed-out invocation(s)")
+        return reasons
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures
+
+    def timing_real(self, function: str) -> dict[str, float | int | None]:
+        """`function`'s ("worker", "scheduler") invocation durations against its timeout in
+        real-equivalent seconds (x the time scale): timeout, p50, max; invocations and timed out."""
+        timing = self.extra.get("timing", {}).get(function) or {}
+        scale = self.point.time_scale
+
+        def real(name: str) -> float | None:
+            value = timing.get(name)
+            return None if value is None else round(float(value) * scale, 1)
+
+        return {
+            "timeout_s": real("timeout_s"),
+            "p50_s": real("p50_s"),
+            "max_s": real("max_s"),
+            "invocations": timing.get("invocations"),
+            "timed_out": timing.get("timed_out"),
+        }
 
     @property
     def bound_s(self) -> float:
@@ -157,13 +198,15 @@ def run_point(point: Point, *, timeout: float = 900.0, worker_memory_mb: int | N
             memory[role] = configured if role == "finalize" else worker_memory_mb or configured
             if role == "worker" and point.concurrency == 1:
                 lambda_client.put_function_concurrency(FunctionName=function, ReservedConcurrentExecutions=1)
+        apply_deadlines(lambda_client, embedded.client("sqs"), stack.outputs, point.deadlines)
         for name in ("VANTA_CLIENT_ID", "VANTA_CLIENT_SECRET"):
             os.environ.pop(name, None)
         poller = Poller(
             only_functions=stack.function_names,
             container_teardown=shutdown_container,
             container_setup=container_loop,
-            failed_visibility_timeout=max(2, round(60 / point.time_scale)),
+            # None: a failed batch comes back after its queue's (scaled) visibility timeout, as in AWS.
+            failed_visibility_timeout=None,
             environment_overrides={
                 "POWERTOOLS_TRACE_DISABLED": "true",
                 "POWERTOOLS_METRICS_DISABLED": "true",
@@ -176,6 +219,7 @@ def run_point(point: Point, *, timeout: float = 900.0, worker_memory_mb: int | N
 
         shim.take_durations()
         shim.take_spans()
+        shim.take_finalize_seconds()
         rss = RssSampler()
         rss.start()
         moto.meter.reset()
@@ -199,7 +243,12 @@ def run_point(point: Point, *, timeout: float = 900.0, worker_memory_mb: int | N
 
     durations = shim.take_durations()
     first, last = (accepted[0], accepted[-1]) if accepted else (0.0, 0.0)
-    unscaled = _unscaled_seconds(accepted, shim.take_spans().get("scheduler", []), started, started + wall)
+    scheduler_spans = shim.take_spans().get("scheduler", [])
+    unscaled = _unscaled_seconds(accepted, scheduler_spans, started, started + wall)
+    # Vanta requests until the last scheduler invocation ended: planning's share of the scheduler's
+    # timeout (a first try that missed its deadline is in it too).
+    planned_by = max((end for _, end in scheduler_spans), default=None)
+    planning_requests = sum(1 for t in accepted if planned_by is not None and t <= planned_by)
     gb_seconds = sum(billed_gb_seconds(durations.get(role, []), memory.get(role, 512)) for role in _SHIMS)
     invocations = sum(len(values) for values in durations.values())
     cost = estimate_cost(gb_seconds=gb_seconds, invocations=invocations, requests=aws_requests)
@@ -235,11 +284,16 @@ def run_point(point: Point, *, timeout: float = 900.0, worker_memory_mb: int | N
             "records": (run or {}).get("records"),
             # Where the time went: send -> first Vanta request (planning starts), last request -> done.
             "first_request_after_s": round(first - started, 3) if first else None,
+            "planning_requests": planning_requests,
+            # Finalize is CPU-bound: its time does not shrink with the scale, its (scaled) timeout does.
+            "finalize_invocations_s": [round(s, 3) for s in shim.take_finalize_seconds()],
             "after_last_request_s": round(started + wall - last, 3) if last else None,
             "simulator": counters,
             "last_errors": {n: s.last_error for n, s in poller_stats.functions.items() if s.last_error},
-            # Invocation durations against the function timeout (p50, max) and how many timed out.
+            # Invocation durations against the function timeout (p50, max) and how many timed out, in
+            # seconds as run (x time_scale for real-equivalent; PointResult.timing_real).
             "timing": {n.rsplit("-", 1)[-1]: s.timing() for n, s in poller_stats.functions.items()},
+            "deadlines": dataclasses.asdict(point.deadlines),
         },
     )
 

@@ -7,6 +7,11 @@ is unchanged. What does not shrink (planning, the poller's 1 s batching window, 
 speed) weighs more in a scaled run, so scaled ratios overstate real ones; the full sweep runs the
 2,000-page points too. Reported wall times are as measured; "real-equivalent" values multiply by the
 scale.
+
+Deadlines scale too (deadlines.py): a point at scale S runs with the functions' timeouts, the queues'
+visibility timeouts, the step's hand-off reserve, the request timeout and the retry budget all divided
+by S, so it meets the deadlines production meets. The production points (`production_points`) run
+unscaled at the template's defaults.
 """
 
 from __future__ import annotations
@@ -14,7 +19,10 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from loadtest.deadlines import Deadlines
 
 CursorStyle = Literal["arrayconnection", "opaque"]
 RESOURCES = ("vulnerabilities", "vulnerability-remediations", "vulnerable-assets")
@@ -36,9 +44,9 @@ class Point:
     ranges_in_flight: int = 10
     # In production a range step hands on when its invocation's time runs low (at 100/min and 20 ranges
     # in flight, ~20 pages into a 300 s invocation), and every range of the invocation does so at the
-    # same moment. At 10x scale the 300 s timeout spans 50 real minutes and never binds, so the page
-    # budget would cut steps instead, each range at its own moment, leaving slots idle behind a batch's
-    # slowest range: a cost production does not pay. The sweep sets a budget no range reaches.
+    # same moment. The scaled points keep that (their deadlines scale, deadlines.py) with a budget no
+    # range reaches, so the deadline and not the budget ends their steps; the production points use the
+    # template's PageBudget.
     page_budget: int = 500
     time_scale: float = 10.0
     configured_limit: int | None = None
@@ -56,14 +64,23 @@ class Point:
     @property
     def name(self) -> str:
         cursor = "ac" if self.cursor_style == "arrayconnection" else "op"
+        # The page budget is named only when it is not the sweep's (names of earlier results stay valid).
+        budget = "" if self.page_budget == 500 else f"-pb{self.page_budget}"
         return (
             f"c{self.concurrency}-rif{self.ranges_in_flight}-lat{self.latency_s:g}-r{self.rate_limit}"
-            f"-v{self.vulnerabilities}-{cursor}-x{self.time_scale:g}"
+            f"-v{self.vulnerabilities}-{cursor}-x{self.time_scale:g}{budget}"
         )
 
     @property
     def simulated_rate(self) -> int:
         return round(self.rate_limit * self.time_scale)
+
+    @property
+    def deadlines(self) -> Deadlines:
+        """Production's deadlines (template.yaml, settings.py) divided by the time scale."""
+        from loadtest.deadlines import production_deadlines
+
+        return production_deadlines().scaled(self.time_scale)
 
     @property
     def simulated_latency(self) -> float:
@@ -123,4 +140,29 @@ def full_points() -> list[Point]:
     points.append(base.replace(ranges_in_flight=2))
     # The fleet told 100/min while Vanta allows 50: how the 429 path behaves.
     points.append(base.replace(rate_limit=50, configured_limit=100, time_scale=10.0))
+    points += production_points()
     return points
+
+
+# 18,750 vulnerabilities: 188 + 94 + 19 = 301 pages at the least.
+PRODUCTION_VULNERABILITIES = 18_750
+
+
+def production_points() -> list[Point]:
+    """Unscaled points at production's settings: the template's defaults (its limit, 50/min; its
+    WorkerMaxConcurrency, PageBudget and RangesInFlight) on a >= 300-page tenant at 1 s a page, then the
+    same with WorkerMaxConcurrency 10 and 20. About 6 minutes of mostly waiting each (301 pages at
+    50/min), longer when an invocation times out (its batch comes back after 30 minutes)."""
+    from loadtest.deadlines import template_defaults
+
+    defaults = template_defaults()
+    base = Point(
+        concurrency=int(defaults["WorkerMaxConcurrency"]),
+        latency_s=1.0,
+        rate_limit=int(defaults["VantaRateLimitPerMinute"]),
+        vulnerabilities=PRODUCTION_VULNERABILITIES,
+        ranges_in_flight=int(defaults["RangesInFlight"]),
+        page_budget=int(defaults["PageBudget"]),
+        time_scale=1.0,
+    )
+    return [base, base.replace(concurrency=10), base.replace(concurrency=20)]

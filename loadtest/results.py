@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from loadtest.baseline import BaselineResult
+from loadtest.baseline import MEMORY_MB, BaselineResult
 from loadtest.embedded import PointResult
 from loadtest.points import Point
 
@@ -27,15 +27,20 @@ def row(result: PointResult, baseline: BaselineResult | None) -> dict[str, Any]:
     """One flat CSV row for a point (see the README's column list)."""
     p = result.point
     wall_real = result.wall_real_s
+    worker, scheduler = result.timing_real("worker"), result.timing_real("scheduler")
     out: dict[str, Any] = {
         "name": p.name,
         "status": result.status,
+        # Failed: the run did not succeed, or an invocation outlived its timeout (killed, as in Lambda).
+        "verdict": "passed" if result.passed else "failed",
+        "failed_because": "; ".join(result.failures),
         "concurrency": p.concurrency,
         "ranges_in_flight": p.ranges_in_flight,
         "latency_s": p.latency_s,
         "rate_limit": p.rate_limit,
         "configured_limit": p.configured_limit or p.rate_limit,
         "cursor_style": p.cursor_style,
+        "page_budget": p.page_budget,
         "vulnerabilities": p.vulnerabilities,
         "time_scale": p.time_scale,
         "minimum_pages": p.minimum_pages,
@@ -58,6 +63,17 @@ def row(result: PointResult, baseline: BaselineResult | None) -> dict[str, Any]:
         "simulated_limit": p.simulated_rate,
         "limit_kept": result.max_requests_in_60s <= p.simulated_rate,
         "invocations": result.invocations,
+        # Durations against the timeout, real-equivalent seconds (deadlines scale with the point).
+        "timed_out_invocations": result.timed_out_invocations,
+        "worker_timeout_real_s": worker["timeout_s"],
+        "worker_p50_real_s": worker["p50_s"],
+        "worker_max_real_s": worker["max_s"],
+        "worker_invocations": worker["invocations"],
+        "worker_timed_out": worker["timed_out"],
+        "scheduler_timeout_real_s": scheduler["timeout_s"],
+        "scheduler_p50_real_s": scheduler["p50_s"],
+        "scheduler_max_real_s": scheduler["max_s"],
+        "scheduler_timed_out": scheduler["timed_out"],
         "cold_starts": result.cold_starts,
         "peak_concurrency": result.peak_concurrency,
         "worker_ms_median_real": round(result.worker_ms_median * p.time_scale),
@@ -85,6 +101,7 @@ def baseline_row(result: BaselineResult) -> dict[str, Any]:
         "vulnerabilities": p.vulnerabilities,
         "time_scale": p.time_scale,
         "status": result.status,
+        "projected": result.status == "sampled",
         "pages": result.pages,
         "requests": result.requests,
         "throttled_429": result.throttled,
@@ -93,6 +110,7 @@ def baseline_row(result: BaselineResult) -> dict[str, Any]:
         "finishes_in_15min": result.finishes_in_budget,
         "max_pages_in_15min": result.max_pages_in_budget,
         "max_vulnerabilities_in_15min": result.max_vulnerabilities_in_budget,
+        "memory_mb": MEMORY_MB,
         "cost_usd": round(result.cost_usd, 6),
         "cost_per_1000_pages_usd": round(result.cost_usd / p.minimum_pages * 1000, 5),
     }
@@ -155,12 +173,13 @@ def summary_markdown(
         "",
         "| point | W | RIF | latency s | limit/min | cursor | pages (min) | requests/pages | wall s (real) | "
         "bound s | time/bound | at scale | fetch/bound | pages/min | 429s | max in 60 s (limit) | "
-        "$/1k pages | MB/worker ≤ | x faster than baseline | cost x baseline |",
-        "| --- |" + " ---: |" * 19,
+        "$/1k pages | MB/worker ≤ | x faster than baseline | cost x baseline | "
+        "worker p50 / max / timeout s (real) | timed out |",
+        "| --- |" + " ---: |" * 21,
     ]
     for r in rows:
         lines.append(
-            f"| {r['status'] if r['status'] != 'succeeded' else '✓'} | {r['concurrency']} | "
+            f"| {_verdict(r)} | {r['concurrency']} | "
             f"{r['ranges_in_flight']} | {r['latency_s']:g} | {r['rate_limit']} | {r['cursor_style']} | "
             f"{r['pages']} ({r['minimum_pages']}) | {_maybe(r.get('requests_over_pages'))} | "
             f"{r['wall_real_s']:g} | {r['bound_real_s']:g} | "
@@ -168,25 +187,42 @@ def summary_markdown(
             f"{r['fetch_over_bound']:.2f} | {r['pages_per_min_real']:g} | "
             f"{r['throttled_429']} | {r['max_requests_in_60s']} ({r['simulated_limit']}) | "
             f"{r['cost_per_1000_pages_usd']:.4f} | {r['peak_mem_mb_per_worker_upper']:g} | "
-            f"{_maybe(r['speedup_vs_baseline'])} | {_maybe(r['cost_vs_baseline'])} |"
+            f"{_maybe(r['speedup_vs_baseline'])} | {_maybe(r['cost_vs_baseline'])} | "
+            f"{_maybe(r.get('worker_p50_real_s'))} / {_maybe(r.get('worker_max_real_s'))} / "
+            f"{_maybe(r.get('worker_timeout_real_s'))} | {_maybe(r.get('timed_out_invocations'))} |"
         )
     lines += [
         "",
-        "Baseline (one process, pages in sequence, 60/limit s pause, 60 s sleep on 429, 15-minute budget):",
+        "Baseline (one process, pages in sequence, 0.5 s pause between pages whatever the limit, 60 s "
+        "sleep on a 429, run to its end unless sampled (then projected from its time per page); cost at "
+        "the memory it would be given, one Lambda invocation):",
         "",
-        "| latency s | limit/min | vulnerabilities | status | s/page (real) | wall s (real) | "
-        "finishes in 15 min | max pages in 15 min | max vulnerabilities in 15 min | $/1k pages |",
-        "|" + " ---: |" * 10,
+        "| latency s | limit/min | vulnerabilities | status | 429s | s/page (real) | wall s (real) | "
+        "finishes in 15 min | max pages in 15 min | max vulnerabilities in 15 min | MB | $/1k pages |",
+        "|" + " ---: |" * 12,
     ]
     for b in base_rows:
         lines.append(
-            f"| {b['latency_s']:g} | {b['rate_limit']} | {b['vulnerabilities']} | {b['status']} | "
-            f"{b['per_page_real_s']:g} | {b['wall_real_s']:g} | "
+            f"| {b['latency_s']:g} | {b['rate_limit']} | {b['vulnerabilities']} | {_sampled(b)} | "
+            f"{b.get('throttled_429', '-')} | {b['per_page_real_s']:g} | {b['wall_real_s']:g} | "
             f"{'yes' if b['finishes_in_15min'] else 'no'} | "
             f"{b['max_pages_in_15min']} | {b['max_vulnerabilities_in_15min']} | "
-            f"{b['cost_per_1000_pages_usd']:.4f} |"
+            f"{b.get('memory_mb', '-')} | {b['cost_per_1000_pages_usd']:.4f} |"
         )
     return "\n".join(lines) + "\n"
+
+
+def _verdict(r: dict[str, Any]) -> str:
+    """✓ for a point that passed, else ✗ and why (rows written before verdicts: the run's status)."""
+    if r.get("verdict", "passed" if r["status"] == "succeeded" else "failed") == "passed":
+        return "✓"
+    return f"✗ {r.get('failed_because') or r['status']}"
+
+
+def _sampled(b: dict[str, Any]) -> str:
+    if b["status"] == "sampled":
+        return f"sampled {b['pages']} pages, projected"
+    return str(b["status"])
 
 
 def _maybe(value: Any) -> str:
@@ -202,7 +238,7 @@ def plot(out: Path, rows: Sequence[dict[str, Any]], base_rows: Sequence[dict[str
     import matplotlib.pyplot as plt
 
     paths = [out / "time_over_bound.png", out / "pages_per_minute.png", out / "cost_per_1000_pages.png"]
-    ok = [r for r in rows if r["status"] == "succeeded"]
+    ok = [r for r in rows if r["status"] == "succeeded" and r.get("verdict", "passed") == "passed"]
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
     series: defaultdict[tuple[float, str], list[tuple[int, float]]] = defaultdict(list)

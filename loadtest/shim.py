@@ -21,6 +21,12 @@ from vanta_vuln_sync.handlers import worker as worker_module
 _lock = threading.Lock()
 _durations: defaultdict[str, list[float]] = defaultdict(list)
 _spans: defaultdict[str, list[tuple[float, float]]] = defaultdict(list)
+# Worker invocations whose batch held a Finalize (CPU-bound statistics, not Vanta-bound), in seconds.
+_finalize_seconds: list[float] = []
+
+
+def _carries_finalize(event: dict[str, Any]) -> bool:
+    return any('"Finalize"' in str(record.get("body", "")) for record in event.get("Records", []))
 
 
 def _timed(name: str, event: dict[str, Any], context: Any) -> Any:
@@ -33,6 +39,8 @@ def _timed(name: str, event: dict[str, Any], context: Any) -> Any:
         with _lock:
             _durations[name].append(elapsed_ms)
             _spans[name].append((began, time.monotonic()))
+            if name == "worker" and _carries_finalize(event):
+                _finalize_seconds.append(elapsed_ms / 1000.0)
 
 
 def worker(event: dict[str, Any], context: Any) -> Any:
@@ -63,4 +71,13 @@ def take_spans() -> dict[str, list[tuple[float, float]]]:
     with _lock:
         taken = {name: list(values) for name, values in _spans.items()}
         _spans.clear()
+    return taken
+
+
+def take_finalize_seconds() -> list[float]:
+    """How long each worker invocation that held a Finalize ran (until its handler returned, past a
+    timeout too), in seconds, since the last call; clears them."""
+    with _lock:
+        taken = list(_finalize_seconds)
+        _finalize_seconds.clear()
     return taken

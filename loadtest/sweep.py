@@ -1,8 +1,10 @@
 """`python -m loadtest.sweep [--full]`: the concurrency sweep on the embedded runtime, with the baseline.
 
 Quick (default): a few ~200-page points at 10x-20x time scale, about 2-3 minutes here. `--full`: the
-grid of points.py (>= 2,000-page syncs; about 80 minutes). Results go to `loadtest/results/`, or with
-`--full` to `loadtest/results/full/`.
+grid of points.py (>= 2,000-page syncs; about 80 minutes) and the unscaled production points (>= 300
+pages at 50/min, about 6 minutes each). Every deadline scales with the point (deadlines.py). A point
+fails when its run does not succeed or an invocation timed out; the exit status is 1 if any failed.
+Results go to `loadtest/results/`, or with `--full` to `loadtest/results/full/`.
 """
 
 from __future__ import annotations
@@ -39,8 +41,25 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--out", type=Path, default=None, help="results folder (default loadtest/results[/full])"
     )
     parser.add_argument("--only", default="", help="run only points whose name contains this text")
-    parser.add_argument("--timeout", type=float, default=900.0, help="seconds per point before giving up")
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=900.0,
+        help="seconds per point before giving up (at least 3 x the point's bound)",
+    )
+    parser.add_argument(
+        "--time-scale",
+        type=float,
+        default=None,
+        help="run every scaled point at this scale instead of its own (unscaled points stay unscaled)",
+    )
     parser.add_argument("--no-baseline", action="store_true", help="skip the sequential baseline")
+    parser.add_argument(
+        "--baseline-pages",
+        type=int,
+        default=None,
+        help="pages the baseline samples before projecting (0: to its end; default 20, with --full 100)",
+    )
     return parser.parse_args(argv)
 
 
@@ -55,7 +74,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.ERROR)
     os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "VantaVulnSyncLoadTest")
     points = full_points() if args.full else quick_points()
+    if args.time_scale is not None:
+        points = [p if p.time_scale == 1.0 else p.replace(time_scale=args.time_scale) for p in points]
     points = [p for p in points if args.only in p.name]
+    if not points:
+        print(f"no {'full' if args.full else 'quick'} point's name contains {args.only!r}", file=sys.stderr)
+        return 2
     mode = "full" if args.full else "quick"
     started = time.monotonic()
     notes = [
@@ -72,12 +96,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"Cost: us-east-1 prices of {PRICES_AS_OF} (loadtest/pricing.py); Lambda compute from each "
         "invocation's measured duration x memory, scaled to real time; AWS requests counted at moto.",
         "MB/worker: peak process RSS growth during the run / peak worker containers (upper bound).",
+        "Deadlines scale with the point: function timeouts, queue visibility timeouts, the step's hand-off "
+        "reserve and idle delay, the request timeout and the retry budget are production's divided by the "
+        "scale (deadlines.py); a failed batch comes back after its queue's visibility timeout, as in AWS. "
+        "Invocation p50 / max / timeout are real-equivalent seconds (x scale). A point with a timed-out "
+        "invocation is marked failed.",
     ]
+    sample = args.baseline_pages
+    if sample is None:
+        sample = FULL_BASELINE_SAMPLE if args.full else QUICK_BASELINE_SAMPLE
     results: list[PointResult] = []
     baselines: dict[tuple[float, int, int, float], BaselineResult] = {}
     for number, point in enumerate(points, 1):
         print(f"[{number}/{len(points)}] {point.name} ...", flush=True)
-        result = run_point(point, timeout=args.timeout)
+        result = run_point(point, timeout=max(args.timeout, 3 * point.bound_seconds))
         results.append(result)
         print(
             f"    {result.status}: {result.wall_s:.1f} s (bound {point.bound_seconds:.1f} s, "
@@ -91,10 +123,24 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"{result.unscaled_s:.1f} s without Vanta requests counted once)",
             flush=True,
         )
+        for function in ("worker", "scheduler"):
+            t = result.timing_real(function)
+            print(
+                f"    {function}: {t['invocations']} invocations, p50 {t['p50_s']} s, max {t['max_s']} s "
+                f"of a {t['timeout_s']} s timeout (real-equivalent), {t['timed_out']} timed out",
+                flush=True,
+            )
+        finalize = result.extra.get("finalize_invocations_s") or []
+        if finalize:
+            print(
+                f"    finalize invocations ran {', '.join(f'{s:g}' for s in finalize)} s as run "
+                f"(worker timeout {point.deadlines.worker_timeout} s as run)",
+                flush=True,
+            )
+        print(f"    {'passed' if result.passed else 'FAILED: ' + '; '.join(result.failures)}", flush=True)
         key = baseline_key(point)
         if not args.no_baseline and key not in baselines:
-            sample = FULL_BASELINE_SAMPLE if args.full else QUICK_BASELINE_SAMPLE
-            baseline = run_baseline(point, sample_pages=sample)
+            baseline = run_baseline(point, sample_pages=sample or None)
             baselines[key] = baseline
             print(
                 f"    baseline: {baseline.per_page_s * point.time_scale:.2f} s/page real, "
@@ -103,13 +149,19 @@ def main(argv: Sequence[str] | None = None) -> int:
                 flush=True,
             )
     notes.append(
-        f"Baseline sampled: {FULL_BASELINE_SAMPLE if args.full else QUICK_BASELINE_SAMPLE} pages, the rest "
-        "projected from its time per page."
+        f"Baseline sampled: {sample} pages, the rest projected from its time per page."
+        if sample
+        else "Baseline run to its end."
     )
     notes.append(f"Sweep took {time.monotonic() - started:.0f} s here.")
     for path in write_all(out, results, baselines, mode=mode, notes=notes):
         print(f"wrote {path}")
-    return 0 if all(r.status == "succeeded" for r in results) else 1
+    return exit_status(results)
+
+
+def exit_status(results: Sequence[PointResult]) -> int:
+    """0 when every point passed (its run succeeded and no invocation timed out), else 1."""
+    return 0 if all(r.passed for r in results) else 1
 
 
 if __name__ == "__main__":

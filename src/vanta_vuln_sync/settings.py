@@ -28,6 +28,10 @@ class VantaSettings:
     client_secret: str | None = None
     secret_arn: str | None = None
     request_timeout: float = 30.0
+    # A failed request is retried within this many seconds of its first attempt's rate slot, each
+    # retry waiting at most `retry_backoff_cap` (or what Retry-After asks).
+    retry_budget: float = 120.0
+    retry_backoff_cap: float = 20.0
 
     def __repr__(self) -> str:  # never print the secret
         return (
@@ -75,6 +79,11 @@ class Settings:
     owner_tag_key: str = "team"
     # Where Finalize publishes the run digest; None: no digest (template parameter DigestEmail empty).
     digest_topic_arn: str | None = None
+    # Seconds an invocation keeps after its last Vanta request for the S3 write, the commit and the
+    # enqueue (run/deadline.py; at most a third of the invocation's time).
+    handoff_seconds: float = 15.0
+    # A step that could start no request before its deadline hands on with this SQS delay.
+    idle_step_delay_seconds: int = 30
 
 
 def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int = 1) -> int:
@@ -114,6 +123,8 @@ def vanta_settings_from_env(env: Mapping[str, str] | None = None) -> VantaSettin
         client_secret=env.get("VANTA_CLIENT_SECRET") or None,
         secret_arn=env.get("VANTA_SECRET_ARN") or None,
         request_timeout=_float(env, "VANTA_REQUEST_TIMEOUT", 30.0),
+        retry_budget=_float(env, "VANTA_RETRY_BUDGET_SECONDS", 120.0),
+        retry_backoff_cap=_float(env, "VANTA_RETRY_BACKOFF_CAP_SECONDS", 20.0),
     )
 
 
@@ -149,4 +160,6 @@ def settings_from_env(env: Mapping[str, str] | None = None) -> Settings:
         max_filter_value_length=_int(env, "MAX_FILTER_VALUE_LENGTH", 200),
         owner_tag_key=env.get("OWNER_TAG_KEY") or "team",
         digest_topic_arn=env.get("DIGEST_TOPIC_ARN") or None,
+        handoff_seconds=_float(env, "STEP_HANDOFF_SECONDS", 15.0),
+        idle_step_delay_seconds=min(_int(env, "IDLE_STEP_DELAY_SECONDS", 30), 900),
     )

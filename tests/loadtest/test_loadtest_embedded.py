@@ -10,12 +10,17 @@ from loadtest.points import Point
 
 
 def test_point_measures_a_whole_sync_within_the_limit_when_run_on_the_embedded_runtime() -> None:
-    # 400 vulnerabilities: 4 + 2 + 1 pages at the least; 600 a minute (60/min at 10x) keeps it short.
-    point = Point(concurrency=2, latency_s=0.5, rate_limit=60, vulnerabilities=400, time_scale=10.0)
+    # 400 vulnerabilities: 4 + 2 + 1 pages at the least; 1,000 a minute (200/min at 5x) keeps it short.
+    # Deadlines scale too: the scheduler's 120 s timeout is 24 s here, and planning (~45 requests, a
+    # first container's set-up at full length) must fit it, as it must fit 120 s at 200/min.
+    point = Point(concurrency=2, latency_s=0.5, rate_limit=200, vulnerabilities=400, time_scale=5.0)
 
     result = run_point(point, timeout=60.0)
 
     assert result.status == "succeeded", result.extra.get("last_errors")
+    assert result.passed, result.failures
+    assert result.extra["timing"]["scheduler"]["timeout_s"] == 24
+    assert result.extra["timing"]["worker"]["timeout_s"] == 60
     assert result.extra["records"] == 400 + 200 + 40
     assert result.pages >= point.minimum_pages
     assert 0 < result.max_requests_in_60s <= point.simulated_rate

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from loadtest.points import Point, full_points, quick_points
+from loadtest.deadlines import production_deadlines, template_defaults
+from loadtest.points import Point, full_points, production_points, quick_points
 
 
 def test_bound_is_minimum_pages_over_simulated_limit_when_time_is_scaled() -> None:
@@ -48,3 +49,19 @@ def test_quick_points_are_small_enough_to_finish_in_minutes() -> None:
 
     assert sum(p.bound_seconds for p in points) < 90
     assert {p.cursor_style for p in points} == {"arrayconnection", "opaque"}
+
+
+def test_full_grid_ends_with_unscaled_300_page_points_at_the_templates_defaults_and_5_10_20_workers() -> None:
+    defaults = template_defaults()
+
+    production = [p for p in full_points() if p.time_scale == 1.0]
+
+    assert production == production_points()
+    assert sorted(p.concurrency for p in production) == [int(defaults["WorkerMaxConcurrency"]), 10, 20]
+    for point in production:
+        assert point.minimum_pages >= 300
+        assert point.rate_limit == point.fleet_limit == int(defaults["VantaRateLimitPerMinute"]) == 50
+        assert point.page_budget == int(defaults["PageBudget"])
+        assert point.ranges_in_flight == int(defaults["RangesInFlight"])
+        assert point.deadlines == production_deadlines()
+    assert len({p.name for p in production}) == 3

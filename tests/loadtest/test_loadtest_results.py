@@ -11,6 +11,7 @@ from loadtest.baseline import BaselineResult
 from loadtest.embedded import PointResult, _unscaled_seconds
 from loadtest.points import Point
 from loadtest.results import baseline_key, merge_rerun, write_all
+from loadtest.sweep import exit_status
 
 
 def _result(point: Point, wall_s: float) -> PointResult:
@@ -103,3 +104,47 @@ def test_a_rerun_replaces_its_points_and_keeps_the_rest(tmp_path: Path) -> None:
     assert [float(r["wall_s"]) for r in rows] == [16.0, 12.0]
     assert [float(r["speedup_vs_baseline"]) for r in rows] == [3.0, 4.0]
     assert "W2 again after a fix" in (full / "summary.md").read_text()
+
+
+def test_point_with_a_timed_out_invocation_is_marked_failed_everywhere_even_when_its_run_succeeded(
+    tmp_path: Path,
+) -> None:
+    # Given two points whose runs succeeded, one with a worker invocation that outlived its timeout
+    points = [Point(concurrency=c, latency_s=2.0) for c in (2, 5)]
+    clean, killed = _result(points[0], 24.0), _result(points[1], 12.0)
+    clean.extra["timing"] = {
+        "worker": {"invocations": 9, "timed_out": 0, "timeout_s": 30, "p50_s": 12.0, "max_s": 25.5},
+        "scheduler": {"invocations": 1, "timed_out": 0, "timeout_s": 12, "p50_s": 6.0, "max_s": 6.0},
+    }
+    killed.extra["timing"] = {
+        "worker": {"invocations": 9, "timed_out": 1, "timeout_s": 30, "p50_s": 12.0, "max_s": 30.1},
+        "scheduler": {"invocations": 1, "timed_out": 0, "timeout_s": 12, "p50_s": 6.0, "max_s": 6.0},
+    }
+
+    # When the sweep writes them
+    write_all(tmp_path, [clean, killed], {}, mode="quick", notes=[])
+
+    # Then the killed one failed in the CSV, the JSON, the summary and the exit status; durations are
+    # real-equivalent (x 10)
+    with (tmp_path / "points.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert [r["verdict"] for r in rows] == ["passed", "failed"]
+    assert rows[1]["failed_because"] == "1 timed-out invocation(s)"
+    assert [r["timed_out_invocations"] for r in rows] == ["0", "1"]
+    assert (rows[1]["worker_timeout_real_s"], rows[1]["worker_max_real_s"]) == ("300.0", "301.0")
+    assert rows[0]["worker_p50_real_s"] == "120.0"
+    detail = json.loads((tmp_path / "points.json").read_text())["points"]
+    assert [p["verdict"] for p in detail] == ["passed", "failed"]
+    summary = (tmp_path / "summary.md").read_text()
+    assert summary.count("\n| ✓ |") == 1
+    assert "\n| ✗ 1 timed-out invocation(s) |" in summary
+    assert "| 120 / 301 / 300 | 1 |" in summary
+    assert (exit_status([clean]), exit_status([clean, killed])) == (0, 1)
+
+
+def test_point_whose_run_did_not_finish_fails_without_any_timed_out_invocation() -> None:
+    result = _result(Point(concurrency=2, latency_s=2.0), 24.0)
+    result.status = "timed out"
+
+    assert result.failures == ["run timed out"]
+    assert exit_status([result]) == 1

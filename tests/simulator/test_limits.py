@@ -40,6 +40,23 @@ async def test_requests_over_the_limit_get_429_with_retry_after_until_the_window
         assert counters.max_requests_in_60s == 5
 
 
+async def test_a_shorter_rate_window_refuses_a_burst_and_frees_its_slots_sooner(
+    http: aiohttp.ClientSession,
+) -> None:
+    # A load test at 10x: 5 requests per 6 s is 5 a minute with every time divided by 10.
+    clock = FakeClock()
+    config = SimulatorConfig(vulnerabilities=30, rate_limit_per_minute=5, rate_window_seconds=6.0)
+    async with Simulator(config, clock=clock) as sim:
+        token = await mint(http, sim)
+        for _ in range(5):
+            assert (await get(http, sim, "vulnerabilities", token))[0] == 200
+            clock.advance(0.2)
+        status, _, _ = await get(http, sim, "vulnerabilities", token)
+        assert status == 429  # t = 1.0: the first request (t = 0) is in the window until t = 6
+        clock.advance(5.0)
+        assert (await get(http, sim, "vulnerabilities", token))[0] == 200
+
+
 async def test_429_carries_no_retry_after_when_disabled(http: aiohttp.ClientSession) -> None:
     async with Simulator(
         SimulatorConfig(vulnerabilities=30, rate_limit_per_minute=2, retry_after=False)

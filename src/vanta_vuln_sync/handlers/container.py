@@ -165,7 +165,7 @@ async def build_services(
         cipher = KmsTokenCipher(aws.kms, settings.token_key_id, settings.state_table)
     broker = TokenBroker(aws.dynamodb, settings.state_table, fetch, cipher=cipher)
     limiter = FleetRateLimiter(aws.dynamodb, settings.state_table, settings.vanta.rate_limit_per_minute)
-    retry = RetryPolicy()
+    retry = RetryPolicy(total_seconds=settings.vanta.retry_budget, cap=settings.vanta.retry_backoff_cap)
 
     def vanta() -> VantaClient:
         return VantaClient(

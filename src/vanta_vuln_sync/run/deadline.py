@@ -13,15 +13,13 @@ from collections.abc import Callable, Mapping
 from vanta_vuln_sync.vanta import VantaClient
 from vanta_vuln_sync.vanta.client import Page
 
-# Seconds kept after the last Vanta request for the S3 write, the commit and the enqueue (at most a
-# third of the invocation's time, so a short timeout still leaves room for requests).
-HANDOFF_SECONDS = 15.0
-
 
 def deadline_of(
     remaining: Callable[[], float] | None, clock: Callable[[], float], reserve: float
 ) -> float | None:
-    """The epoch second by which a request must have ended (None: no deadline, as in the CLI)."""
+    """The epoch second by which a request must have ended (None: no deadline, as in the CLI): `reserve`
+    seconds (Settings.handoff_seconds: the S3 write, the commit, the enqueue) before the invocation's
+    end, at most a third of the time left, so a short timeout still leaves room for requests."""
     if remaining is None:
         return None
     left = remaining()

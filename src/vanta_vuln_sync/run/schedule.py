@@ -23,7 +23,7 @@ import orjson
 from aws_lambda_powertools import Logger, Tracer
 
 from vanta_vuln_sync.messages import FULL_SCOPE, SYNC_RESOURCES, MessageError, SyncRequest
-from vanta_vuln_sync.run.deadline import HANDOFF_SECONDS, DeadlineSource, deadline_of
+from vanta_vuln_sync.run.deadline import DeadlineSource, deadline_of
 from vanta_vuln_sync.run.planner import ListingRequest, effective_filters, plan_run
 from vanta_vuln_sync.run.services import Services
 from vanta_vuln_sync.store.queue import send_messages
@@ -212,7 +212,7 @@ async def _plan(
 ) -> RunState:
     settings = services.settings
     client = services.vanta()
-    source = DeadlineSource(client, deadline_of(remaining, services.clock, HANDOFF_SECONDS))
+    source = DeadlineSource(client, deadline_of(remaining, services.clock, settings.handoff_seconds))
     modes: dict[str, str] = {}
     requests: list[ListingRequest] = []
     for resource in request.resources:

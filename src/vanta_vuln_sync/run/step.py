@@ -24,7 +24,7 @@ from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 
 from vanta_vuln_sync.messages import Finalize, PageRange
-from vanta_vuln_sync.run.deadline import HANDOFF_SECONDS, DeadlineSource, deadline_of
+from vanta_vuln_sync.run.deadline import DeadlineSource, deadline_of
 from vanta_vuln_sync.run.services import Services
 from vanta_vuln_sync.run.walk import HandedOver, Walk, walk_chain, walk_offsets
 from vanta_vuln_sync.store.queue import send_message
@@ -37,10 +37,6 @@ from vanta_vuln_sync.vanta.errors import DeadlineReached
 # instances of one service share one handler and one set of context keys anyway.
 logger = Logger()
 tracer = Tracer()
-
-
-# A step that could start no request before its deadline hands on with this delay (SQS DelaySeconds).
-IDLE_STEP_DELAY_SECONDS = 30
 
 
 class UnknownRunError(LookupError):
@@ -136,7 +132,7 @@ async def _fetch_and_write(
 ) -> StepCommit:
     settings = services.settings
     # Hand on while there is time left for a slow page, the S3 write, the commit and the enqueue.
-    reserve = settings.vanta.request_timeout + 15.0
+    reserve = settings.vanta.request_timeout + settings.handoff_seconds
     walk = Walk(
         offset=p.offset,
         cursor=p.cursor,
@@ -159,7 +155,7 @@ async def _fetch_and_write(
             return None
         return progress.head
 
-    source = DeadlineSource(client, deadline_of(remaining, services.clock, HANDOFF_SECONDS))
+    source = DeadlineSource(client, deadline_of(remaining, services.clock, settings.handoff_seconds))
     try:
         await _walk(p, source, walk, services, keep_going, join)
     except DeadlineReached:
@@ -170,7 +166,7 @@ async def _fetch_and_write(
     if walk.requests == 0 and not commit.done:
         # Not one request fitted: the fleet's rate budget is booked past this invocation. The next
         # step waits on the queue a while instead of spinning through empty invocations.
-        return replace(commit, wait_seconds=IDLE_STEP_DELAY_SECONDS)
+        return replace(commit, wait_seconds=settings.idle_step_delay_seconds)
     return commit
 
 

@@ -71,6 +71,9 @@ class SimulatorConfig:
     now: datetime = DEFAULT_NOW
     cursor_style: CursorStyle = "arrayconnection"
     rate_limit_per_minute: int = 0
+    # The window `rate_limit_per_minute` counts over: 60 s as Vanta's. A time-scaled load test's
+    # baseline shortens it with its other times, so a burst is refused as soon as Vanta would refuse it.
+    rate_window_seconds: float = 60.0
     retry_after: bool = True
     retry_after_format: RetryAfterFormat = "seconds"
     token_ttl_seconds: float = 3599
@@ -109,6 +112,8 @@ class SimulatorConfig:
         for name in ("latency_seconds", "latency_jitter", "stall_seconds", "rate_limit_per_minute"):
             if getattr(self, name) < 0:
                 raise SimulatorConfigError(f"{name} must be >= 0")
+        if self.rate_window_seconds <= 0:
+            raise SimulatorConfigError("rate_window_seconds must be > 0")
         if self.token_ttl_seconds <= 0:
             raise SimulatorConfigError("token_ttl_seconds must be > 0")
         if self.token_requests_per_minute < 1:

@@ -73,7 +73,9 @@ class Simulator:
         self.counters = SimCounters()
         self._selector = Selector(self.dataset)
         self._cursors = CursorBook(self._config.cursor_style)
-        self._api_window = SlidingWindow(self._config.rate_limit_per_minute)
+        self._api_window = SlidingWindow(
+            self._config.rate_limit_per_minute, window=self._config.rate_window_seconds
+        )
         self._token_window = SlidingWindow(self._config.token_requests_per_minute)
         self._rng = random.Random(self._config.seed ^ 0x5EED)
         self._token: _LiveToken | None = None

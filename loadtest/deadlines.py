@@ -1,0 +1,127 @@
+"""Production's deadlines, and the same deadlines at a point's time scale.
+
+A point run `S` times faster (limit x S, latency / S) meets the deadlines production meets only if every
+deadline shrinks by S too: the functions' timeouts, the queues' visibility timeouts, the step's hand-off
+reserve and its idle hand-on delay, the request timeout and the retry budget. They are read from where
+production sets them (`template.yaml`, the defaults of `settings.py`) and handed to the deployed stack
+the way a deployment would: the functions' `Timeout` and `Environment`, the queues' `VisibilityTimeout`.
+The embedded runtime reads all of them from there, as Lambda does; nothing in `src/` knows of scaling.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+# Lambda's Timeout, SQS's VisibilityTimeout and DelaySeconds are whole seconds.
+_WHOLE_SECONDS = (
+    "worker_timeout",
+    "scheduler_timeout",
+    "page_visibility",
+    "request_visibility",
+    "idle_step_delay",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Deadlines:
+    """Every deadline of a deployment, in seconds. Integers where AWS takes whole seconds."""
+
+    worker_timeout: int
+    scheduler_timeout: int
+    page_visibility: int
+    request_visibility: int
+    request_timeout: float
+    retry_budget: float
+    retry_backoff_cap: float
+    handoff: float
+    idle_step_delay: int
+
+    def scaled(self, scale: float) -> Deadlines:
+        """Every deadline divided by `scale`; whole-second ones rounded, never below 1 s."""
+        if scale <= 0:
+            raise ValueError(f"time scale must be positive, got {scale}")
+        changes: dict[str, Any] = {}
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if field.name in _WHOLE_SECONDS:
+                changes[field.name] = max(1, round(value / scale))
+            else:
+                changes[field.name] = value / scale
+        return dataclasses.replace(self, **changes)
+
+    def environment(self) -> dict[str, str]:
+        """The functions' environment variables that carry the deadlines `settings.py` reads."""
+        return {
+            "VANTA_REQUEST_TIMEOUT": f"{self.request_timeout:g}",
+            "VANTA_RETRY_BUDGET_SECONDS": f"{self.retry_budget:g}",
+            "VANTA_RETRY_BACKOFF_CAP_SECONDS": f"{self.retry_backoff_cap:g}",
+            "STEP_HANDOFF_SECONDS": f"{self.handoff:g}",
+            "IDLE_STEP_DELAY_SECONDS": str(self.idle_step_delay),
+        }
+
+
+@functools.cache
+def production_deadlines(template_path: str | Path | None = None) -> Deadlines:
+    """The deadlines a deployment of `template.yaml` with default settings has.
+
+    Raises KeyError when the template no longer sets a function's Timeout or a queue's VisibilityTimeout.
+    """
+    from vanta_vuln_sync.local.template import DEFAULT_TEMPLATE_PATH, load_template
+    from vanta_vuln_sync.settings import Settings, VantaSettings
+
+    resources = load_template(template_path or DEFAULT_TEMPLATE_PATH)["Resources"]
+
+    def prop(logical_id: str, name: str) -> int:
+        return int(resources[logical_id]["Properties"][name])
+
+    vanta = VantaSettings()
+    settings = Settings(vanta=vanta, state_table="", data_bucket="", page_queue_url="", request_queue_url="")
+    return Deadlines(
+        worker_timeout=prop("WorkerFunction", "Timeout"),
+        scheduler_timeout=prop("SchedulerFunction", "Timeout"),
+        page_visibility=prop("PageQueue", "VisibilityTimeout"),
+        request_visibility=prop("RequestQueue", "VisibilityTimeout"),
+        request_timeout=vanta.request_timeout,
+        retry_budget=vanta.retry_budget,
+        retry_backoff_cap=vanta.retry_backoff_cap,
+        handoff=settings.handoff_seconds,
+        idle_step_delay=settings.idle_step_delay_seconds,
+    )
+
+
+@functools.cache
+def template_defaults(template_path: str | Path | None = None) -> dict[str, str]:
+    """The template's parameter defaults (as strings), e.g. `WorkerMaxConcurrency` -> "5"."""
+    from vanta_vuln_sync.local.template import DEFAULT_TEMPLATE_PATH, load_template
+
+    parameters = load_template(template_path or DEFAULT_TEMPLATE_PATH)["Parameters"]
+    return {name: str(spec["Default"]) for name, spec in parameters.items() if "Default" in spec}
+
+
+def apply_deadlines(
+    lambda_client: Any, sqs_client: Any, outputs: dict[str, str], deadlines: Deadlines
+) -> None:
+    """Set `deadlines` on a deployed stack (boto3 clients): both functions' Timeout and environment
+    (merged into what the template set), both queues' VisibilityTimeout."""
+    timeouts = {
+        outputs["WorkerFunctionName"]: deadlines.worker_timeout,
+        outputs["SchedulerFunctionName"]: deadlines.scheduler_timeout,
+    }
+    for function, timeout in timeouts.items():
+        current = lambda_client.get_function_configuration(FunctionName=function)
+        # Lambda's environment is strings; moto hands resolved Number parameters back as numbers.
+        template = {k: str(v) for k, v in current.get("Environment", {}).get("Variables", {}).items()}
+        variables = {**template, **deadlines.environment()}
+        lambda_client.update_function_configuration(
+            FunctionName=function, Timeout=timeout, Environment={"Variables": variables}
+        )
+    visibility = {
+        outputs["PageQueueUrl"]: deadlines.page_visibility,
+        outputs["RequestQueueUrl"]: deadlines.request_visibility,
+    }
+    for queue_url, seconds in visibility.items():
+        sqs_client.set_queue_attributes(QueueUrl=queue_url, Attributes={"VisibilityTimeout": str(seconds)})

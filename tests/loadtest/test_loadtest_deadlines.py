@@ -1,0 +1,84 @@
+"""A scaled point meets production's deadlines scaled: what the deployed stack and its settings carry."""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from collections.abc import Iterator
+
+import boto3
+import pytest
+from loadtest.deadlines import Deadlines, apply_deadlines, production_deadlines
+from loadtest.points import Point
+
+from vanta_vuln_sync.local.embedded_aws import EmbeddedAws, EmbeddedStack
+from vanta_vuln_sync.local.mappings import apply_environment, discover
+from vanta_vuln_sync.settings import settings_from_env
+
+
+@pytest.fixture(scope="module")
+def stack(moto_server: str) -> Iterator[EmbeddedStack]:
+    """The real template in moto, deployed once for the module."""
+    with pytest.MonkeyPatch.context() as patch:
+        for name in ("AWS_ENDPOINT_URL", "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_ACCESS_KEY_ID"):
+            patch.setenv(name, "placeholder")  # so what start() writes is undone afterwards
+        patch.setenv("AWS_SECRET_ACCESS_KEY", "placeholder")
+        embedded = EmbeddedAws(endpoint_url=moto_server)
+        embedded.start()
+        yield embedded.deploy(
+            client_id="id", client_secret="secret", parameters={}, stack_name=f"dl-{uuid.uuid4().hex[:8]}"
+        )
+
+
+def test_production_deadlines_are_the_templates_timeouts_and_the_settings_defaults() -> None:
+    deadlines = production_deadlines()
+
+    assert (deadlines.worker_timeout, deadlines.scheduler_timeout) == (300, 120)
+    assert (deadlines.page_visibility, deadlines.request_visibility) == (1800, 720)
+    assert (deadlines.request_timeout, deadlines.retry_budget, deadlines.retry_backoff_cap) == (30, 120, 20)
+    assert (deadlines.handoff, deadlines.idle_step_delay) == (15, 30)
+
+
+def test_every_deadline_shrinks_by_the_time_scale_when_a_point_is_scaled() -> None:
+    production = production_deadlines()
+
+    scaled = Point(concurrency=5, latency_s=2.0, time_scale=10.0).deadlines
+    unscaled = Point(concurrency=5, latency_s=2.0, rate_limit=50, time_scale=1.0).deadlines
+
+    assert unscaled == production
+    for field in dataclasses.fields(Deadlines):
+        assert getattr(scaled, field.name) == pytest.approx(getattr(production, field.name) / 10), field.name
+
+
+def test_scaled_deadlines_reach_the_deployed_functions_queues_and_settings_when_applied(
+    stack: EmbeddedStack, moto_server: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a point at 20x (whole-second deadlines round: 300 / 20 = 15, 720 / 20 = 36, 30 / 20 = 1.5 -> 2)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_server)
+    deadlines = Point(concurrency=2, latency_s=1.0, rate_limit=50, time_scale=20.0).deadlines
+    lambda_client, sqs = boto3.client("lambda"), boto3.client("sqs")
+
+    # When the load test applies them to the deployed stack
+    apply_deadlines(lambda_client, sqs, stack.outputs, deadlines)
+
+    # Then the embedded runtime reads the scaled timeouts, as Lambda would
+    _, functions = discover(lambda_client, sqs, stack.function_names)
+    timeouts = {name.rsplit("-", 1)[-1]: f.timeout_seconds for name, f in functions.items()}
+    assert timeouts == {"worker": 15, "scheduler": 6}
+    visibility = {
+        name: sqs.get_queue_attributes(QueueUrl=stack.outputs[name], AttributeNames=["VisibilityTimeout"])[
+            "Attributes"
+        ]["VisibilityTimeout"]
+        for name in ("PageQueueUrl", "RequestQueueUrl")
+    }
+    assert visibility == {"PageQueueUrl": "90", "RequestQueueUrl": "36"}
+    # And the handlers' settings, read from that environment, carry every other deadline scaled
+    apply_environment(functions.values())
+    settings = settings_from_env()
+    assert settings.vanta.request_timeout == pytest.approx(1.5)
+    assert settings.vanta.retry_budget == pytest.approx(6.0)
+    assert settings.vanta.retry_backoff_cap == pytest.approx(1.0)
+    assert settings.handoff_seconds == pytest.approx(0.75)
+    assert settings.idle_step_delay_seconds == 2
+    # And the template's own variables are kept
+    assert settings.state_table == stack.outputs["StateTableName"]
