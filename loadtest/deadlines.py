@@ -105,8 +105,10 @@ def template_defaults(template_path: str | Path | None = None) -> dict[str, str]
 def apply_deadlines(
     lambda_client: Any, sqs_client: Any, outputs: dict[str, str], deadlines: Deadlines
 ) -> None:
-    """Set `deadlines` on a deployed stack (boto3 clients): both functions' Timeout and environment
-    (merged into what the template set), both queues' VisibilityTimeout."""
+    """Set `deadlines` on a deployed stack (boto3 clients): the scheduler's and the worker's Timeout and
+    environment (merged into what the template set), their queues' VisibilityTimeout. The Finalize
+    function keeps its production timeout and queue: its work is CPU and S3, which no time scale
+    shrinks, and it waits on no Vanta slot."""
     timeouts = {
         outputs["WorkerFunctionName"]: deadlines.worker_timeout,
         outputs["SchedulerFunctionName"]: deadlines.scheduler_timeout,
