@@ -15,7 +15,7 @@ import orjson
 import pytest
 
 from vanta_vuln_sync.handlers.container import current_container, shutdown_container
-from vanta_vuln_sync.local.context import LambdaContext, sqs_event
+from vanta_vuln_sync.local.context import EmulatedContext, sqs_event
 
 from .conftest import REGION, Stack
 
@@ -27,7 +27,7 @@ pytestmark = pytest.mark.filterwarnings("ignore:No application metrics:UserWarni
 def invoke(function: str, messages: list[dict[str, Any]]) -> dict[str, Any]:
     """One invocation of `vanta_vuln_sync.handlers.<function>` on this thread's container."""
     handler = importlib.import_module(f"vanta_vuln_sync.handlers.{function}").handler
-    context = LambdaContext(
+    context = EmulatedContext(
         function_name=function,
         function_arn=f"arn:aws:lambda:{REGION}:123456789012:function:{function}",
         memory_limit_in_mb=256,
