@@ -8,6 +8,7 @@ from typing import Any
 
 import orjson
 
+from vanta_vuln_sync.checkpoints import Checkpoint, from_text
 from vanta_vuln_sync.messages import PageRange, parse_message
 
 RUNNING, SUCCEEDED, FAILED = "running", "succeeded", "failed"
@@ -72,6 +73,25 @@ class RangeState:
     # Where the range before this one stopped and handed over, when it did (pipeline/walk.py).
     start_offset: int | None = None
     start_anchors: tuple[str, ...] = ()
+    # Chain pieces (checkpoints.py): where the piece before handed over (cursor, with `start_anchors`),
+    # the next step's page number, stop ids and planned end, and the checkpoints recorded so far.
+    start_cursor: str | None = None
+    start_verify: str | None = None
+    start_page: int = 0
+    next_page_index: int = 0
+    next_stop_ids: tuple[str, ...] = ()
+    next_end_page: int | None = None
+    checkpoints: list[Checkpoint] = field(default_factory=list)
+    # A piece whose checkpoint did not hold stepped aside: the piece before it walks on to `void_next`.
+    void: bool = False
+    void_next: str | None = None
+    void_stop_ids: tuple[str, ...] = ()
+    void_end_page: int | None = None
+
+    @property
+    def handed_over(self) -> bool:
+        """The range before this one handed its end over (this one starts from there)."""
+        return self.start_offset is not None or self.start_cursor is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +127,13 @@ class StepCommit:
     end_offset: int | None = None
     next_shard: str | None = None
     wait_seconds: int = 0  # how long the continuation waits on the queue (a step that read nothing)
+    # Chains: the next step's first data page number, the stop ids and planned end the range goes on
+    # to (a piece that took over a void successor ends where that one would have), and the range's
+    # checkpoints so far (this step's merged into the committed ones, thinned).
+    next_page_index: int = 0
+    next_stop_ids: tuple[str, ...] = ()
+    next_end_page: int | None = None
+    checkpoints: list[Checkpoint] | None = None
 
 
 def iso(moment: datetime) -> str:
@@ -175,4 +202,15 @@ def range_from_item(item: dict[str, Any]) -> RangeState:
         next_shard=item.get("next_shard"),
         start_offset=item.get("start_offset"),
         start_anchors=tuple(item.get("start_anchors") or ()),
+        start_cursor=item.get("start_cursor"),
+        start_verify=item.get("start_verify"),
+        start_page=int(item.get("start_page", 0)),
+        next_page_index=int(item.get("next_page_index", 0)),
+        next_stop_ids=tuple(item.get("next_stop_ids") or ()),
+        next_end_page=item.get("next_end_page"),
+        checkpoints=from_text(item.get("checkpoints")),
+        void=bool(item.get("void", False)),
+        void_next=item.get("void_next"),
+        void_stop_ids=tuple(item.get("void_stop_ids") or ()),
+        void_end_page=item.get("void_end_page"),
     )

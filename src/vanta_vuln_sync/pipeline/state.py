@@ -6,6 +6,8 @@ Items (pk / sk):
   status, the S3 objects its steps wrote).
 - `scope#<scope>` / `scope`: the run going on for the scope and the last successful one (watermark and
   record counts, which size the next plan).
+- `checkpoints#<scope>` / `<resource>#<chain>`: the cursor checkpoints of a shard chain that the
+  scope's last successful run walked (checkpoints.py), from which the next run starts pieces of it.
 
 Progress moves only by conditional writes: a step commits only if the range's `next_seq` is the step's
 `seq`; a finished range is counted into its run only if its name is not yet in the run's set of done
@@ -23,6 +25,9 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
+from vanta_vuln_sync.checkpoints import ChainCheckpoints
+from vanta_vuln_sync.checkpoints import from_text as checkpoints_from_text
+from vanta_vuln_sync.checkpoints import to_text as checkpoints_text
 from vanta_vuln_sync.messages import PageRange
 from vanta_vuln_sync.pipeline.dynamo import from_item, to_attr, to_item
 from vanta_vuln_sync.pipeline.models import (
@@ -302,13 +307,18 @@ class RunStore:
         counters = ("records", "pages", "requests", "retries", "throttled")
         names: tuple[str, ...] = (
             "next_seq", "status", "next_cursor", "next_offset", "resource", "shard", "objects", "ttl",
-            "next_anchors", "next_verify", "end_offset", "next_shard",
+            "next_anchors", "next_verify", "end_offset", "next_shard", "next_page_index",
+            "next_stop_ids", "next_end_page",
         )  # fmt: skip
         head_set, head_values = "", dict[str, Any]()
         if step.head is not None:
             head_set = ", #head = :head"
             names += ("head",)
             head_values = {":head": to_attr(list(step.head))}
+        if step.checkpoints is not None:
+            head_set += ", #checkpoints = :checkpoints"
+            names += ("checkpoints",)
+            head_values[":checkpoints"] = {"S": checkpoints_text(step.checkpoints)}
         try:
             await self._ddb.update_item(
                 TableName=self._table,
@@ -318,7 +328,8 @@ class RunStore:
                     "#next_offset = :offset, #resource = :resource, #shard = :shard, "
                     "#objects = list_append(if_not_exists(#objects, :empty), :objects), #ttl = :ttl, "
                     "#next_anchors = :anchors, #next_verify = :verify, #end_offset = :end_offset, "
-                    "#next_shard = :next_shard"
+                    "#next_shard = :next_shard, #next_page_index = :page_index, "
+                    "#next_stop_ids = :stop_ids, #next_end_page = :end_page"
                     + head_set
                     + ", "
                     + ", ".join(f"#{c} = if_not_exists(#{c}, :zero) + :{c}" for c in counters)
@@ -341,6 +352,9 @@ class RunStore:
                     ":verify": to_attr(step.next_verify),
                     ":end_offset": to_attr(step.end_offset),
                     ":next_shard": to_attr(step.next_shard),
+                    ":page_index": {"N": str(step.next_page_index)},
+                    ":stop_ids": to_attr(list(step.next_stop_ids)),
+                    ":end_page": to_attr(step.next_end_page),
                     **head_values,
                     **seq_values,
                 },
@@ -386,6 +400,147 @@ class RunStore:
             return await self.get_range(run_id, resource, shard)
         return None
 
+    async def hand_over_chain(
+        self,
+        run_id: str,
+        resource: str,
+        shard: str,
+        *,
+        cursor: str,
+        anchors: tuple[str, ...],
+        verify_cursor: str | None,
+        page_index: int,
+    ) -> RangeState | None:
+        """`hand_over` for a chain piece: give piece `shard` the place where the piece before it stopped
+        (the next data page's `cursor`, the ids read last, the last page's start cursor and the next
+        page's number), only if it has neither published its head nor stepped aside. None when handed
+        over; otherwise the piece's progress (its head is known, or it is void)."""
+        try:
+            await self._ddb.update_item(
+                TableName=self._table,
+                Key=_run_key(run_id, _range_sk(resource, shard)),
+                UpdateExpression="SET #start_cursor = :cursor, #start_anchors = :anchors, "
+                "#start_verify = :verify, #start_page = :page, #resource = :resource, #shard = :shard, "
+                "#ttl = :ttl",
+                ConditionExpression="attribute_not_exists(#head)",
+                ExpressionAttributeNames={
+                    "#start_cursor": "start_cursor",
+                    "#start_anchors": "start_anchors",
+                    "#start_verify": "start_verify",
+                    "#start_page": "start_page",
+                    "#resource": "resource",
+                    "#shard": "shard",
+                    "#ttl": "ttl",
+                    "#head": "head",
+                },
+                ExpressionAttributeValues={
+                    ":cursor": {"S": cursor},
+                    ":anchors": to_attr(list(anchors)),
+                    ":verify": to_attr(verify_cursor),
+                    ":page": {"N": str(page_index)},
+                    ":resource": {"S": resource},
+                    ":shard": {"S": shard},
+                    ":ttl": {"N": str(int(self._clock()) + _RUN_TTL_SECONDS)},
+                },
+            )
+        except ClientError as exc:
+            if not _conditional_failed(exc):
+                raise
+            return await self.get_range(run_id, resource, shard)
+        return None
+
+    async def step_aside(self, page_range: PageRange) -> bool:
+        """Mark chain piece `page_range` void (its checkpoint did not hold), naming the piece, stop ids
+        and planned end it would have walked to, so the piece before it walks on through its part. Only
+        if the piece before has not handed over to it; False when it has (start from there instead).
+        The head is set empty, so no later hand-over can succeed."""
+        p = page_range
+        try:
+            await self._ddb.update_item(
+                TableName=self._table,
+                Key=_run_key(p.run_id, _range_sk(p.resource, p.shard)),
+                UpdateExpression="SET #void = :true, #head = if_not_exists(#head, :empty), "
+                "#void_next = :next, #void_stop_ids = :stop, #void_end_page = :end, "
+                "#resource = :resource, #shard = :shard, #ttl = :ttl",
+                ConditionExpression="attribute_not_exists(#start_cursor) AND "
+                "(attribute_not_exists(#head) OR #void = :true)",
+                ExpressionAttributeNames={
+                    "#void": "void",
+                    "#head": "head",
+                    "#void_next": "void_next",
+                    "#void_stop_ids": "void_stop_ids",
+                    "#void_end_page": "void_end_page",
+                    "#start_cursor": "start_cursor",
+                    "#resource": "resource",
+                    "#shard": "shard",
+                    "#ttl": "ttl",
+                },
+                ExpressionAttributeValues={
+                    ":true": {"BOOL": True},
+                    ":empty": {"L": []},
+                    ":next": to_attr(p.next_shard),
+                    ":stop": to_attr(list(p.stop_ids)),
+                    ":end": to_attr(p.end_page),
+                    ":resource": {"S": p.resource},
+                    ":shard": {"S": p.shard},
+                    ":ttl": {"N": str(int(self._clock()) + _RUN_TTL_SECONDS)},
+                },
+            )
+        except ClientError as exc:
+            if _conditional_failed(exc):
+                return False
+            raise
+        return True
+
+    async def save_checkpoints(self, scope: str, run_id: str, chains: list[ChainCheckpoints]) -> None:
+        """Store the chains' checkpoints of a successful run of `scope` (one item per chain, replaced;
+        idempotent), for the scope's next run to plan from."""
+        for chain in chains:
+            await self._ddb.put_item(
+                TableName=self._table,
+                Item=to_item(
+                    {
+                        "pk": f"checkpoints#{scope}",
+                        "sk": f"{chain.resource}#{chain.chain}",
+                        "run_id": run_id,
+                        "resource": chain.resource,
+                        "chain": chain.chain,
+                        "filters": dict(chain.filters),
+                        "pages": chain.pages,
+                        "checkpoints": checkpoints_text(chain.checkpoints),
+                    }
+                ),
+            )
+
+    async def get_checkpoints(self, scope: str) -> list[ChainCheckpoints]:
+        """The checkpoints the scope's last successful runs stored, per chain (empty before any)."""
+        chains: list[ChainCheckpoints] = []
+        start: dict[str, Any] | None = None
+        while True:
+            kwargs: dict[str, Any] = {
+                "TableName": self._table,
+                "KeyConditionExpression": "pk = :pk",
+                "ExpressionAttributeValues": {":pk": {"S": f"checkpoints#{scope}"}},
+                "ConsistentRead": True,
+            }
+            if start:
+                kwargs["ExclusiveStartKey"] = start
+            reply = await self._ddb.query(**kwargs)
+            for raw in reply.get("Items", []):
+                item = from_item(raw)
+                chains.append(
+                    ChainCheckpoints(
+                        resource=str(item["resource"]),
+                        chain=str(item["chain"]),
+                        filters={str(k): str(v) for k, v in (item.get("filters") or {}).items()},
+                        pages=int(item.get("pages", 0)),
+                        checkpoints=tuple(checkpoints_from_text(item.get("checkpoints"))),
+                    )
+                )
+            start = reply.get("LastEvaluatedKey")
+            if not start:
+                return chains
+
     async def publish_head(self, run_id: str, resource: str, shard: str, head: list[str]) -> bool:
         """Record the ids a range's first page began with, as soon as it is read, so the range before
         it can join it; False when that range handed its end over first (see `hand_over`)."""
@@ -395,10 +550,12 @@ class RunStore:
                 Key=_run_key(run_id, _range_sk(resource, shard)),
                 UpdateExpression="SET #head = if_not_exists(#head, :head), #resource = :resource, "
                 "#shard = :shard, #ttl = :ttl",
-                ConditionExpression="attribute_not_exists(#start_offset)",
+                ConditionExpression="attribute_not_exists(#start_offset) AND "
+                "attribute_not_exists(#start_cursor)",
                 ExpressionAttributeNames={
                     "#head": "head",
                     "#start_offset": "start_offset",
+                    "#start_cursor": "start_cursor",
                     "#resource": "resource",
                     "#shard": "shard",
                     "#ttl": "ttl",

@@ -23,13 +23,22 @@ from dataclasses import dataclass, replace
 from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 
+from vanta_vuln_sync.checkpoints import Checkpoint, thinned
 from vanta_vuln_sync.messages import Finalize, PageRange
 from vanta_vuln_sync.pipeline.deadline import HANDOFF_SECONDS, DeadlineSource, deadline_of
 from vanta_vuln_sync.pipeline.queue import send_message
 from vanta_vuln_sync.pipeline.services import Services
 from vanta_vuln_sync.pipeline.state import DONE, FAILED, OPEN, RUNNING, RangeState, StepCommit
 from vanta_vuln_sync.pipeline.storage import NdjsonGzipWriter, put_raw, raw_key
-from vanta_vuln_sync.pipeline.walk import HandedOver, Walk, walk_chain, walk_offsets
+from vanta_vuln_sync.pipeline.walk import (
+    ChainJoin,
+    HandedOver,
+    PieceStart,
+    Successor,
+    Walk,
+    walk_chain,
+    walk_offsets,
+)
 from vanta_vuln_sync.vanta import ClientError, VantaClient
 from vanta_vuln_sync.vanta.errors import DeadlineReached
 
@@ -144,6 +153,9 @@ async def _fetch_and_write(
         verify_cursor=p.verify_cursor,
         end_offset=p.end_offset,
         next_shard=p.next_shard,
+        page_index=p.page_index,
+        end_page=p.end_page,
+        stop_ids=p.stop_ids,
     )
 
     def keep_going() -> bool:
@@ -159,9 +171,38 @@ async def _fetch_and_write(
             return None
         return progress.head
 
+    async def join_chain(shard: str, place: Walk | None) -> Successor | None:
+        store = services.store
+        progress = await store.get_range(p.run_id, p.resource, shard)
+        if progress is not None and progress.void:
+            return Successor(
+                void=True,
+                next_shard=progress.void_next,
+                stop_ids=progress.void_stop_ids,
+                end_page=progress.void_end_page,
+            )
+        if progress is not None and progress.handed_over:
+            return None  # handed over already (by an earlier delivery of this step)
+        if (progress is None or progress.head is None) and place is not None and place.cursor is not None:
+            progress = await store.hand_over_chain(
+                p.run_id,
+                p.resource,
+                shard,
+                cursor=place.cursor,
+                anchors=place.anchors,
+                verify_cursor=place.verify_cursor,
+                page_index=place.page_index,
+            )
+            if progress is None:
+                logger.info("handed the rest over to the next piece, not begun yet", extra={"next": shard})
+                return None
+            if progress.void:
+                return await join_chain(shard, place)
+        return Successor(head=None if progress is None else progress.head)
+
     source = DeadlineSource(client, deadline_of(remaining, services.clock, HANDOFF_SECONDS))
     try:
-        await _walk(p, source, walk, services, keep_going, join)
+        await _walk(p, source, walk, services, keep_going, join, join_chain)
     except DeadlineReached:
         # The next request's rate slot or end falls past the invocation's safe end: commit what was
         # read (every page so far is whole) and hand the rest on.
@@ -181,6 +222,7 @@ async def _walk(
     services: Services,
     keep_going: Callable[[], bool],
     join: Callable[[str, int, tuple[str, ...]], Awaitable[list[str] | None]],
+    join_chain: ChainJoin,
 ) -> None:
     settings = services.settings
     if p.offset is not None:
@@ -200,16 +242,59 @@ async def _walk(
             walk.records.clear()
             await _walk_offsets(p, source, walk, services, keep_going, join)
     else:
-        await walk_chain(
-            source,
-            p.resource,
-            p.filters,
-            walk,
-            first_step=p.seq == 0,
-            page_budget=p.page_budget,
-            page_size=settings.page_size,
-            keep_going=keep_going,
-        )
+        piece_start = None
+        beginning = p.seq == 0
+        if p.start_ids:
+            # A piece starting at a checkpoint, until it has read its first page (a step stopped by the
+            # deadline before it may not have): unless the piece before handed over to it, it checks
+            # where its cursor lands, publishes its head, or steps aside (pipeline/walk.py).
+            progress = await services.store.get_range(p.run_id, p.resource, p.shard)
+            if progress is not None and progress.void:
+                walk.void = walk.done = True  # stepped aside in an earlier delivery of this step
+                return
+            beginning = p.seq == 0 or progress is None or progress.head is None
+            if beginning and not _start_handed_over(walk, progress):
+                piece_start = PieceStart(
+                    start_ids=p.start_ids,
+                    publish_head=lambda head: services.store.publish_head(
+                        p.run_id, p.resource, p.shard, head
+                    ),
+                    step_aside=lambda: services.store.step_aside(p),
+                )
+
+        async def chain(piece: PieceStart | None) -> None:
+            await walk_chain(
+                source,
+                p.resource,
+                p.filters,
+                walk,
+                first_step=beginning,
+                page_budget=p.page_budget,
+                page_size=settings.page_size,
+                keep_going=keep_going,
+                join=join_chain if walk.next_shard is not None else None,
+                piece_start=piece,
+            )
+
+        try:
+            await chain(piece_start)
+        except HandedOver:
+            walk.records.clear()
+            walk.checkpoints.clear()
+            handed = _start_handed_over(walk, await services.store.get_range(p.run_id, p.resource, p.shard))
+            assert handed
+            await chain(None)
+
+
+def _start_handed_over(walk: Walk, progress: RangeState | None) -> bool:
+    """Set `walk` to start where the piece before handed over, if it did (True); a handed-over piece
+    publishes no head (the piece before ended at its start)."""
+    if progress is None or progress.start_cursor is None:
+        return False
+    walk.cursor, walk.anchors = progress.start_cursor, progress.start_anchors
+    walk.verify_cursor, walk.page_index, walk.head = progress.start_verify, progress.start_page, []
+    walk.began = True  # its (empty) head is committed: later steps go on from their own progress
+    return True
 
 
 async def _write_and_describe(
@@ -226,6 +311,13 @@ async def _write_and_describe(
         key = raw_key(p.resource, p.run_id, p.shard, p.seq, secrets.token_hex(4))
         await put_raw(services.aws.s3, settings.data_bucket, key, writer.finish())
     counters = client.counters
+    checkpoints = None
+    if p.offset is None and (walk.checkpoints or p.seq > 0):
+        committed: list[Checkpoint] = []
+        if p.seq > 0:
+            progress = await services.store.get_range(p.run_id, p.resource, p.shard)
+            committed = progress.checkpoints if progress is not None else []
+        checkpoints = thinned([*committed, *walk.checkpoints])
     return StepCommit(
         seq=p.seq,
         records=len(walk.records),
@@ -239,9 +331,13 @@ async def _write_and_describe(
         throttled=counters.throttled,
         next_anchors=() if walk.done else walk.anchors,
         next_verify=None if walk.done else walk.verify_cursor,
-        head=walk.head if p.seq == 0 else None,
+        head=walk.head if p.seq == 0 or walk.began else None,
         end_offset=walk.end_offset,
         next_shard=walk.next_shard,
+        next_page_index=walk.page_index,
+        next_stop_ids=walk.stop_ids,
+        next_end_page=walk.end_page,
+        checkpoints=checkpoints,
     )
 
 
@@ -289,6 +385,9 @@ def _next_step(p: PageRange, where: StepCommit | RangeState) -> PageRange:
         verify_cursor=where.next_verify,
         end_offset=where.end_offset,
         next_shard=where.next_shard,
+        page_index=where.next_page_index,
+        end_page=where.next_end_page,
+        stop_ids=where.next_stop_ids,
     )
 
 
