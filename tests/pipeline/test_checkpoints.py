@@ -7,20 +7,25 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from itertools import pairwise
 from typing import Any
 
 import orjson
 import pytest
 
+from vanta_vuln_sync.aws import AwsClients
 from vanta_vuln_sync.checkpoints import ChainCheckpoints, Checkpoint, chain_of, thinned
-from vanta_vuln_sync.messages import PageRange, parse_message
+from vanta_vuln_sync.messages import PageRange, parse_message, parse_page_message
+from vanta_vuln_sync.pipeline.records import process_page_message
+from vanta_vuln_sync.pipeline.services import Services
 from vanta_vuln_sync.planner import Listing, chain_pieces, ranges_for
 from vanta_vuln_sync.simulator.paging import CursorBook
 from vanta_vuln_sync.vanta.resources import validate_filters
 
 from .conftest import Stack
-from .drive import ThreadedDriver
+from .drive import ThreadedDriver, deliver_requests, pump, settle
+from .test_redelivery import Crash, Wrapped
 
 RESOURCE = "vulnerability-remediations"
 REQUEST = orjson.dumps(
@@ -132,6 +137,95 @@ async def test_pieces_keep_every_record_present_all_along_exactly_once_while_the
     # Then every record present all along is written exactly once, and nothing else appears
     got = written_ids(deployed, second)
     truth = deployed.sim.dataset.churn_truth(RESOURCE)
+    assert not [i for i, n in got.items() if n > 1]
+    assert not truth.stable - set(got)
+    assert not set(got) - truth.stable - truth.transient
+    assert deployed.manifest(second)["exact"] is True
+
+
+def dies_writing_first_step_of(shard: str, then: Callable[[], object]) -> Callable[[AwsClients], AwsClients]:
+    """The first S3 write of `shard`'s first step dies (the Lambda was killed after reading its first
+    page), and `then()` runs at that moment."""
+
+    def wrap(aws: AwsClients) -> AwsClients:
+        died = False
+
+        async def put_object(**kwargs: Any) -> Any:
+            nonlocal died
+            if not died and f"/{shard}-00000-" in kwargs["Key"]:
+                died = True
+                then()
+                raise Crash("killed after its first page, before its commit")
+            return await aws.s3.put_object(**kwargs)
+
+        return replace(aws, s3=Wrapped(aws.s3, put_object=put_object))
+
+    return wrap
+
+
+def chain_ids(deployed: Stack, piece: PageRange) -> list[str]:
+    """The ids of the chain `piece` belongs to, in list order, as Vanta serves them now."""
+    severity = piece.filters["severity"].lower()
+    return [r["id"] for r in deployed.sim.dataset.records(RESOURCE) if r["severity"].lower() == severity]
+
+
+async def test_a_piece_killed_after_its_first_page_while_records_before_it_vanish_loses_no_record(
+    stack: Callable[..., Awaitable[Stack]], open_services: Callable[..., Awaitable[Services]]
+) -> None:
+    # Given a first run, and the scope's second run planned in pieces (churn armed, nothing moved yet)
+    deployed, _ = await first_run(stack, seed=26)
+    deployed.sim.churn(seed=7, reset_truth=True)
+    services = await open_services()
+    deployed.send_request(REQUEST)
+    assert await deliver_requests(deployed, services) == ["started"]
+    messages: list[dict[str, Any]] = []
+    while reply := deployed.sqs.receive_message(QueueUrl=deployed.page_queue_url, MaxNumberOfMessages=10).get(
+        "Messages"
+    ):
+        messages += reply
+    planned = {m["MessageId"]: parse_page_message(m["Body"]) for m in messages}
+    pieces = [p for p in planned.values() if isinstance(p, PageRange)]
+    last = max((p for p in pieces if p.start_ids), key=lambda p: p.page_index)
+    [before] = [p for p in pieces if p.next_shard == last.shard]
+    [last_message] = [m for m in messages if planned[m["MessageId"]] == last]
+    second = last.run_id
+    # When the last piece of a chain is killed after reading its first page, and then records before
+    # its checkpoint vanish (its cursor, a position, now begins past where that page began)
+    head = last.start_ids[0]
+    placed = chain_ids(deployed, last).index(head)
+
+    def records_before_it_vanish() -> None:
+        deployed.sim.burst(delete=12, insert=0, resource=RESOURCE)
+
+    crashing = await open_services(wrap=dies_writing_first_step_of(last.shard, records_before_it_vanish))
+    with pytest.raises(Crash):
+        await process_page_message(last_message["Body"], "first", services=crashing, remaining=lambda: 900.0)
+    truth = deployed.sim.dataset.churn_truth(RESOURCE)
+    assert head in truth.stable
+    assert placed - 5 < chain_ids(deployed, last).index(head) < placed  # shifted, still in the page
+    # And the piece before it reaches it (and the rest of the run goes on) before it is delivered again
+    settle(
+        deployed.sqs,
+        deployed.page_queue_url,
+        [m for m in messages if m is not last_message],
+        {m["MessageId"] for m in messages if m is not last_message},
+    )
+
+    def range_done(shard: str) -> bool:
+        item = deployed.ddb.get_item(
+            TableName=deployed.table,
+            Key={"pk": {"S": f"run#{second}"}, "sk": {"S": f"range#{RESOURCE}#{shard}"}},
+            ConsistentRead=True,
+        ).get("Item", {})
+        return item.get("status", {}).get("S") == "done"
+
+    await pump(deployed, services, done=lambda: range_done(before.shard))
+    await process_page_message(last_message["Body"], "again", services=services, remaining=lambda: 900.0)
+    settle(deployed.sqs, deployed.page_queue_url, [last_message], set())
+    await pump(deployed, services, done=lambda: deployed.run_item(second)["status"]["S"] != "running")
+    # Then every record present all along is written exactly once, and the run says it is exact
+    assert deployed.run_item(second)["status"]["S"] == "succeeded"
+    got = written_ids(deployed, second)
     assert not [i for i, n in got.items() if n > 1]
     assert not truth.stable - set(got)
     assert not set(got) - truth.stable - truth.transient

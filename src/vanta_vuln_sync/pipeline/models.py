@@ -123,6 +123,9 @@ class StepCommit:
     next_anchors: tuple[str, ...] = ()
     next_verify: str | None = None
     head: list[str] | None = None  # set by a range's first step only
+    # The first page of a range that was not handed over, committing its head: only if the range
+    # before has not handed over to it meanwhile.
+    publishes_head: bool = False
     # The range's planned end and successor as the step left them.
     end_offset: int | None = None
     next_shard: str | None = None

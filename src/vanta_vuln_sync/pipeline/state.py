@@ -290,22 +290,30 @@ class RunStore:
 
     async def commit_step(self, page_range: PageRange, step: StepCommit) -> bool:
         """Record one step of a range: its object, its counts, where the next step starts. Only if the
-        range's `next_seq` is `step.seq`; False when that fails (an earlier delivery committed the
-        step): nothing changed. One item, one conditional write, so the counts move exactly once.
+        range's `next_seq` is `step.seq`, and for a step that `publishes_head` only if the range before
+        has not handed over to this one; False when that fails (an earlier delivery committed the step,
+        or the range was handed over): nothing changed. One item, one conditional write, so the counts
+        move exactly once.
 
         (Not a transaction with the run item: moto server's TransactWriteItems is not safe under
         concurrent requests, and the run's count of finished ranges is kept idempotent instead, see
         `count_range_done`.)"""
         p = page_range
+        names: tuple[str, ...] = ()
         if step.seq == 0:
             condition = "attribute_not_exists(#next_seq)"
             seq_values: dict[str, Any] = {}
+            if step.publishes_head:
+                condition += (
+                    " AND attribute_not_exists(#start_offset) AND attribute_not_exists(#start_cursor)"
+                )
+                names += ("start_offset", "start_cursor")
         else:
             condition = "#next_seq = :seq"
             seq_values = {":seq": {"N": str(step.seq)}}
         objects = [{"key": step.object_key, "records": step.records}] if step.object_key else []
         counters = ("records", "pages", "requests", "retries", "throttled")
-        names: tuple[str, ...] = (
+        names += (
             "next_seq", "status", "next_cursor", "next_offset", "resource", "shard", "objects", "ttl",
             "next_anchors", "next_verify", "end_offset", "next_shard", "next_page_index",
             "next_stop_ids", "next_end_page",
@@ -540,38 +548,6 @@ class RunStore:
             start = reply.get("LastEvaluatedKey")
             if not start:
                 return chains
-
-    async def publish_head(self, run_id: str, resource: str, shard: str, head: list[str]) -> bool:
-        """Record the ids a range's first page began with, as soon as it is read, so the range before
-        it can join it; False when that range handed its end over first (see `hand_over`)."""
-        try:
-            await self._ddb.update_item(
-                TableName=self._table,
-                Key=_run_key(run_id, _range_sk(resource, shard)),
-                UpdateExpression="SET #head = if_not_exists(#head, :head), #resource = :resource, "
-                "#shard = :shard, #ttl = :ttl",
-                ConditionExpression="attribute_not_exists(#start_offset) AND "
-                "attribute_not_exists(#start_cursor)",
-                ExpressionAttributeNames={
-                    "#head": "head",
-                    "#start_offset": "start_offset",
-                    "#start_cursor": "start_cursor",
-                    "#resource": "resource",
-                    "#shard": "shard",
-                    "#ttl": "ttl",
-                },
-                ExpressionAttributeValues={
-                    ":head": to_attr(head),
-                    ":resource": {"S": resource},
-                    ":shard": {"S": shard},
-                    ":ttl": {"N": str(int(self._clock()) + _RUN_TTL_SECONDS)},
-                },
-            )
-        except ClientError as exc:
-            if _conditional_failed(exc):
-                return False
-            raise
-        return True
 
     async def add_warning(self, run_id: str, warning: str) -> None:
         """Flag the run inexact with `warning` (a join it could not make); idempotent per text."""

@@ -52,6 +52,10 @@ tracer = Tracer()
 IDLE_STEP_DELAY_SECONDS = 30
 
 
+class StepTaken(Exception):
+    """Another delivery of this step committed the range's first page first: this delivery stops."""
+
+
 class UnknownRunError(LookupError):
     """The message names a run the state table does not hold (expired, or never planned)."""
 
@@ -98,7 +102,7 @@ async def run_step(
     started = time.monotonic()
     client = services.vanta()
     try:
-        commit = await _fetch_and_write(p, client, services, remaining)
+        first, commit = await _fetch_and_write(p, client, services, remaining)
     except ClientError as exc:
         await fail_run(
             p.run_id,
@@ -106,7 +110,21 @@ async def run_step(
             services=services,
         )
         return StepResult(committed=False, failed=True)
-    if not await store.commit_step(p, commit):
+    except StepTaken:
+        progress = await store.get_range(p.run_id, p.resource, p.shard)
+        if progress is not None:
+            await _repeat_hand_on(p, progress, services)
+        logger.info("another delivery committed the range's first page; repeated only its hand-on")
+        return StepResult(committed=False)
+    committed = commit is None
+    if commit is None:
+        assert first is not None
+        commit = first  # nothing was read after the first page: its commit is the step's
+    elif first is not None:
+        # The first page was committed with the range's head: the rest of the step is the next step.
+        _record_metrics(services, first, 0.0)
+        p = replace(p, seq=p.seq + 1)
+    if not committed and not await store.commit_step(p, commit):
         progress = await store.get_range(p.run_id, p.resource, p.shard)
         ours = progress is not None and any(o.get("key") == commit.object_key for o in progress.objects)
         if commit.object_key is not None and not ours:
@@ -142,7 +160,11 @@ async def run_step(
 
 async def _fetch_and_write(
     p: PageRange, client: VantaClient, services: Services, remaining: Callable[[], float]
-) -> StepCommit:
+) -> tuple[StepCommit | None, StepCommit | None]:
+    """Walk the step and write what it read: (the first page's commit, when the step published the
+    range's head and so committed that page already as step `p.seq`; what is left to commit, as step
+    `p.seq` or, after a first page's commit, `p.seq + 1`: None when nothing was read after the first
+    page). Raises StepTaken when another delivery committed the first page first."""
     settings = services.settings
     # Hand on while there is time left for a slow page, the S3 write, the commit and the enqueue.
     reserve = settings.vanta.request_timeout + 15.0
@@ -160,6 +182,34 @@ async def _fetch_and_write(
 
     def keep_going() -> bool:
         return walk.requests == 0 or remaining() >= reserve
+
+    first: StepCommit | None = None
+
+    async def publish_head(head: list[str]) -> bool:
+        # The head and the page it heads are committed at once (step `p.seq`): whatever happens to
+        # this delivery afterwards, the records from the head on are the range's, as the range before
+        # it will take them to be once it stops at the head.
+        nonlocal first
+        commit = replace(
+            await _write_and_describe(p, client, walk, services, since=None), publishes_head=True
+        )
+        store = services.store
+        committed = await store.commit_step(p, commit)
+        progress = None if committed else await store.get_range(p.run_id, p.resource, p.shard)
+        if progress is not None and any(o.get("key") == commit.object_key for o in progress.objects):
+            committed = True  # DynamoDB applied this delivery's write and its reply was lost
+        if committed:
+            first = commit
+            walk.records.clear()
+            walk.checkpoints.clear()
+            walk.warnings.clear()
+            walk.began = False
+            return True
+        if commit.object_key is not None:
+            await services.aws.s3.delete_object(Bucket=settings.data_bucket, Key=commit.object_key)
+        if progress is not None and progress.next_seq > p.seq:
+            raise StepTaken(f"step {p.seq} of {p.shard} was committed by another delivery")
+        return False  # handed over by the range before
 
     async def join(shard: str, offset: int, anchors: tuple[str, ...]) -> list[str] | None:
         store = services.store
@@ -202,17 +252,22 @@ async def _fetch_and_write(
 
     source = DeadlineSource(client, deadline_of(remaining, services.clock, HANDOFF_SECONDS))
     try:
-        await _walk(p, source, walk, services, keep_going, join, join_chain)
+        await _walk(p, source, walk, services, keep_going, join, join_chain, publish_head)
     except DeadlineReached:
         # The next request's rate slot or end falls past the invocation's safe end: commit what was
         # read (every page so far is whole) and hand the rest on.
         logger.info("stopping the step before the invocation's deadline", extra={"seq": p.seq})
-    commit = await _write_and_describe(p, client, walk, services)
+    if first is not None:
+        if walk.requests == first.pages and not walk.done and not walk.records and not walk.warnings:
+            return first, None
+        rest = replace(p, seq=p.seq + 1)
+        return first, await _write_and_describe(rest, client, walk, services, since=first)
+    commit = await _write_and_describe(p, client, walk, services, since=None)
     if walk.requests == 0 and not commit.done:
         # Not one request fitted: the fleet's rate budget is booked past this invocation. The next
         # step waits on the queue a while instead of spinning through empty invocations.
-        return replace(commit, wait_seconds=IDLE_STEP_DELAY_SECONDS)
-    return commit
+        return None, replace(commit, wait_seconds=IDLE_STEP_DELAY_SECONDS)
+    return None, commit
 
 
 async def _walk(
@@ -223,6 +278,7 @@ async def _walk(
     keep_going: Callable[[], bool],
     join: Callable[[str, int, tuple[str, ...]], Awaitable[list[str] | None]],
     join_chain: ChainJoin,
+    publish_head: Callable[[list[str]], Awaitable[bool]],
 ) -> None:
     settings = services.settings
     if p.offset is not None:
@@ -232,7 +288,7 @@ async def _walk(
                 # Handed over by the range before: go on from where it stopped (no head to publish).
                 walk.offset, walk.anchors, walk.head = start.start_offset, start.start_anchors, []
         try:
-            await _walk_offsets(p, source, walk, services, keep_going, join)
+            await _walk_offsets(p, source, walk, services, keep_going, join, publish_head)
         except HandedOver:
             # The range before stopped short of this one's start while this step read its first page.
             start = await services.store.get_range(p.run_id, p.resource, p.shard)
@@ -240,7 +296,7 @@ async def _walk(
             assert start.start_offset is not None
             walk.offset, walk.anchors, walk.head = start.start_offset, start.start_anchors, []
             walk.records.clear()
-            await _walk_offsets(p, source, walk, services, keep_going, join)
+            await _walk_offsets(p, source, walk, services, keep_going, join, publish_head)
     else:
         piece_start = None
         beginning = p.seq == 0
@@ -256,9 +312,7 @@ async def _walk(
             if beginning and not _start_handed_over(walk, progress):
                 piece_start = PieceStart(
                     start_ids=p.start_ids,
-                    publish_head=lambda head: services.store.publish_head(
-                        p.run_id, p.resource, p.shard, head
-                    ),
+                    publish_head=publish_head,
                     step_aside=lambda: services.store.step_aside(p),
                 )
 
@@ -298,8 +352,10 @@ def _start_handed_over(walk: Walk, progress: RangeState | None) -> bool:
 
 
 async def _write_and_describe(
-    p: PageRange, client: VantaClient, walk: Walk, services: Services
+    p: PageRange, client: VantaClient, walk: Walk, services: Services, *, since: StepCommit | None
 ) -> StepCommit:
+    """Write the walk's records to this step's object and describe step `p.seq` for its commit; the
+    counts are those since `since` (the first page's commit of this delivery, if any)."""
     settings = services.settings
     for warning in walk.warnings:
         logger.warning("run is not exact", extra={"warning": warning, "seq": p.seq})
@@ -321,14 +377,14 @@ async def _write_and_describe(
     return StepCommit(
         seq=p.seq,
         records=len(walk.records),
-        pages=walk.requests,
+        pages=walk.requests - (since.pages if since else 0),
         object_key=key,
         done=walk.done,
         next_cursor=None if walk.done else walk.cursor,
         next_offset=None if walk.done else walk.offset,
-        requests=counters.requests,
-        retries=counters.retries,
-        throttled=counters.throttled,
+        requests=counters.requests - (since.requests if since else 0),
+        retries=counters.retries - (since.retries if since else 0),
+        throttled=counters.throttled - (since.throttled if since else 0),
         next_anchors=() if walk.done else walk.anchors,
         next_verify=None if walk.done else walk.verify_cursor,
         head=walk.head if p.seq == 0 or walk.began else None,
@@ -348,6 +404,7 @@ async def _walk_offsets(
     services: Services,
     keep_going: Callable[[], bool],
     join: Callable[[str, int, tuple[str, ...]], Awaitable[list[str] | None]],
+    publish_head: Callable[[list[str]], Awaitable[bool]],
 ) -> None:
     await walk_offsets(
         client,
@@ -359,7 +416,7 @@ async def _walk_offsets(
         page_size=services.settings.page_size,
         keep_going=keep_going,
         join=join,
-        publish_head=lambda head: services.store.publish_head(p.run_id, p.resource, p.shard, head),
+        publish_head=publish_head,
     )
 
 

@@ -13,7 +13,8 @@ in a reply says so; only ids can. The rules, per cursor style:
   On a static list this costs one record a page (about 1 % more requests).
 - **The join between ranges**: a range does not stop at its planned end offset, which means nothing once
   records move. It stops where the range after it began: at the first id of that range's first page
-  (its `head`, recorded when that range committed its first step), and writes only the records before
+  (its `head`, committed together with that page, so a redelivered first step can never begin past
+  a head the range before has already stopped at), and writes only the records before
   it. Everything from the head on is the next range's, which is stitched the same way. A range whose
   successor has not begun when it gets there hands it its place instead (offset and anchors, by a
   conditional write on the successor's item that excludes its head): the successor then starts from
@@ -26,8 +27,9 @@ in a reply says so; only ids can. The rules, per cursor style:
   requests.
 - **Pieces of a chain** (a later run starting a chain at the last run's cursor checkpoints, see
   checkpoints.py) join as offset ranges do, by id: a piece publishes its head as soon as its first page
-  is read; the piece before it asks for that head once a page holds one of the ids the checkpoint began
-  with last run (`stop_ids`) or it has read the pages planned (`end_page`), and stops at the head, or
+  is read, committed with that page; the piece before it asks for that head once a page holds one of
+  the ids the checkpoint began with last run (`stop_ids`) or it has read the pages planned
+  (`end_page`), and stops at the head, or
   hands a piece not begun yet its place (the next data page's cursor, the ids read last and the last
   page's start cursor: the piece goes on exactly as this one would have). An old cursor is never
   trusted: a piece whose cursor Vanta refuses, or whose first page holds none of the ids it began with
@@ -185,8 +187,10 @@ async def walk_offsets(
 ) -> Walk:
     """Read up to `page_budget` pages of an offset range from `walk`, joined by id (module doc).
 
-    `publish_head(ids)` records the range's head as soon as its first page is read (False: the range
-    before handed its end over first; HandedOver is raised). `join(shard, offset, anchors)` is called
+    `publish_head(ids)` is called once the range's first page is in `walk` (its records, offset and
+    anchors): it makes that page and the head (its first ids) durable together, so the range before
+    never joins a head whose records are not committed (False: the range before handed its end over
+    first; HandedOver is raised). `join(shard, offset, anchors)` is called
     when the walk nears `walk.end_offset`: it returns the head of the next range `shard`, or, when that
     range has not read its first page yet, hands it where this walk stands (None: the walk ends here
     and the next range begins from this offset and these anchors). Raises what the client raises.
@@ -228,10 +232,9 @@ async def walk_offsets(
                 "was removed or moved too far); records there may be missing"
             )
             fresh = [r for r in page.records if r.get("id") not in set(walk.anchors)]
-        if first_step and walk.head is None:
+        publishing = first_step and walk.head is None
+        if publishing:
             walk.head = ids_of(page.records)[:ANCHORS]
-            if not await publish_head(walk.head):
-                raise HandedOver("the range before this one stopped short and handed its end over")
         reached = False
         if head:
             fresh, reached = cut_at_head(fresh, head)
@@ -242,6 +245,8 @@ async def walk_offsets(
         walk.offset = decoded + 1 if decoded is not None else start + len(page.records)
         if page.records:
             walk.anchors = tuple(ids_of(page.records)[-ANCHORS:])
+        if publishing and not await publish_head(walk.head or []):
+            raise HandedOver("the range before this one stopped short and handed its end over")
         if reached or not page.has_next_page or page.end_cursor is None:
             walk.done = True
             return walk
@@ -277,8 +282,9 @@ ChainJoin = Callable[[str, "Walk | None"], Awaitable[Successor | None]]
 @dataclass(frozen=True, slots=True)
 class PieceStart:
     """What a chain piece that starts at a checkpoint needs: the ids its page began with last run,
-    `publish_head(ids)` (False: the piece before handed over first) and `step_aside()` (mark the piece
-    void; False: the piece before handed over first)."""
+    `publish_head(ids)` (called once the first page is in the walk: commits it with the head; False:
+    the piece before handed over first) and `step_aside()` (mark the piece void; False: the piece
+    before handed over first)."""
 
     start_ids: tuple[str, ...]
     publish_head: Callable[[list[str]], Awaitable[bool]]
@@ -326,12 +332,11 @@ async def walk_chain(
         walk.requests += 1
         pages += 1
         ids = ids_of(page.records)
+        publishing = False
         if starting and piece_start is not None:
             if not set(piece_start.start_ids) & set(ids):
                 return await _step_aside(walk, piece_start)
-            walk.head, walk.began = ids[:ANCHORS], True
-            if not await piece_start.publish_head(walk.head):
-                raise HandedOver("the piece before this one handed its end over first")
+            walk.head, walk.began, publishing = ids[:ANCHORS], True, True
         elif first_step and walk.head is None:
             walk.head = ids[:ANCHORS]
         if data_cursor is not None and ids:
@@ -352,6 +357,13 @@ async def walk_chain(
             walk.verify_cursor = page.start_cursor
         if not ends:
             walk.cursor = page.end_cursor
+        if publishing and piece_start is not None:
+            # The head is published with the page it heads, committed (a piece before this one may
+            # stop at it at once): a redelivery can never begin past a head the piece before has used.
+            walk.records += new
+            new = []
+            if not await piece_start.publish_head(walk.head or []):
+                raise HandedOver("the piece before this one handed its end over first")
         if head is None and walk.next_shard is not None and join is not None and _near_next(walk, ids):
             handed, head = await _meet(join, walk, ids, handing=not ends)
             if handed:
