@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from itertools import pairwise
 from typing import Any
 
@@ -36,7 +36,7 @@ SIM = {"vulnerabilities": 50, "remediations": 300, "cursor_style": "opaque"}
 SETTINGS = {"PAGE_SIZE": "5", "PAGE_BUDGET": "20"}
 
 
-def sync(deployed: Stack, *, timeout: float = 60, request: bytes = REQUEST, workers: int = 2) -> str:
+def sync(deployed: Stack, *, timeout: float = 240, request: bytes = REQUEST, workers: int = 2) -> str:
     """Run one full sync of the scope to its end; returns the new run's id (it must have succeeded)."""
     before = set(deployed.run_ids())
     deployed.send_request(request)
@@ -143,19 +143,22 @@ async def test_pieces_keep_every_record_present_all_along_exactly_once_while_the
     assert deployed.manifest(second)["exact"] is True
 
 
-def dies_writing_first_step_of(shard: str, then: Callable[[], object]) -> Callable[[AwsClients], AwsClients]:
-    """The first S3 write of `shard`'s first step dies (the Lambda was killed after reading its first
-    page), and `then()` runs at that moment."""
+def dies_writing(
+    shard: str, when: Callable[[str], bool], then: Callable[[], object]
+) -> Callable[[AwsClients], AwsClients]:
+    """The first S3 write of `shard` whose key `when` accepts dies (the Lambda was killed there, before
+    the step's commit), and `then()` runs at that moment."""
 
     def wrap(aws: AwsClients) -> AwsClients:
         died = False
 
         async def put_object(**kwargs: Any) -> Any:
             nonlocal died
-            if not died and f"/{shard}-00000-" in kwargs["Key"]:
+            key = kwargs["Key"]
+            if not died and f"/{shard}-" in key and await asyncio.to_thread(when, key):
                 died = True
                 then()
-                raise Crash("killed after its first page, before its commit")
+                raise Crash("killed before its commit")
             return await aws.s3.put_object(**kwargs)
 
         return replace(aws, s3=Wrapped(aws.s3, put_object=put_object))
@@ -169,12 +172,68 @@ def chain_ids(deployed: Stack, piece: PageRange) -> list[str]:
     return [r["id"] for r in deployed.sim.dataset.records(RESOURCE) if r["severity"].lower() == severity]
 
 
-async def test_a_piece_killed_after_its_first_page_while_records_before_it_vanish_loses_no_record(
-    stack: Callable[..., Awaitable[Stack]], open_services: Callable[..., Awaitable[Services]]
-) -> None:
-    # Given a first run, and the scope's second run planned in pieces (churn armed, nothing moved yet)
-    deployed, _ = await first_run(stack, seed=26)
-    deployed.sim.churn(seed=7, reset_truth=True)
+def range_item(deployed: Stack, piece: PageRange) -> dict[str, Any]:
+    return dict(
+        deployed.ddb.get_item(
+            TableName=deployed.table,
+            Key={"pk": {"S": f"run#{piece.run_id}"}, "sk": {"S": f"range#{RESOURCE}#{piece.shard}"}},
+            ConsistentRead=True,
+        ).get("Item", {})
+    )
+
+
+@dataclass
+class HeldRun:
+    """A second run planned in pieces, its first steps taken off the queue (in flight, so held)."""
+
+    deployed: Stack
+    services: Services
+    messages: list[dict[str, Any]]  # in flight
+    last: PageRange  # the last piece of the chain split furthest
+    before: PageRange  # the piece before it
+
+    def message_of(self, piece: PageRange) -> dict[str, Any]:
+        [message] = [m for m in self.messages if parse_page_message(m["Body"]) == piece]
+        return message
+
+    async def deliver(self, piece: PageRange, services: Services | None = None) -> None:
+        body = self.message_of(piece)["Body"]
+        await process_page_message(body, "held", services=services or self.services, remaining=lambda: 900.0)
+
+    def release(self, *held: PageRange) -> None:
+        """Put every first step back on the queue but `held` ones (still in flight)."""
+        kept = [self.message_of(p)["MessageId"] for p in held]
+        back = [m for m in self.messages if m["MessageId"] not in kept]
+        settle(self.deployed.sqs, self.deployed.page_queue_url, back, {m["MessageId"] for m in back})
+        self.messages = [m for m in self.messages if m["MessageId"] in kept]
+
+    async def run_until(self, done: Callable[[], bool]) -> None:
+        await pump(self.deployed, self.services, done=done, timeout=240)
+
+    async def finish(self) -> None:
+        """Run the rest of the run to its end; every record present all along is in it once."""
+        deployed, run_id = self.deployed, self.last.run_id
+        settle(deployed.sqs, deployed.page_queue_url, self.messages, set())
+        await pump(
+            deployed,
+            self.services,
+            done=lambda: deployed.run_item(run_id)["status"]["S"] != "running",
+            timeout=240,
+        )
+        assert deployed.run_item(run_id)["status"]["S"] == "succeeded"
+        got = written_ids(deployed, run_id)
+        truth = deployed.sim.dataset.churn_truth(RESOURCE)
+        assert not [i for i, n in got.items() if n > 1]
+        assert not truth.stable - set(got)
+        assert not set(got) - truth.stable - truth.transient
+        assert deployed.manifest(run_id)["exact"] is True
+
+
+async def held_second_run(
+    stack: Callable[..., Awaitable[Stack]], open_services: Callable[..., Awaitable[Services]], *, seed: int
+) -> HeldRun:
+    deployed, _ = await first_run(stack, seed=seed)
+    deployed.sim.churn(seed=7, reset_truth=True)  # armed: bursts only, drawn from a fixed seed
     services = await open_services()
     deployed.send_request(REQUEST)
     assert await deliver_requests(deployed, services) == ["started"]
@@ -183,53 +242,75 @@ async def test_a_piece_killed_after_its_first_page_while_records_before_it_vanis
         "Messages"
     ):
         messages += reply
-    planned = {m["MessageId"]: parse_page_message(m["Body"]) for m in messages}
-    pieces = [p for p in planned.values() if isinstance(p, PageRange)]
+    for m in messages:  # held however slowly the rest runs
+        deployed.sqs.change_message_visibility(
+            QueueUrl=deployed.page_queue_url, ReceiptHandle=m["ReceiptHandle"], VisibilityTimeout=900
+        )
+    pieces = [p for m in messages if isinstance(p := parse_page_message(m["Body"]), PageRange)]
     last = max((p for p in pieces if p.start_ids), key=lambda p: p.page_index)
     [before] = [p for p in pieces if p.next_shard == last.shard]
-    [last_message] = [m for m in messages if planned[m["MessageId"]] == last]
-    second = last.run_id
-    # When the last piece of a chain is killed after reading its first page, and then records before
-    # its checkpoint vanish (its cursor, a position, now begins past where that page began)
+    return HeldRun(deployed, services, messages, last, before)
+
+
+async def test_a_piece_killed_after_its_first_page_while_records_before_it_vanish_loses_no_record(
+    stack: Callable[..., Awaitable[Stack]], open_services: Callable[..., Awaitable[Services]]
+) -> None:
+    # Given the scope's second run planned in pieces
+    run = await held_second_run(stack, open_services, seed=26)
+    deployed, last = run.deployed, run.last
     head = last.start_ids[0]
     placed = chain_ids(deployed, last).index(head)
-
-    def records_before_it_vanish() -> None:
-        deployed.sim.burst(delete=12, insert=0, resource=RESOURCE)
-
-    crashing = await open_services(wrap=dies_writing_first_step_of(last.shard, records_before_it_vanish))
+    # When the last piece of a chain is killed after reading its first page, and then records before
+    # its checkpoint vanish (its cursor, a position, now begins past where that page began)
+    crashing = await open_services(
+        wrap=dies_writing(
+            last.shard,
+            lambda key: "-00000-" in key,
+            lambda: deployed.sim.burst(delete=12, insert=0, resource=RESOURCE),
+        )
+    )
     with pytest.raises(Crash):
-        await process_page_message(last_message["Body"], "first", services=crashing, remaining=lambda: 900.0)
-    truth = deployed.sim.dataset.churn_truth(RESOURCE)
-    assert head in truth.stable
+        await run.deliver(last, crashing)
+    assert head in deployed.sim.dataset.churn_truth(RESOURCE).stable
     assert placed - 5 < chain_ids(deployed, last).index(head) < placed  # shifted, still in the page
     # And the piece before it reaches it (and the rest of the run goes on) before it is delivered again
-    settle(
-        deployed.sqs,
-        deployed.page_queue_url,
-        [m for m in messages if m is not last_message],
-        {m["MessageId"] for m in messages if m is not last_message},
-    )
-
-    def range_done(shard: str) -> bool:
-        item = deployed.ddb.get_item(
-            TableName=deployed.table,
-            Key={"pk": {"S": f"run#{second}"}, "sk": {"S": f"range#{RESOURCE}#{shard}"}},
-            ConsistentRead=True,
-        ).get("Item", {})
-        return item.get("status", {}).get("S") == "done"
-
-    await pump(deployed, services, done=lambda: range_done(before.shard))
-    await process_page_message(last_message["Body"], "again", services=services, remaining=lambda: 900.0)
-    settle(deployed.sqs, deployed.page_queue_url, [last_message], set())
-    await pump(deployed, services, done=lambda: deployed.run_item(second)["status"]["S"] != "running")
+    run.release(last)
+    await run.run_until(lambda: range_item(deployed, run.before).get("status", {}).get("S") == "done")
+    await run.deliver(last)
     # Then every record present all along is written exactly once, and the run says it is exact
-    assert deployed.run_item(second)["status"]["S"] == "succeeded"
-    got = written_ids(deployed, second)
-    assert not [i for i, n in got.items() if n > 1]
-    assert not truth.stable - set(got)
-    assert not set(got) - truth.stable - truth.transient
-    assert deployed.manifest(second)["exact"] is True
+    await run.finish()
+
+
+async def test_a_piece_killed_after_claiming_the_next_one_while_records_move_loses_no_record(
+    stack: Callable[..., Awaitable[Stack]], open_services: Callable[..., Awaitable[Services]]
+) -> None:
+    # Given the scope's second run planned in pieces, the last piece of a chain not begun
+    run = await held_second_run(stack, open_services, seed=27)
+    deployed, last, before = run.deployed, run.last, run.before
+    present = set(deployed.sim.dataset.churn_truth(RESOURCE).stable)
+
+    def inserted_before_last() -> int:
+        ids = chain_ids(deployed, last)
+        return len([i for i in ids[: ids.index(last.start_ids[0])] if i not in present])
+
+    # When the piece before it reaches it, claims it, and is killed before its commit; and then records
+    # are added before that place (the same pages now end earlier in the list)
+    crashing = await open_services(
+        wrap=dies_writing(
+            before.shard,
+            lambda _: "handed_by" in range_item(deployed, last),
+            lambda: deployed.sim.burst(delete=0, insert=6, resource=RESOURCE),
+        )
+    )
+    with pytest.raises(Crash):
+        await run.deliver(before, crashing)
+    assert "handed_by" in range_item(deployed, last)
+    assert 0 < inserted_before_last() < 5
+    # And the piece before is delivered again (it ends where it claimed the last one) and the rest runs
+    run.release(before)
+    await run.deliver(before)
+    # Then every record present all along is written exactly once, and the run says it is exact
+    await run.finish()
 
 
 @pytest.mark.slow  # a fifth two-run sync (25 s here): `pytest -m slow tests/pipeline` runs it
@@ -245,7 +326,7 @@ async def test_a_piece_not_begun_when_the_piece_before_reaches_it_is_handed_that
     second = await asyncio.to_thread(sync, deployed, workers=1)
     # Then pieces were handed their place (none stepped aside), and every record is written once
     assert_split(deployed, second)
-    handed = [r for r in ranges(deployed, second) if "start_cursor" in r]
+    handed = [r for r in ranges(deployed, second) if "handed_by" in r]
     assert handed
     assert not [r for r in ranges(deployed, second) if r.get("void", {}).get("BOOL")]
     assert_every_record_once(deployed, second)

@@ -70,14 +70,11 @@ class RangeState:
     head: list[str] | None = None  # the ids its first page began with; None before that step commits
     end_offset: int | None = None
     next_shard: str | None = None
-    # Where the range before this one stopped and handed over, when it did (pipeline/walk.py).
-    start_offset: int | None = None
-    start_anchors: tuple[str, ...] = ()
-    # Chain pieces (checkpoints.py): where the piece before handed over (cursor, with `start_anchors`),
-    # the next step's page number, stop ids and planned end, and the checkpoints recorded so far.
-    start_cursor: str | None = None
-    start_verify: str | None = None
-    start_page: int = 0
+    # The range before this one, when it stopped where this one was to begin and claimed it: this one
+    # starts where that range's committed progress ends (pipeline/walk.py).
+    handed_by: str | None = None
+    # Chain pieces (checkpoints.py): the next step's page number, stop ids and planned end, and the
+    # checkpoints recorded so far.
     next_page_index: int = 0
     next_stop_ids: tuple[str, ...] = ()
     next_end_page: int | None = None
@@ -91,7 +88,7 @@ class RangeState:
     @property
     def handed_over(self) -> bool:
         """The range before this one handed its end over (this one starts from there)."""
-        return self.start_offset is not None or self.start_cursor is not None
+        return self.handed_by is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,11 +200,7 @@ def range_from_item(item: dict[str, Any]) -> RangeState:
         head=list(item["head"]) if item.get("head") is not None else None,
         end_offset=item.get("end_offset"),
         next_shard=item.get("next_shard"),
-        start_offset=item.get("start_offset"),
-        start_anchors=tuple(item.get("start_anchors") or ()),
-        start_cursor=item.get("start_cursor"),
-        start_verify=item.get("start_verify"),
-        start_page=int(item.get("start_page", 0)),
+        handed_by=item.get("handed_by"),
         next_page_index=int(item.get("next_page_index", 0)),
         next_stop_ids=tuple(item.get("next_stop_ids") or ()),
         next_end_page=item.get("next_end_page"),

@@ -304,10 +304,8 @@ class RunStore:
             condition = "attribute_not_exists(#next_seq)"
             seq_values: dict[str, Any] = {}
             if step.publishes_head:
-                condition += (
-                    " AND attribute_not_exists(#start_offset) AND attribute_not_exists(#start_cursor)"
-                )
-                names += ("start_offset", "start_cursor")
+                condition += " AND attribute_not_exists(#handed_by)"
+                names += ("handed_by",)
         else:
             condition = "#next_seq = :seq"
             seq_values = {":seq": {"N": str(step.seq)}}
@@ -373,79 +371,27 @@ class RunStore:
             raise
         return True
 
-    async def hand_over(
-        self, run_id: str, resource: str, shard: str, *, offset: int, anchors: tuple[str, ...]
-    ) -> RangeState | None:
-        """Give range `shard` the place where the range before it stopped (`offset`, `anchors`), only if
-        it has not published its head; it then starts from there. None when handed over; otherwise the
-        range's progress, whose head is then known."""
+    async def hand_over(self, run_id: str, resource: str, shard: str, *, by: str) -> RangeState | None:
+        """Claim range `shard` for the range `by` before it, which stops where `shard` was to begin: only
+        if `shard` has not committed its first page (its head). `shard` then starts from where `by`'s
+        committed progress ends, once `by` has committed its last step (never from a place an
+        uncommitted delivery saw). None when claimed (or claimed already); otherwise the range's
+        progress, whose head is then known (or which stepped aside)."""
         try:
             await self._ddb.update_item(
                 TableName=self._table,
                 Key=_run_key(run_id, _range_sk(resource, shard)),
-                UpdateExpression="SET #start_offset = :offset, #start_anchors = :anchors, "
-                "#resource = :resource, #shard = :shard, #ttl = :ttl",
+                UpdateExpression="SET #handed_by = :by, #resource = :resource, #shard = :shard, #ttl = :ttl",
                 ConditionExpression="attribute_not_exists(#head)",
                 ExpressionAttributeNames={
-                    "#start_offset": "start_offset",
-                    "#start_anchors": "start_anchors",
+                    "#handed_by": "handed_by",
                     "#resource": "resource",
                     "#shard": "shard",
                     "#ttl": "ttl",
                     "#head": "head",
                 },
                 ExpressionAttributeValues={
-                    ":offset": {"N": str(offset)},
-                    ":anchors": to_attr(list(anchors)),
-                    ":resource": {"S": resource},
-                    ":shard": {"S": shard},
-                    ":ttl": {"N": str(int(self._clock()) + _RUN_TTL_SECONDS)},
-                },
-            )
-        except ClientError as exc:
-            if not _conditional_failed(exc):
-                raise
-            return await self.get_range(run_id, resource, shard)
-        return None
-
-    async def hand_over_chain(
-        self,
-        run_id: str,
-        resource: str,
-        shard: str,
-        *,
-        cursor: str,
-        anchors: tuple[str, ...],
-        verify_cursor: str | None,
-        page_index: int,
-    ) -> RangeState | None:
-        """`hand_over` for a chain piece: give piece `shard` the place where the piece before it stopped
-        (the next data page's `cursor`, the ids read last, the last page's start cursor and the next
-        page's number), only if it has neither published its head nor stepped aside. None when handed
-        over; otherwise the piece's progress (its head is known, or it is void)."""
-        try:
-            await self._ddb.update_item(
-                TableName=self._table,
-                Key=_run_key(run_id, _range_sk(resource, shard)),
-                UpdateExpression="SET #start_cursor = :cursor, #start_anchors = :anchors, "
-                "#start_verify = :verify, #start_page = :page, #resource = :resource, #shard = :shard, "
-                "#ttl = :ttl",
-                ConditionExpression="attribute_not_exists(#head)",
-                ExpressionAttributeNames={
-                    "#start_cursor": "start_cursor",
-                    "#start_anchors": "start_anchors",
-                    "#start_verify": "start_verify",
-                    "#start_page": "start_page",
-                    "#resource": "resource",
-                    "#shard": "shard",
-                    "#ttl": "ttl",
-                    "#head": "head",
-                },
-                ExpressionAttributeValues={
-                    ":cursor": {"S": cursor},
-                    ":anchors": to_attr(list(anchors)),
-                    ":verify": to_attr(verify_cursor),
-                    ":page": {"N": str(page_index)},
+                    ":by": {"S": by},
                     ":resource": {"S": resource},
                     ":shard": {"S": shard},
                     ":ttl": {"N": str(int(self._clock()) + _RUN_TTL_SECONDS)},
@@ -470,7 +416,7 @@ class RunStore:
                 UpdateExpression="SET #void = :true, #head = if_not_exists(#head, :empty), "
                 "#void_next = :next, #void_stop_ids = :stop, #void_end_page = :end, "
                 "#resource = :resource, #shard = :shard, #ttl = :ttl",
-                ConditionExpression="attribute_not_exists(#start_cursor) AND "
+                ConditionExpression="attribute_not_exists(#handed_by) AND "
                 "(attribute_not_exists(#head) OR #void = :true)",
                 ExpressionAttributeNames={
                     "#void": "void",
@@ -478,7 +424,7 @@ class RunStore:
                     "#void_next": "void_next",
                     "#void_stop_ids": "void_stop_ids",
                     "#void_end_page": "void_end_page",
-                    "#start_cursor": "start_cursor",
+                    "#handed_by": "handed_by",
                     "#resource": "resource",
                     "#shard": "shard",
                     "#ttl": "ttl",

@@ -14,6 +14,7 @@ Order per step, and why each crash point is safe:
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import time
 import uuid
@@ -50,6 +51,17 @@ tracer = Tracer()
 
 # A step that could start no request before its deadline hands on with this delay (SQS DelaySeconds).
 IDLE_STEP_DELAY_SECONDS = 30
+
+
+# How long a range claimed by the range before it waits for that range's last commit, and how long its
+# message then waits on the queue before it tries again (the range before died after claiming: its
+# redelivery commits).
+HANDED_WAIT_SECONDS = 10.0
+HANDED_RETRY_DELAY_SECONDS = 30
+
+
+class HandOverPending(Exception):
+    """The range before claimed this one but has not committed its last step yet."""
 
 
 class StepTaken(Exception):
@@ -110,6 +122,12 @@ async def run_step(
             services=services,
         )
         return StepResult(committed=False, failed=True)
+    except HandOverPending as exc:
+        logger.info("waiting for the range before to commit its end", extra={"reason": str(exc)})
+        await send_message(
+            services.aws.sqs, services.settings.page_queue_url, p, delay_seconds=HANDED_RETRY_DELAY_SECONDS
+        )
+        return StepResult(committed=False)
     except StepTaken:
         progress = await store.get_range(p.run_id, p.resource, p.shard)
         if progress is not None:
@@ -211,17 +229,17 @@ async def _fetch_and_write(
             raise StepTaken(f"step {p.seq} of {p.shard} was committed by another delivery")
         return False  # handed over by the range before
 
-    async def join(shard: str, offset: int, anchors: tuple[str, ...]) -> list[str] | None:
+    async def join(shard: str) -> list[str] | None:
         store = services.store
         progress = await store.get_range(p.run_id, p.resource, shard)
-        if progress is None or progress.head is None:
-            progress = await store.hand_over(p.run_id, p.resource, shard, offset=offset, anchors=anchors)
-        if progress is None:
-            logger.info("handed the rest over to the next range, not begun yet", extra={"next": shard})
+        if (progress is None or progress.head is None) and not (progress and progress.handed_over):
+            progress = await store.hand_over(p.run_id, p.resource, shard, by=p.shard)
+        if progress is None or progress.handed_over:
+            logger.info("the next range, not begun, starts where this one ends", extra={"next": shard})
             return None
         return progress.head
 
-    async def join_chain(shard: str, place: Walk | None) -> Successor | None:
+    async def join_chain(shard: str, claim: bool) -> Successor | None:
         store = services.store
         progress = await store.get_range(p.run_id, p.resource, shard)
         if progress is not None and progress.void:
@@ -232,22 +250,14 @@ async def _fetch_and_write(
                 end_page=progress.void_end_page,
             )
         if progress is not None and progress.handed_over:
-            return None  # handed over already (by an earlier delivery of this step)
-        if (progress is None or progress.head is None) and place is not None and place.cursor is not None:
-            progress = await store.hand_over_chain(
-                p.run_id,
-                p.resource,
-                shard,
-                cursor=place.cursor,
-                anchors=place.anchors,
-                verify_cursor=place.verify_cursor,
-                page_index=place.page_index,
-            )
+            return None  # claimed already (by an earlier delivery of this range)
+        if (progress is None or progress.head is None) and claim:
+            progress = await store.hand_over(p.run_id, p.resource, shard, by=p.shard)
             if progress is None:
-                logger.info("handed the rest over to the next piece, not begun yet", extra={"next": shard})
+                logger.info("the next piece, not begun, starts where this one ends", extra={"next": shard})
                 return None
-            if progress.void:
-                return await join_chain(shard, place)
+            if progress.void or progress.handed_over:
+                return await join_chain(shard, claim)
         return Successor(head=None if progress is None else progress.head)
 
     source = DeadlineSource(client, deadline_of(remaining, services.clock, HANDOFF_SECONDS))
@@ -276,26 +286,25 @@ async def _walk(
     walk: Walk,
     services: Services,
     keep_going: Callable[[], bool],
-    join: Callable[[str, int, tuple[str, ...]], Awaitable[list[str] | None]],
+    join: Callable[[str], Awaitable[list[str] | None]],
     join_chain: ChainJoin,
     publish_head: Callable[[list[str]], Awaitable[bool]],
 ) -> None:
     settings = services.settings
     if p.offset is not None:
         if p.seq == 0:
-            start = await services.store.get_range(p.run_id, p.resource, p.shard)
-            if start is not None and start.start_offset is not None:
-                # Handed over by the range before: go on from where it stopped (no head to publish).
-                walk.offset, walk.anchors, walk.head = start.start_offset, start.start_anchors, []
+            # Handed over by the range before: go on from where it ended (no head to publish).
+            await _start_handed_over(
+                p, walk, await services.store.get_range(p.run_id, p.resource, p.shard), services
+            )
         try:
             await _walk_offsets(p, source, walk, services, keep_going, join, publish_head)
         except HandedOver:
             # The range before stopped short of this one's start while this step read its first page.
-            start = await services.store.get_range(p.run_id, p.resource, p.shard)
-            assert start is not None
-            assert start.start_offset is not None
-            walk.offset, walk.anchors, walk.head = start.start_offset, start.start_anchors, []
             walk.records.clear()
+            progress = await services.store.get_range(p.run_id, p.resource, p.shard)
+            handed = await _start_handed_over(p, walk, progress, services)
+            assert handed
             await _walk_offsets(p, source, walk, services, keep_going, join, publish_head)
     else:
         piece_start = None
@@ -309,7 +318,7 @@ async def _walk(
                 walk.void = walk.done = True  # stepped aside in an earlier delivery of this step
                 return
             beginning = p.seq == 0 or progress is None or progress.head is None
-            if beginning and not _start_handed_over(walk, progress):
+            if beginning and not await _start_handed_over(p, walk, progress, services):
                 piece_start = PieceStart(
                     start_ids=p.start_ids,
                     publish_head=publish_head,
@@ -335,18 +344,38 @@ async def _walk(
         except HandedOver:
             walk.records.clear()
             walk.checkpoints.clear()
-            handed = _start_handed_over(walk, await services.store.get_range(p.run_id, p.resource, p.shard))
+            progress = await services.store.get_range(p.run_id, p.resource, p.shard)
+            handed = await _start_handed_over(p, walk, progress, services)
             assert handed
             await chain(None)
 
 
-def _start_handed_over(walk: Walk, progress: RangeState | None) -> bool:
-    """Set `walk` to start where the piece before handed over, if it did (True); a handed-over piece
-    publishes no head (the piece before ended at its start)."""
-    if progress is None or progress.start_cursor is None:
+async def _start_handed_over(
+    p: PageRange, walk: Walk, progress: RangeState | None, services: Services
+) -> bool:
+    """Set `walk` to start where the range that claimed this one ends, if one did (True): its
+    committed progress, once it has committed its last step (up to HANDED_WAIT_SECONDS). A handed-over
+    range publishes no head (the range before ended at its start). Raises HandOverPending when the
+    range before has not committed its last step yet."""
+    if progress is None or progress.handed_by is None:
         return False
-    walk.cursor, walk.anchors = progress.start_cursor, progress.start_anchors
-    walk.verify_cursor, walk.page_index, walk.head = progress.start_verify, progress.start_page, []
+    waited_until = services.clock() + HANDED_WAIT_SECONDS
+    while True:
+        before = await services.store.get_range(p.run_id, p.resource, progress.handed_by)
+        if before is not None and before.status == DONE:
+            break
+        if services.clock() >= waited_until:
+            raise HandOverPending(f"{progress.handed_by} claimed {p.shard} but has not committed its end yet")
+        await asyncio.sleep(0.2)
+    if p.offset is not None:
+        walk.offset = before.next_offset if before.next_offset is not None else p.offset
+    else:
+        walk.cursor, walk.verify_cursor, walk.page_index = (
+            before.next_cursor,
+            before.next_verify,
+            before.next_page_index,
+        )
+    walk.anchors, walk.head = before.next_anchors, []
     walk.began = True  # its (empty) head is committed: later steps go on from their own progress
     return True
 
@@ -380,13 +409,14 @@ async def _write_and_describe(
         pages=walk.requests - (since.pages if since else 0),
         object_key=key,
         done=walk.done,
-        next_cursor=None if walk.done else walk.cursor,
-        next_offset=None if walk.done else walk.offset,
+        # Kept when the range is done too: a range it claimed starts where it ends.
+        next_cursor=walk.cursor,
+        next_offset=walk.offset,
         requests=counters.requests - (since.requests if since else 0),
         retries=counters.retries - (since.retries if since else 0),
         throttled=counters.throttled - (since.throttled if since else 0),
-        next_anchors=() if walk.done else walk.anchors,
-        next_verify=None if walk.done else walk.verify_cursor,
+        next_anchors=walk.anchors,
+        next_verify=walk.verify_cursor,
         head=walk.head if p.seq == 0 or walk.began else None,
         end_offset=walk.end_offset,
         next_shard=walk.next_shard,
@@ -403,7 +433,7 @@ async def _walk_offsets(
     walk: Walk,
     services: Services,
     keep_going: Callable[[], bool],
-    join: Callable[[str, int, tuple[str, ...]], Awaitable[list[str] | None]],
+    join: Callable[[str], Awaitable[list[str] | None]],
     publish_head: Callable[[list[str]], Awaitable[bool]],
 ) -> None:
     await walk_offsets(

@@ -16,9 +16,11 @@ in a reply says so; only ids can. The rules, per cursor style:
   (its `head`, committed together with that page, so a redelivered first step can never begin past
   a head the range before has already stopped at), and writes only the records before
   it. Everything from the head on is the next range's, which is stitched the same way. A range whose
-  successor has not begun when it gets there hands it its place instead (offset and anchors, by a
-  conditional write on the successor's item that excludes its head): the successor then starts from
-  there, stitched, so no slot waits for a range still queued and no range grows serial.
+  successor has not committed its first page when it gets there claims it instead (a conditional write
+  on the successor's item that excludes its head) and ends: the successor then starts where this
+  range's committed progress ends (offset and anchors), stitched, so no slot waits for a range still
+  queued and no range grows serial. The place is read from the commit, never from the delivery that
+  claimed: a delivery that dies after claiming leaves the place to whichever delivery commits.
 - **Shard chains** (opaque cursors, which can only be followed): a page that holds none of the records
   read last (no insertion pushed them into it) is checked through a window: the page after the start
   cursor of the page before, which shows the last record read next to whatever follows it now, so a
@@ -30,8 +32,9 @@ in a reply says so; only ids can. The rules, per cursor style:
   is read, committed with that page; the piece before it asks for that head once a page holds one of
   the ids the checkpoint began with last run (`stop_ids`) or it has read the pages planned
   (`end_page`), and stops at the head, or
-  hands a piece not begun yet its place (the next data page's cursor, the ids read last and the last
-  page's start cursor: the piece goes on exactly as this one would have). An old cursor is never
+  claims a piece not begun yet, which then starts where this piece's committed progress ends (the next
+  data page's cursor, the ids read last and the last page's start cursor: it goes on exactly as this
+  one would have). An old cursor is never
   trusted: a piece whose cursor Vanta refuses, or whose first page holds none of the ids it began with
   last run, steps aside (a conditional write that also bars a hand-over), and the piece before walks on
   through its part to the piece after it.
@@ -182,7 +185,7 @@ async def walk_offsets(
     page_budget: int,
     page_size: int,
     keep_going: Callable[[], bool],
-    join: Callable[[str, int, tuple[str, ...]], Awaitable[list[str] | None]],
+    join: Callable[[str], Awaitable[list[str] | None]],
     publish_head: Callable[[list[str]], Awaitable[bool]],
 ) -> Walk:
     """Read up to `page_budget` pages of an offset range from `walk`, joined by id (module doc).
@@ -190,10 +193,10 @@ async def walk_offsets(
     `publish_head(ids)` is called once the range's first page is in `walk` (its records, offset and
     anchors): it makes that page and the head (its first ids) durable together, so the range before
     never joins a head whose records are not committed (False: the range before handed its end over
-    first; HandedOver is raised). `join(shard, offset, anchors)` is called
-    when the walk nears `walk.end_offset`: it returns the head of the next range `shard`, or, when that
-    range has not read its first page yet, hands it where this walk stands (None: the walk ends here
-    and the next range begins from this offset and these anchors). Raises what the client raises.
+    first; HandedOver is raised). `join(shard)` is called when the walk nears `walk.end_offset`: it
+    returns the head of the next range `shard`, or, when that range has not committed its first page,
+    claims it (None: the walk ends here, and the next range begins where this one's committed progress
+    ends: this offset and these anchors). Raises what the client raises.
     """
     assert walk.offset is not None
     head: set[str] | None = None if walk.next_shard is not None else set()
@@ -203,9 +206,9 @@ async def walk_offsets(
         # looks for); after that the next range's head must be known before reading into it.
         near_end = walk.end_offset is not None and walk.offset + page_size > walk.end_offset
         if head is None and near_end and walk.next_shard and not (first_step and walk.requests == 0):
-            found = await join(walk.next_shard, walk.offset, walk.anchors)
+            found = await join(walk.next_shard)
             if found is None:
-                walk.done = True  # handed over: the next range goes on from here
+                walk.done = True  # handed over: the next range goes on from where this one ends
                 return walk
             head = set(found)
         start = walk.offset - 1 if walk.anchors and walk.offset > 0 else walk.offset
@@ -274,9 +277,10 @@ class Successor:
     end_page: int | None = None
 
 
-# join(shard, place): the successor `shard` as it stands; with the walk as `place`, a successor that has
-# not begun is handed that place instead (None: handed over, the walk ends here).
-ChainJoin = Callable[[str, "Walk | None"], Awaitable[Successor | None]]
+# join(shard, claim): the successor `shard` as it stands; with `claim`, a successor that has not begun is
+# claimed instead (None: handed over, the walk ends here and the successor starts where its committed
+# progress ends). A successor claimed already (by an earlier delivery of this range) is None too.
+ChainJoin = Callable[[str, bool], Awaitable[Successor | None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -310,15 +314,20 @@ async def walk_chain(
 
     A piece of a chain (checkpoints.py) with a successor (`walk.next_shard`, `join`) ends where that
     one began, by id: once a page holds one of `walk.stop_ids` or reaches `walk.end_page`, it asks for
-    the successor's head and stops at it, or hands the successor its place if it has not begun, or,
-    if it stepped aside, walks on to the piece after it. A piece starting at a checkpoint
-    (`piece_start`) whose cursor Vanta refuses (400) or whose first page holds none of its
-    `start_ids` steps aside (`walk.void`): the piece before walks through its part. Raises HandedOver
-    when the piece before handed over first.
+    the successor's head and stops at it, or claims the successor if it has not begun (it starts where
+    this piece's committed progress ends), or, if it stepped aside, walks on to the piece after it. A
+    piece starting at a checkpoint (`piece_start`) whose cursor Vanta refuses (400) or whose first page
+    holds none of its `start_ids` steps aside (`walk.void`): the piece before walks through its part.
+    Raises HandedOver when the piece before handed over first.
     """
     head: set[str] | None = None
     if walk.next_shard is not None and join is not None:
         handed, head = await _meet(join, walk, (), handing=False)
+        if handed:
+            # An earlier delivery of this range claimed the successor and was not committed: end here;
+            # the successor starts where this range's committed progress ends.
+            walk.done = True
+            return walk
     pages = 0
     while pages < page_budget and keep_going():
         data_cursor = walk.cursor
@@ -400,11 +409,12 @@ def _near_next(walk: Walk, ids: Sequence[str]) -> bool:
 async def _meet(
     join: ChainJoin, walk: Walk, ids: Sequence[str], *, handing: bool
 ) -> tuple[bool, set[str] | None]:
-    """Learn the successor's head (None: it has not begun), handing it the walk's place when `handing`
-    and it has not begun (then (True, None)). A successor that stepped aside is walked through: the
-    walk takes over its successor, stop ids and planned end, and asks again if it is near that one."""
+    """Learn the successor's head (None: it has not begun), claiming it when `handing` and it has not
+    begun, or finding it claimed already (then (True, None)). A successor that stepped aside is walked
+    through: the walk takes over its successor, stop ids and planned end, and asks again if it is near
+    that one."""
     while walk.next_shard is not None:
-        found = await join(walk.next_shard, walk if handing else None)
+        found = await join(walk.next_shard, handing)
         if found is None:
             return True, None
         if not found.void:
