@@ -255,6 +255,7 @@ async def held_second_run(
     return HeldRun(deployed, services, messages, last, before)
 
 
+@pytest.mark.slow  # two syncs driven step by step (50 s on this shared machine): `nox -s chaos` runs it
 async def test_a_piece_killed_after_its_first_page_while_records_before_it_vanish_loses_no_record(
     stack: Callable[..., Awaitable[Stack]], open_services: Callable[..., Awaitable[Services]]
 ) -> None:
@@ -284,6 +285,7 @@ async def test_a_piece_killed_after_its_first_page_while_records_before_it_vanis
     await run.finish()
 
 
+@pytest.mark.slow  # two syncs driven step by step (70 s on this shared machine): `nox -s chaos` runs it
 async def test_a_piece_killed_after_claiming_the_next_one_while_records_move_loses_no_record(
     stack: Callable[..., Awaitable[Stack]], open_services: Callable[..., Awaitable[Services]]
 ) -> None:
