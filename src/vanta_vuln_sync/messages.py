@@ -78,6 +78,13 @@ class PageRange:
     still holds one of them, so a list that changed underneath cannot make it skip a record.
     `verify_cursor` (opaque chains) is the start cursor of the last page read: the window after it
     shows the last record read next to the one that follows it now.
+
+    Pieces of a chain (a later run's chain split at the last run's cursor checkpoints, see
+    store/checkpoints.py) carry `page_index` (the chain's data page this step begins at, as last counted),
+    `end_page` (where the next piece was planned to begin), `stop_ids` (the ids the next piece's page
+    began with in the last run: meeting one means the walk is near the next piece) and, for a piece
+    starting at a checkpoint, `start_ids` (the ids its first page began with then: a first page
+    holding none of them did not land where it did, and the piece steps aside).
     """
 
     run_id: str
@@ -92,6 +99,10 @@ class PageRange:
     next_shard: str | None = None
     anchors: tuple[str, ...] = ()
     verify_cursor: str | None = None
+    page_index: int = 0
+    end_page: int | None = None
+    stop_ids: tuple[str, ...] = ()
+    start_ids: tuple[str, ...] = ()
 
     def to_json(self) -> bytes:
         return orjson.dumps(
@@ -110,6 +121,10 @@ class PageRange:
                 "next_shard": self.next_shard,
                 "anchors": list(self.anchors),
                 "verify_cursor": self.verify_cursor,
+                "page_index": self.page_index,
+                "end_page": self.end_page,
+                "stop_ids": list(self.stop_ids),
+                "start_ids": list(self.start_ids),
             }
         )
 
@@ -218,13 +233,7 @@ def _page_range(payload: dict[str, Any]) -> PageRange:
     next_shard = payload.get("next_shard")
     if next_shard is not None and (not isinstance(next_shard, str) or not _SHARD.fullmatch(next_shard)):
         raise MessageError(f"PageRange.next_shard must be a short name or null, got {next_shard!r}")
-    anchors = payload.get("anchors") or []
-    if (
-        not isinstance(anchors, list)
-        or len(anchors) > _MAX_ANCHORS
-        or not all(isinstance(a, str) and 0 < len(a) <= 128 for a in anchors)
-    ):
-        raise MessageError(f"PageRange.anchors must be a list of at most {_MAX_ANCHORS} record ids")
+    anchors, stop_ids, start_ids = (_ids(payload, name) for name in ("anchors", "stop_ids", "start_ids"))
     verify_cursor = payload.get("verify_cursor")
     if verify_cursor is not None and (not isinstance(verify_cursor, str) or not verify_cursor):
         raise MessageError("PageRange.verify_cursor must be a non-empty string or null")
@@ -239,9 +248,24 @@ def _page_range(payload: dict[str, Any]) -> PageRange:
         offset=offset,
         end_offset=end_offset,
         next_shard=next_shard,
-        anchors=tuple(anchors),
+        anchors=anchors,
         verify_cursor=verify_cursor,
+        page_index=_optional_int(payload, "page_index", minimum=0) or 0,
+        end_page=_optional_int(payload, "end_page", minimum=1),
+        stop_ids=stop_ids,
+        start_ids=start_ids,
     )
+
+
+def _ids(payload: dict[str, Any], name: str) -> tuple[str, ...]:
+    ids = payload.get(name) or []
+    if (
+        not isinstance(ids, list)
+        or len(ids) > _MAX_ANCHORS
+        or not all(isinstance(a, str) and 0 < len(a) <= 128 for a in ids)
+    ):
+        raise MessageError(f"PageRange.{name} must be a list of at most {_MAX_ANCHORS} record ids")
+    return tuple(ids)
 
 
 def _filters(resource: str, given: Any) -> dict[str, str]:

@@ -17,9 +17,11 @@ from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 
 from vanta_vuln_sync import stats
+from vanta_vuln_sync.messages import PageRange
 from vanta_vuln_sync.run.dedupe import dedupe_objects
 from vanta_vuln_sync.run.services import Services
 from vanta_vuln_sync.run.step import UnknownRunError
+from vanta_vuln_sync.store.checkpoints import ChainCheckpoints, Checkpoint, chain_of, thinned
 from vanta_vuln_sync.store.state import RUNNING, SUCCEEDED, RangeState, RunState
 from vanta_vuln_sync.store.storage import delete_uncommitted, put_manifest, raw_prefix
 
@@ -86,8 +88,30 @@ async def finalize_run(run_id: str, *, services: Services) -> bool:
             topic_arn=services.settings.digest_topic_arn,
         )
         logger.info("run succeeded", extra={"run_id": run_id, "seconds": round(seconds, 1)})
+    await store.save_checkpoints(run.scope, run_id, chain_checkpoints(await store.get_plan(run_id), ranges))
     await store.release_scope(run.scope, run_id, _full_counts(run, ranges), started_at=run.started_at)
     return marked
+
+
+def chain_checkpoints(plan: list[PageRange], ranges: list[RangeState]) -> list[ChainCheckpoints]:
+    """The cursor checkpoints each shard chain of a run passed through (its pieces' merged, at most
+    MAX_KEPT evenly spaced), with the chain's filters and length in data pages, for the next run of
+    the scope to start pieces from (store/checkpoints.py). Offset ranges keep none."""
+    filters = {(p.resource, chain_of(p.shard)): p.filters for p in plan if p.offset is None}
+    merged: dict[tuple[str, str], list[Checkpoint]] = {}
+    pages: dict[tuple[str, str], int] = {}
+    for r in ranges:
+        key = (r.resource, chain_of(r.shard))
+        if key not in filters:
+            continue
+        merged.setdefault(key, []).extend(r.checkpoints)
+        pages[key] = max(pages.get(key, 0), r.next_page_index)
+    return [
+        ChainCheckpoints(resource, chain, dict(filters[(resource, chain)]), pages[key], tuple(thinned(found)))
+        for key, found in sorted(merged.items())
+        if found
+        for resource, chain in [key]
+    ]
 
 
 def _run_info(

@@ -11,7 +11,9 @@ Per resource, chosen at run time by fetching one record (all resources are surve
 - **Shard chains** otherwise (opaque cursors): the resource is split by filters whose values partition
   it (every record has exactly one severity, one `isDeactivated`, one `isFixable`, one asset type), so
   the chains are disjoint and their union is the unfiltered list. Dimensions the request already
-  filters on are kept as given (a targeted resync plans within its filter).
+  filters on are kept as given (a targeted resync plans within its filter). From the scope's second
+  run on, a chain the last successful run walked is planned as pieces that start at its cursor
+  checkpoints (store/checkpoints.py) and join by id, so chains fill the fleet's slots as offset ranges do.
 """
 
 from __future__ import annotations
@@ -20,13 +22,14 @@ import asyncio
 import itertools
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Protocol
 
 from vanta_vuln_sync.messages import PageRange, SyncRequest
+from vanta_vuln_sync.store.checkpoints import ChainCheckpoints, evenly_chosen, piece_name
 from vanta_vuln_sync.vanta.cursors import cursor_before, decode_offset
-from vanta_vuln_sync.vanta.resources import ASSET_TYPES, SEVERITIES
+from vanta_vuln_sync.vanta.resources import ASSET_TYPES, SEVERITIES, validate_filters
 
 REMEDIATIONS = "vulnerability-remediations"
 # Filters that partition each resource: every record has exactly one of these values (checked against
@@ -186,6 +189,42 @@ def offset_ranges(
     ]
 
 
+def chain_pieces(chain: PageRange, saved: ChainCheckpoints, pieces: int) -> list[PageRange]:
+    """Shard chain `chain` as up to `pieces` pieces that start at the last run's checkpoints `saved`
+    (piece 0 at the chain's start), cutting its pages most evenly. Each piece names the one after it
+    (`next_shard`), where that one was planned to begin (`end_page`) and the ids it began with then
+    (`stop_ids`): it ends where that piece began, by id (run/walk.py), however the list moved."""
+    starts = evenly_chosen(saved.checkpoints, saved.pages, pieces)
+    count = len(starts) + 1
+    out: list[PageRange] = []
+    for index in range(count):
+        start = starts[index - 1] if index else None
+        following = starts[index] if index < count - 1 else None
+        out.append(
+            replace(
+                chain,
+                shard=piece_name(chain.shard, index),
+                cursor=start.cursor if start else None,
+                start_ids=start.ids if start else (),
+                page_index=start.page if start else 0,
+                next_shard=piece_name(chain.shard, index + 1) if following else None,
+                end_page=following.page if following else None,
+                stop_ids=following.ids if following else (),
+            )
+        )
+    return out
+
+
+def _saved_for(chain: PageRange, saved: tuple[ChainCheckpoints, ...]) -> ChainCheckpoints | None:
+    """The checkpoints left for `chain` by a run that listed it with the same filters (a cursor is only
+    valid with the filters it was issued for), if there are any to split it at."""
+    wanted = validate_filters(chain.resource, chain.filters)  # as the stored plan holds them
+    for found in saved:
+        if found.resource == chain.resource and found.chain == chain.shard and found.filters == wanted:
+            return found if any(c.page > 0 for c in found.checkpoints) else None
+    return None
+
+
 @dataclass(frozen=True, slots=True)
 class Listing:
     """What a resource's survey found: its filters, and its expected length when its cursors are
@@ -198,6 +237,8 @@ class Listing:
     # Shards: the dimensions that were checked to partition the list, and what the check found.
     dimensions: list[tuple[str, tuple[str, ...]]] | None = None
     notices: tuple[str, ...] = ()
+    # Shards: the cursor checkpoints the scope's last successful run left for its chains.
+    checkpoints: tuple[ChainCheckpoints, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,6 +248,7 @@ class ListingRequest:
     resource: str
     filters: Mapping[str, str]
     previous_count: int | None = None
+    checkpoints: tuple[ChainCheckpoints, ...] = ()
 
 
 async def survey(client: PageSource, request: ListingRequest, *, page_budget: int, page_size: int) -> Listing:
@@ -220,7 +262,14 @@ async def survey(client: PageSource, request: ListingRequest, *, page_budget: in
         return Listing(request.resource, filters, "single")
     if first.end_cursor is None or decode_offset(first.end_cursor) is None:
         dimensions, notices = await checked_dimensions(client, request.resource, filters, page_size=page_size)
-        return Listing(request.resource, filters, "shards", dimensions=dimensions, notices=notices)
+        return Listing(
+            request.resource,
+            filters,
+            "shards",
+            dimensions=dimensions,
+            notices=notices,
+            checkpoints=request.checkpoints,
+        )
     expected = request.previous_count
     if expected is None:
         expected = await _probe_length(
@@ -235,7 +284,20 @@ def ranges_for(
     """The run's ranges for surveyed resources; offset ranges all of one size (see the module doc)."""
     per_page = records_per_page(page_size)
     pages = {x.resource: math.ceil(x.expected_records / per_page) for x in listings if x.style == "offsets"}
-    counts = range_counts(pages, slots)
+    chains: dict[str, tuple[PageRange, ChainCheckpoints]] = {}
+    unsplit = 0
+    for listing in listings:
+        if listing.style == "shards":
+            for chain in shard_ranges(
+                run_id, listing.resource, listing.filters, page_budget, dimensions=listing.dimensions
+            ):
+                saved = _saved_for(chain, listing.checkpoints)
+                if saved is None:
+                    unsplit += 1
+                else:
+                    key = f"{chain.resource}#{chain.shard}"
+                    chains[key], pages[key] = (chain, saved), saved.pages
+    counts = range_counts(pages, max(1, slots - unsplit))
     plan: list[PageRange] = []
     for listing in listings:
         if listing.style == "offsets":
@@ -249,9 +311,14 @@ def ranges_for(
                 page_size=page_size,
             )
         elif listing.style == "shards":
-            plan += shard_ranges(
+            for chain in shard_ranges(
                 run_id, listing.resource, listing.filters, page_budget, dimensions=listing.dimensions
-            )
+            ):
+                key = f"{chain.resource}#{chain.shard}"
+                if key in chains:
+                    plan += chain_pieces(chain, chains[key][1], counts[key])
+                else:
+                    plan.append(chain)
         else:
             # Empty or a single record: one chain from the start reads it whatever the cursor style.
             plan.append(

@@ -215,11 +215,14 @@ async def _plan(
     source = DeadlineSource(client, deadline_of(remaining, services.clock, settings.handoff_seconds))
     modes: dict[str, str] = {}
     requests: list[ListingRequest] = []
+    # Cursor checkpoints of the scope's last successful run: its chains are planned as pieces.
+    saved = await services.store.get_checkpoints(scope.scope)
     for resource in request.resources:
         filters, mode = effective_filters(request, resource, scope.last_success_started_at)
         modes[resource] = mode
         previous = scope.counts.get(resource) if mode == "full" else None
-        requests.append(ListingRequest(resource, filters, previous))
+        chains = tuple(c for c in saved if c.resource == resource)
+        requests.append(ListingRequest(resource, filters, previous, chains))
     plan, notices = await plan_run(
         source,
         run_id,

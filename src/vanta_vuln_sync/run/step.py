@@ -14,6 +14,7 @@ Order per step, and why each crash point is safe:
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import time
 import uuid
@@ -26,7 +27,16 @@ from aws_lambda_powertools.metrics import MetricUnit
 from vanta_vuln_sync.messages import Finalize, PageRange
 from vanta_vuln_sync.run.deadline import DeadlineSource, deadline_of
 from vanta_vuln_sync.run.services import Services
-from vanta_vuln_sync.run.walk import HandedOver, Walk, walk_chain, walk_offsets
+from vanta_vuln_sync.run.walk import (
+    ChainJoin,
+    HandedOver,
+    PieceStart,
+    Successor,
+    Walk,
+    walk_chain,
+    walk_offsets,
+)
+from vanta_vuln_sync.store.checkpoints import Checkpoint, thinned
 from vanta_vuln_sync.store.queue import send_message
 from vanta_vuln_sync.store.state import DONE, FAILED, OPEN, RUNNING, RangeState, StepCommit
 from vanta_vuln_sync.store.storage import NdjsonGzipWriter, put_raw, raw_key
@@ -37,6 +47,21 @@ from vanta_vuln_sync.vanta.errors import DeadlineReached
 # instances of one service share one handler and one set of context keys anyway.
 logger = Logger()
 tracer = Tracer()
+
+
+# How long a range claimed by the range before it waits for that range's last commit, and how long its
+# message then waits on the queue before it tries again (the range before died after claiming: its
+# redelivery commits).
+HANDED_WAIT_SECONDS = 10.0
+HANDED_RETRY_DELAY_SECONDS = 30
+
+
+class HandOverPending(Exception):
+    """The range before claimed this one but has not committed its last step yet."""
+
+
+class StepTaken(Exception):
+    """Another delivery of this step committed the range's first page first: this delivery stops."""
 
 
 class UnknownRunError(LookupError):
@@ -85,7 +110,7 @@ async def run_step(
     started = time.monotonic()
     client = services.vanta()
     try:
-        commit = await _fetch_and_write(p, client, services, remaining)
+        first, commit = await _fetch_and_write(p, client, services, remaining)
     except RequestRejectedError as exc:
         await fail_run(
             p.run_id,
@@ -93,7 +118,27 @@ async def run_step(
             services=services,
         )
         return StepResult(committed=False, failed=True)
-    if not await store.commit_step(p, commit):
+    except HandOverPending as exc:
+        logger.info("waiting for the range before to commit its end", extra={"reason": str(exc)})
+        await send_message(
+            services.aws.sqs, services.settings.page_queue_url, p, delay_seconds=HANDED_RETRY_DELAY_SECONDS
+        )
+        return StepResult(committed=False)
+    except StepTaken:
+        progress = await store.get_range(p.run_id, p.resource, p.shard)
+        if progress is not None:
+            await _repeat_hand_on(p, progress, services)
+        logger.info("another delivery committed the range's first page; repeated only its hand-on")
+        return StepResult(committed=False)
+    committed = commit is None
+    if commit is None:
+        assert first is not None
+        commit = first  # nothing was read after the first page: its commit is the step's
+    elif first is not None:
+        # The first page was committed with the range's head: the rest of the step is the next step.
+        _record_metrics(services, first, 0.0)
+        p = replace(p, seq=p.seq + 1)
+    if not committed and not await store.commit_step(p, commit):
         progress = await store.get_range(p.run_id, p.resource, p.shard)
         ours = progress is not None and any(o.get("key") == commit.object_key for o in progress.objects)
         if commit.object_key is not None and not ours:
@@ -129,7 +174,11 @@ async def run_step(
 
 async def _fetch_and_write(
     p: PageRange, client: VantaClient, services: Services, remaining: Callable[[], float]
-) -> StepCommit:
+) -> tuple[StepCommit | None, StepCommit | None]:
+    """Walk the step and write what it read: (the first page's commit, when the step published the
+    range's head and so committed that page already as step `p.seq`; what is left to commit, as step
+    `p.seq` or, after a first page's commit, `p.seq + 1`: None when nothing was read after the first
+    page). Raises StepTaken when another delivery committed the first page first."""
     settings = services.settings
     # Hand on while there is time left for a slow page, the S3 write, the commit and the enqueue.
     reserve = settings.vanta.request_timeout + settings.handoff_seconds
@@ -140,34 +189,91 @@ async def _fetch_and_write(
         verify_cursor=p.verify_cursor,
         end_offset=p.end_offset,
         next_shard=p.next_shard,
+        page_index=p.page_index,
+        end_page=p.end_page,
+        stop_ids=p.stop_ids,
     )
 
     def keep_going() -> bool:
         return walk.requests == 0 or remaining() >= reserve
 
-    async def join(shard: str, offset: int, anchors: tuple[str, ...]) -> list[str] | None:
+    first: StepCommit | None = None
+
+    async def publish_head(head: list[str]) -> bool:
+        # The head and the page it heads are committed at once (step `p.seq`): whatever happens to
+        # this delivery afterwards, the records from the head on are the range's, as the range before
+        # it will take them to be once it stops at the head.
+        nonlocal first
+        commit = replace(
+            await _write_and_describe(p, client, walk, services, since=None), publishes_head=True
+        )
+        store = services.store
+        committed = await store.commit_step(p, commit)
+        progress = None if committed else await store.get_range(p.run_id, p.resource, p.shard)
+        if progress is not None and any(o.get("key") == commit.object_key for o in progress.objects):
+            committed = True  # DynamoDB applied this delivery's write and its reply was lost
+        if committed:
+            first = commit
+            walk.records.clear()
+            walk.checkpoints.clear()
+            walk.warnings.clear()
+            walk.began = False
+            return True
+        if commit.object_key is not None:
+            await services.aws.s3.delete_object(Bucket=settings.data_bucket, Key=commit.object_key)
+        if progress is not None and progress.next_seq > p.seq:
+            raise StepTaken(f"step {p.seq} of {p.shard} was committed by another delivery")
+        return False  # handed over by the range before
+
+    async def join(shard: str) -> list[str] | None:
         store = services.store
         progress = await store.get_range(p.run_id, p.resource, shard)
-        if progress is None or progress.head is None:
-            progress = await store.hand_over(p.run_id, p.resource, shard, offset=offset, anchors=anchors)
-        if progress is None:
-            logger.info("handed the rest over to the next range, not begun yet", extra={"next": shard})
+        if (progress is None or progress.head is None) and not (progress and progress.handed_over):
+            progress = await store.hand_over(p.run_id, p.resource, shard, by=p.shard)
+        if progress is None or progress.handed_over:
+            logger.info("the next range, not begun, starts where this one ends", extra={"next": shard})
             return None
         return progress.head
 
+    async def join_chain(shard: str, claim: bool) -> Successor | None:
+        store = services.store
+        progress = await store.get_range(p.run_id, p.resource, shard)
+        if progress is not None and progress.void:
+            return Successor(
+                void=True,
+                next_shard=progress.void_next,
+                stop_ids=progress.void_stop_ids,
+                end_page=progress.void_end_page,
+            )
+        if progress is not None and progress.handed_over:
+            return None  # claimed already (by an earlier delivery of this range)
+        if (progress is None or progress.head is None) and claim:
+            progress = await store.hand_over(p.run_id, p.resource, shard, by=p.shard)
+            if progress is None:
+                logger.info("the next piece, not begun, starts where this one ends", extra={"next": shard})
+                return None
+            if progress.void or progress.handed_over:
+                return await join_chain(shard, claim)
+        return Successor(head=None if progress is None else progress.head)
+
     source = DeadlineSource(client, deadline_of(remaining, services.clock, settings.handoff_seconds))
     try:
-        await _walk(p, source, walk, services, keep_going, join)
+        await _walk(p, source, walk, services, keep_going, join, join_chain, publish_head)
     except DeadlineReached:
         # The next request's rate slot or end falls past the invocation's safe end: commit what was
         # read (every page so far is whole) and hand the rest on.
         logger.info("stopping the step before the invocation's deadline", extra={"seq": p.seq})
-    commit = await _write_and_describe(p, client, walk, services)
+    if first is not None:
+        if walk.requests == first.pages and not walk.done and not walk.records and not walk.warnings:
+            return first, None
+        rest = replace(p, seq=p.seq + 1)
+        return first, await _write_and_describe(rest, client, walk, services, since=first)
+    commit = await _write_and_describe(p, client, walk, services, since=None)
     if walk.requests == 0 and not commit.done:
         # Not one request fitted: the fleet's rate budget is booked past this invocation. The next
         # step waits on the queue a while instead of spinning through empty invocations.
-        return replace(commit, wait_seconds=settings.idle_step_delay_seconds)
-    return commit
+        return None, replace(commit, wait_seconds=settings.idle_step_delay_seconds)
+    return None, commit
 
 
 async def _walk(
@@ -176,41 +282,105 @@ async def _walk(
     walk: Walk,
     services: Services,
     keep_going: Callable[[], bool],
-    join: Callable[[str, int, tuple[str, ...]], Awaitable[list[str] | None]],
+    join: Callable[[str], Awaitable[list[str] | None]],
+    join_chain: ChainJoin,
+    publish_head: Callable[[list[str]], Awaitable[bool]],
 ) -> None:
     settings = services.settings
     if p.offset is not None:
         if p.seq == 0:
-            start = await services.store.get_range(p.run_id, p.resource, p.shard)
-            if start is not None and start.start_offset is not None:
-                # Handed over by the range before: go on from where it stopped (no head to publish).
-                walk.offset, walk.anchors, walk.head = start.start_offset, start.start_anchors, []
+            # Handed over by the range before: go on from where it ended (no head to publish).
+            await _start_handed_over(
+                p, walk, await services.store.get_range(p.run_id, p.resource, p.shard), services
+            )
         try:
-            await _walk_offsets(p, source, walk, services, keep_going, join)
+            await _walk_offsets(p, source, walk, services, keep_going, join, publish_head)
         except HandedOver:
             # The range before stopped short of this one's start while this step read its first page.
-            start = await services.store.get_range(p.run_id, p.resource, p.shard)
-            assert start is not None
-            assert start.start_offset is not None
-            walk.offset, walk.anchors, walk.head = start.start_offset, start.start_anchors, []
             walk.records.clear()
-            await _walk_offsets(p, source, walk, services, keep_going, join)
+            progress = await services.store.get_range(p.run_id, p.resource, p.shard)
+            handed = await _start_handed_over(p, walk, progress, services)
+            assert handed
+            await _walk_offsets(p, source, walk, services, keep_going, join, publish_head)
     else:
-        await walk_chain(
-            source,
-            p.resource,
-            p.filters,
-            walk,
-            first_step=p.seq == 0,
-            page_budget=p.page_budget,
-            page_size=settings.page_size,
-            keep_going=keep_going,
+        piece_start = None
+        beginning = p.seq == 0
+        if p.start_ids:
+            # A piece starting at a checkpoint, until it has read its first page (a step stopped by the
+            # deadline before it may not have): unless the piece before handed over to it, it checks
+            # where its cursor lands, publishes its head, or steps aside (run/walk.py).
+            progress = await services.store.get_range(p.run_id, p.resource, p.shard)
+            if progress is not None and progress.void:
+                walk.void = walk.done = True  # stepped aside in an earlier delivery of this step
+                return
+            beginning = p.seq == 0 or progress is None or progress.head is None
+            if beginning and not await _start_handed_over(p, walk, progress, services):
+                piece_start = PieceStart(
+                    start_ids=p.start_ids,
+                    publish_head=publish_head,
+                    step_aside=lambda: services.store.step_aside(p),
+                )
+
+        async def chain(piece: PieceStart | None) -> None:
+            await walk_chain(
+                source,
+                p.resource,
+                p.filters,
+                walk,
+                first_step=beginning,
+                page_budget=p.page_budget,
+                page_size=settings.page_size,
+                keep_going=keep_going,
+                join=join_chain if walk.next_shard is not None else None,
+                piece_start=piece,
+            )
+
+        try:
+            await chain(piece_start)
+        except HandedOver:
+            walk.records.clear()
+            walk.checkpoints.clear()
+            progress = await services.store.get_range(p.run_id, p.resource, p.shard)
+            handed = await _start_handed_over(p, walk, progress, services)
+            assert handed
+            await chain(None)
+
+
+async def _start_handed_over(
+    p: PageRange, walk: Walk, progress: RangeState | None, services: Services
+) -> bool:
+    """Set `walk` to start where the range that claimed this one ends, if one did (True): its
+    committed progress, once it has committed its last step (up to HANDED_WAIT_SECONDS). A handed-over
+    range publishes no head (the range before ended at its start). Raises HandOverPending when the
+    range before has not committed its last step yet."""
+    if progress is None or progress.handed_by is None:
+        return False
+    waited_until = services.clock() + HANDED_WAIT_SECONDS
+    while True:
+        before = await services.store.get_range(p.run_id, p.resource, progress.handed_by)
+        if before is not None and before.status == DONE:
+            break
+        if services.clock() >= waited_until:
+            raise HandOverPending(f"{progress.handed_by} claimed {p.shard} but has not committed its end yet")
+        await asyncio.sleep(0.2)
+    if p.offset is not None:
+        walk.offset = before.next_offset if before.next_offset is not None else p.offset
+    else:
+        walk.cursor, walk.verify_cursor, walk.page_index = (
+            before.next_cursor,
+            before.next_verify,
+            before.next_page_index,
         )
+    walk.anchors, walk.head = before.next_anchors, []
+    walk.began = True  # its (empty) head is committed: later steps go on from their own progress
+    return True
 
 
 async def _write_and_describe(
-    p: PageRange, client: VantaClient, walk: Walk, services: Services
+    p: PageRange, client: VantaClient, walk: Walk, services: Services, *, since: StepCommit | None
 ) -> StepCommit:
+    """Write the walk's records to this step's object and describe step `p.seq` for its commit; the
+    counts are those since `since` (the first page's commit of this delivery, if any)."""
     settings = services.settings
     for warning in walk.warnings:
         logger.warning("run is not exact", extra={"warning": warning, "seq": p.seq})
@@ -222,22 +392,34 @@ async def _write_and_describe(
         key = raw_key(p.resource, p.run_id, p.shard, p.seq, secrets.token_hex(4))
         await put_raw(services.aws.s3, settings.data_bucket, key, writer.finish())
     counters = client.counters
+    checkpoints = None
+    if p.offset is None and (walk.checkpoints or p.seq > 0):
+        committed: list[Checkpoint] = []
+        if p.seq > 0:
+            progress = await services.store.get_range(p.run_id, p.resource, p.shard)
+            committed = progress.checkpoints if progress is not None else []
+        checkpoints = thinned([*committed, *walk.checkpoints])
     return StepCommit(
         seq=p.seq,
         records=len(walk.records),
-        pages=walk.requests,
+        pages=walk.requests - (since.pages if since else 0),
         object_key=key,
         done=walk.done,
-        next_cursor=None if walk.done else walk.cursor,
-        next_offset=None if walk.done else walk.offset,
-        requests=counters.requests,
-        retries=counters.retries,
-        throttled=counters.throttled,
-        next_anchors=() if walk.done else walk.anchors,
-        next_verify=None if walk.done else walk.verify_cursor,
-        head=walk.head if p.seq == 0 else None,
+        # Kept when the range is done too: a range it claimed starts where it ends.
+        next_cursor=walk.cursor,
+        next_offset=walk.offset,
+        requests=counters.requests - (since.requests if since else 0),
+        retries=counters.retries - (since.retries if since else 0),
+        throttled=counters.throttled - (since.throttled if since else 0),
+        next_anchors=walk.anchors,
+        next_verify=walk.verify_cursor,
+        head=walk.head if p.seq == 0 or walk.began else None,
         end_offset=walk.end_offset,
         next_shard=walk.next_shard,
+        next_page_index=walk.page_index,
+        next_stop_ids=walk.stop_ids,
+        next_end_page=walk.end_page,
+        checkpoints=checkpoints,
     )
 
 
@@ -247,7 +429,8 @@ async def _walk_offsets(
     walk: Walk,
     services: Services,
     keep_going: Callable[[], bool],
-    join: Callable[[str, int, tuple[str, ...]], Awaitable[list[str] | None]],
+    join: Callable[[str], Awaitable[list[str] | None]],
+    publish_head: Callable[[list[str]], Awaitable[bool]],
 ) -> None:
     await walk_offsets(
         client,
@@ -259,7 +442,7 @@ async def _walk_offsets(
         page_size=services.settings.page_size,
         keep_going=keep_going,
         join=join,
-        publish_head=lambda head: services.store.publish_head(p.run_id, p.resource, p.shard, head),
+        publish_head=publish_head,
     )
 
 
@@ -285,6 +468,9 @@ def _next_step(p: PageRange, where: StepCommit | RangeState) -> PageRange:
         verify_cursor=where.next_verify,
         end_offset=where.end_offset,
         next_shard=where.next_shard,
+        page_index=where.next_page_index,
+        end_page=where.next_end_page,
+        stop_ids=where.next_stop_ids,
     )
 
 

@@ -13,17 +13,31 @@ in a reply says so; only ids can. The rules, per cursor style:
   On a static list this costs one record a page (about 1 % more requests).
 - **The join between ranges**: a range does not stop at its planned end offset, which means nothing once
   records move. It stops where the range after it began: at the first id of that range's first page
-  (its `head`, recorded when that range committed its first step), and writes only the records before
+  (its `head`, committed together with that page, so a redelivered first step can never begin past
+  a head the range before has already stopped at), and writes only the records before
   it. Everything from the head on is the next range's, which is stitched the same way. A range whose
-  successor has not begun when it gets there hands it its place instead (offset and anchors, by a
-  conditional write on the successor's item that excludes its head): the successor then starts from
-  there, stitched, so no slot waits for a range still queued and no range grows serial.
+  successor has not committed its first page when it gets there claims it instead (a conditional write
+  on the successor's item that excludes its head) and ends: the successor then starts where this
+  range's committed progress ends (offset and anchors), stitched, so no slot waits for a range still
+  queued and no range grows serial. The place is read from the commit, never from the delivery that
+  claimed: a delivery that dies after claiming leaves the place to whichever delivery commits.
 - **Shard chains** (opaque cursors, which can only be followed): a page that holds none of the records
   read last (no insertion pushed them into it) is checked through a window: the page after the start
   cursor of the page before, which shows the last record read next to whatever follows it now, so a
   record that slipped between two pages is seen and written. With only start and end cursors there is
   no cheaper way to see across a page boundary: on a static list this doubles an opaque chain's
   requests.
+- **Pieces of a chain** (a later run starting a chain at the last run's cursor checkpoints, see
+  store/checkpoints.py) join as offset ranges do, by id: a piece publishes its head as soon as its first page
+  is read, committed with that page; the piece before it asks for that head once a page holds one of
+  the ids the checkpoint began with last run (`stop_ids`) or it has read the pages planned
+  (`end_page`), and stops at the head, or
+  claims a piece not begun yet, which then starts where this piece's committed progress ends (the next
+  data page's cursor, the ids read last and the last page's start cursor: it goes on exactly as this
+  one would have). An old cursor is never
+  trusted: a piece whose cursor Vanta refuses, or whose first page holds none of the ids it began with
+  last run, steps aside (a conditional write that also bars a hand-over), and the piece before walks on
+  through its part to the piece after it.
 
 Where a join cannot be made (a burst removed more records than the step-back reaches, every anchor was
 removed, or a window cannot reach the next page), the walk goes on as best it can and returns a
@@ -37,7 +51,9 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from vanta_vuln_sync.store.checkpoints import IDS_KEPT, Checkpoint
 from vanta_vuln_sync.vanta.cursors import cursor_before, decode_offset
+from vanta_vuln_sync.vanta.errors import RequestRejectedError
 
 # Ids kept from the end of the last page read (anchors) and from the start of a range (its head).
 ANCHORS = 20
@@ -93,6 +109,14 @@ class Walk:
     done: bool = False
     head: list[str] | None = None
     warnings: list[str] = field(default_factory=list)
+    # Chain pieces (store/checkpoints.py): the next data page's number in the chain, the piece's planned end
+    # and the ids its successor began with last run, the checkpoints read, and whether it stepped aside.
+    page_index: int = 0
+    end_page: int | None = None
+    stop_ids: tuple[str, ...] = ()
+    checkpoints: list[Checkpoint] = field(default_factory=list)
+    void: bool = False
+    began: bool = False  # a piece's first page was read in this step (its head is to be committed)
 
 
 class HandedOver(Exception):
@@ -161,16 +185,18 @@ async def walk_offsets(
     page_budget: int,
     page_size: int,
     keep_going: Callable[[], bool],
-    join: Callable[[str, int, tuple[str, ...]], Awaitable[list[str] | None]],
+    join: Callable[[str], Awaitable[list[str] | None]],
     publish_head: Callable[[list[str]], Awaitable[bool]],
 ) -> Walk:
     """Read up to `page_budget` pages of an offset range from `walk`, joined by id (module doc).
 
-    `publish_head(ids)` records the range's head as soon as its first page is read (False: the range
-    before handed its end over first; HandedOver is raised). `join(shard, offset, anchors)` is called
-    when the walk nears `walk.end_offset`: it returns the head of the next range `shard`, or, when that
-    range has not read its first page yet, hands it where this walk stands (None: the walk ends here
-    and the next range begins from this offset and these anchors). Raises what the client raises.
+    `publish_head(ids)` is called once the range's first page is in `walk` (its records, offset and
+    anchors): it makes that page and the head (its first ids) durable together, so the range before
+    never joins a head whose records are not committed (False: the range before handed its end over
+    first; HandedOver is raised). `join(shard)` is called when the walk nears `walk.end_offset`: it
+    returns the head of the next range `shard`, or, when that range has not committed its first page,
+    claims it (None: the walk ends here, and the next range begins where this one's committed progress
+    ends: this offset and these anchors). Raises what the client raises.
     """
     assert walk.offset is not None
     head: set[str] | None = None if walk.next_shard is not None else set()
@@ -180,9 +206,9 @@ async def walk_offsets(
         # looks for); after that the next range's head must be known before reading into it.
         near_end = walk.end_offset is not None and walk.offset + page_size > walk.end_offset
         if head is None and near_end and walk.next_shard and not (first_step and walk.requests == 0):
-            found = await join(walk.next_shard, walk.offset, walk.anchors)
+            found = await join(walk.next_shard)
             if found is None:
-                walk.done = True  # handed over: the next range goes on from here
+                walk.done = True  # handed over: the next range goes on from where this one ends
                 return walk
             head = set(found)
         start = walk.offset - 1 if walk.anchors and walk.offset > 0 else walk.offset
@@ -209,10 +235,9 @@ async def walk_offsets(
                 "was removed or moved too far); records there may be missing"
             )
             fresh = [r for r in page.records if r.get("id") not in set(walk.anchors)]
-        if first_step and walk.head is None:
+        publishing = first_step and walk.head is None
+        if publishing:
             walk.head = ids_of(page.records)[:ANCHORS]
-            if not await publish_head(walk.head):
-                raise HandedOver("the range before this one stopped short and handed its end over")
         reached = False
         if head:
             fresh, reached = cut_at_head(fresh, head)
@@ -223,6 +248,8 @@ async def walk_offsets(
         walk.offset = decoded + 1 if decoded is not None else start + len(page.records)
         if page.records:
             walk.anchors = tuple(ids_of(page.records)[-ANCHORS:])
+        if publishing and not await publish_head(walk.head or []):
+            raise HandedOver("the range before this one stopped short and handed its end over")
         if reached or not page.has_next_page or page.end_cursor is None:
             walk.done = True
             return walk
@@ -237,6 +264,37 @@ async def walk_offsets(
     return walk
 
 
+@dataclass(frozen=True, slots=True)
+class Successor:
+    """The piece after a chain piece, as its progress shows it: `head` (the ids its first page began
+    with; None before it read one), or `void` (it stepped aside; `next_shard`, `stop_ids` and
+    `end_page` say where it would have walked to)."""
+
+    head: list[str] | None = None
+    void: bool = False
+    next_shard: str | None = None
+    stop_ids: tuple[str, ...] = ()
+    end_page: int | None = None
+
+
+# join(shard, claim): the successor `shard` as it stands; with `claim`, a successor that has not begun is
+# claimed instead (None: handed over, the walk ends here and the successor starts where its committed
+# progress ends). A successor claimed already (by an earlier delivery of this range) is None too.
+ChainJoin = Callable[[str, bool], Awaitable[Successor | None]]
+
+
+@dataclass(frozen=True, slots=True)
+class PieceStart:
+    """What a chain piece that starts at a checkpoint needs: the ids its page began with last run,
+    `publish_head(ids)` (called once the first page is in the walk: commits it with the head; False:
+    the piece before handed over first) and `step_aside()` (mark the piece void; False: the piece
+    before handed over first)."""
+
+    start_ids: tuple[str, ...]
+    publish_head: Callable[[list[str]], Awaitable[bool]]
+    step_aside: Callable[[], Awaitable[bool]]
+
+
 async def walk_chain(
     client: PageSource,
     resource: str,
@@ -247,34 +305,136 @@ async def walk_chain(
     page_budget: int,
     page_size: int,
     keep_going: Callable[[], bool],
+    join: ChainJoin | None = None,
+    piece_start: PieceStart | None = None,
 ) -> Walk:
     """Read up to `page_budget` data pages of a shard chain from `walk.cursor`, checking each page
-    boundary through a window (module doc). Raises what the client raises."""
+    boundary through a window (module doc), and keeping every data page's cursor and first ids in
+    `walk.checkpoints`. Raises what the client raises.
+
+    A piece of a chain (store/checkpoints.py) with a successor (`walk.next_shard`, `join`) ends where that
+    one began, by id: once a page holds one of `walk.stop_ids` or reaches `walk.end_page`, it asks for
+    the successor's head and stops at it, or claims the successor if it has not begun (it starts where
+    this piece's committed progress ends), or, if it stepped aside, walks on to the piece after it. A
+    piece starting at a checkpoint (`piece_start`) whose cursor Vanta refuses (400) or whose first page
+    holds none of its `start_ids` steps aside (`walk.void`): the piece before walks through its part.
+    Raises HandedOver when the piece before handed over first.
+    """
+    head: set[str] | None = None
+    if walk.next_shard is not None and join is not None:
+        handed, head = await _meet(join, walk, (), handing=False)
+        if handed:
+            # An earlier delivery of this range claimed the successor and was not committed: end here;
+            # the successor starts where this range's committed progress ends.
+            walk.done = True
+            return walk
     pages = 0
     while pages < page_budget and keep_going():
         data_cursor = walk.cursor
-        page = await client.fetch_page(resource, filters, cursor=data_cursor, page_size=page_size)
+        starting = piece_start is not None and first_step and walk.head is None
+        try:
+            page = await client.fetch_page(resource, filters, cursor=data_cursor, page_size=page_size)
+        except RequestRejectedError:
+            if not starting or walk.requests > 0:
+                raise
+            return await _step_aside(walk, piece_start)
         walk.requests += 1
         pages += 1
-        if first_step and walk.head is None:
-            walk.head = ids_of(page.records)[:ANCHORS]
+        ids = ids_of(page.records)
+        publishing = False
+        if starting and piece_start is not None:
+            if not set(piece_start.start_ids) & set(ids):
+                return await _step_aside(walk, piece_start)
+            walk.head, walk.began, publishing = ids[:ANCHORS], True, True
+        elif first_step and walk.head is None:
+            walk.head = ids[:ANCHORS]
+        if data_cursor is not None and ids:
+            walk.checkpoints.append(Checkpoint(walk.page_index, data_cursor, tuple(ids[:IDS_KEPT])))
+        walk.page_index += 1
         fresh = after_anchor(page.records, walk.anchors)
+        new: list[Record] = []
         if fresh is None:
             # The page holds none of the records read last: check the boundary through windows.
             if walk.anchors and walk.verify_cursor is not None and data_cursor is not None:
-                walk.records += await _verify_boundary(
-                    client, resource, filters, walk, page, page_size, data_cursor
-                )
+                new += await _verify_boundary(client, resource, filters, walk, page, page_size, data_cursor)
             known = set(walk.anchors)
             fresh = [r for r in page.records if r.get("id") not in known]
-        walk.records += fresh
+        new += fresh
+        ends = not page.has_next_page or page.end_cursor is None
         if page.records:
-            walk.anchors = tuple(ids_of(page.records)[-ANCHORS:])
+            walk.anchors = tuple(ids[-ANCHORS:])
             walk.verify_cursor = page.start_cursor
-        if not page.has_next_page or page.end_cursor is None:
+        if not ends:
+            walk.cursor = page.end_cursor
+        if publishing and piece_start is not None:
+            # The head is published with the page it heads, committed (a piece before this one may
+            # stop at it at once): a redelivery can never begin past a head the piece before has used.
+            walk.records += new
+            new = []
+            if not await piece_start.publish_head(walk.head or []):
+                raise HandedOver("the piece before this one handed its end over first")
+        if head is None and walk.next_shard is not None and join is not None and _near_next(walk, ids):
+            handed, head = await _meet(join, walk, ids, handing=not ends)
+            if handed:
+                walk.records += new
+                walk.done = True  # handed over: the next piece goes on from here
+                return walk
+        if head:
+            # The successor began at one of these ids: keep only the records before it (it may have
+            # begun in a page this step read already, when its checkpoint moved back).
+            walk.records, met = cut_at_head(walk.records, head)
+            if met:
+                walk.done = True
+                return walk
+            new, met = cut_at_head(new, head)
+            if met or any(i in head for i in ids):
+                walk.records += new
+                walk.done = True
+                return walk
+        walk.records += new
+        if ends:
             walk.done = True
             return walk
-        walk.cursor = page.end_cursor
+    return walk
+
+
+def _near_next(walk: Walk, ids: Sequence[str]) -> bool:
+    """Whether the walk is where its successor was planned to begin: a page held one of the ids that
+    piece began with last run, or the walk read as many pages as the plan gave it."""
+    return bool(set(walk.stop_ids) & set(ids)) or (
+        walk.end_page is not None and walk.page_index >= walk.end_page
+    )
+
+
+async def _meet(
+    join: ChainJoin, walk: Walk, ids: Sequence[str], *, handing: bool
+) -> tuple[bool, set[str] | None]:
+    """Learn the successor's head (None: it has not begun), claiming it when `handing` and it has not
+    begun, or finding it claimed already (then (True, None)). A successor that stepped aside is walked
+    through: the walk takes over its successor, stop ids and planned end, and asks again if it is near
+    that one."""
+    while walk.next_shard is not None:
+        found = await join(walk.next_shard, handing)
+        if found is None:
+            return True, None
+        if not found.void:
+            return False, None if found.head is None else set(found.head)
+        walk.next_shard, walk.stop_ids, walk.end_page = found.next_shard, found.stop_ids, found.end_page
+        if not _near_next(walk, ids):
+            handing = False
+    return False, set()
+
+
+async def _step_aside(walk: Walk, piece_start: PieceStart | None) -> Walk:
+    """Mark the piece void (its checkpoint did not hold): it ends with nothing read. Raises HandedOver
+    when the piece before handed over to it first."""
+    assert piece_start is not None
+    if not await piece_start.step_aside():
+        raise HandedOver("the piece before this one handed its end over first")
+    walk.records.clear()
+    walk.checkpoints.clear()
+    walk.void = True
+    walk.done = True
     return walk
 
 

@@ -37,3 +37,8 @@ def range_sk(resource: str, shard: str) -> str:
 def scope_key(scope: str) -> Key:
     """The key of a scope's item: its running run and its last successful one."""
     return {"pk": {"S": f"scope#{scope}"}, "sk": {"S": SCOPE_SK}}
+
+
+def checkpoints_pk(scope: str) -> str:
+    """The partition of a scope's cursor checkpoints (one item per chain)."""
+    return f"checkpoints#{scope}"

@@ -9,6 +9,7 @@ from typing import Any
 import orjson
 
 from vanta_vuln_sync.messages import PageRange, parse_message
+from vanta_vuln_sync.store.checkpoints import Checkpoint, from_text
 
 RUNNING, SUCCEEDED, FAILED = "running", "succeeded", "failed"
 OPEN, DONE = "open", "done"
@@ -69,9 +70,25 @@ class RangeState:
     head: list[str] | None = None  # the ids its first page began with; None before that step commits
     end_offset: int | None = None
     next_shard: str | None = None
-    # Where the range before this one stopped and handed over, when it did (run/walk.py).
-    start_offset: int | None = None
-    start_anchors: tuple[str, ...] = ()
+    # The range before this one, when it stopped where this one was to begin and claimed it: this one
+    # starts where that range's committed progress ends (run/walk.py).
+    handed_by: str | None = None
+    # Chain pieces (store/checkpoints.py): the next step's page number, stop ids and planned end, and the
+    # checkpoints recorded so far.
+    next_page_index: int = 0
+    next_stop_ids: tuple[str, ...] = ()
+    next_end_page: int | None = None
+    checkpoints: list[Checkpoint] = field(default_factory=list)
+    # A piece whose checkpoint did not hold stepped aside: the piece before it walks on to `void_next`.
+    void: bool = False
+    void_next: str | None = None
+    void_stop_ids: tuple[str, ...] = ()
+    void_end_page: int | None = None
+
+    @property
+    def handed_over(self) -> bool:
+        """The range before this one handed its end over (this one starts from there)."""
+        return self.handed_by is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,10 +120,20 @@ class StepCommit:
     next_anchors: tuple[str, ...] = ()
     next_verify: str | None = None
     head: list[str] | None = None  # set by a range's first step only
+    # The first page of a range that was not handed over, committing its head: only if the range
+    # before has not handed over to it meanwhile.
+    publishes_head: bool = False
     # The range's planned end and successor as the step left them.
     end_offset: int | None = None
     next_shard: str | None = None
     wait_seconds: int = 0  # how long the continuation waits on the queue (a step that read nothing)
+    # Chains: the next step's first data page number, the stop ids and planned end the range goes on
+    # to (a piece that took over a void successor ends where that one would have), and the range's
+    # checkpoints so far (this step's merged into the committed ones, thinned).
+    next_page_index: int = 0
+    next_stop_ids: tuple[str, ...] = ()
+    next_end_page: int | None = None
+    checkpoints: list[Checkpoint] | None = None
 
 
 def iso(moment: datetime) -> str:
@@ -173,6 +200,13 @@ def range_from_item(item: dict[str, Any]) -> RangeState:
         head=list(item["head"]) if item.get("head") is not None else None,
         end_offset=item.get("end_offset"),
         next_shard=item.get("next_shard"),
-        start_offset=item.get("start_offset"),
-        start_anchors=tuple(item.get("start_anchors") or ()),
+        handed_by=item.get("handed_by"),
+        next_page_index=int(item.get("next_page_index", 0)),
+        next_stop_ids=tuple(item.get("next_stop_ids") or ()),
+        next_end_page=item.get("next_end_page"),
+        checkpoints=from_text(item.get("checkpoints")),
+        void=bool(item.get("void", False)),
+        void_next=item.get("void_next"),
+        void_stop_ids=tuple(item.get("void_stop_ids") or ()),
+        void_end_page=item.get("void_end_page"),
     )

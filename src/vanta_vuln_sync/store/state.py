@@ -6,6 +6,8 @@ Items (pk / sk):
   status, the S3 objects its steps wrote).
 - `scope#<scope>` / `scope`: the run going on for the scope and the last successful one (watermark and
   record counts, which size the next plan).
+- `checkpoints#<scope>` / `<resource>#<chain>`: the cursor checkpoints of a shard chain that the
+  scope's last successful run walked (store/checkpoints.py), from which the next run starts pieces of it.
 
 Progress moves only by conditional writes: a step commits only if the range's `next_seq` is the step's
 `seq`; a finished range is counted into its run only if its name is not yet in the run's set of done
@@ -25,12 +27,16 @@ from botocore.exceptions import ClientError
 
 from vanta_vuln_sync.aws import condition_failed
 from vanta_vuln_sync.messages import PageRange
+from vanta_vuln_sync.store.checkpoints import ChainCheckpoints
+from vanta_vuln_sync.store.checkpoints import from_text as checkpoints_from_text
+from vanta_vuln_sync.store.checkpoints import to_text as checkpoints_text
 from vanta_vuln_sync.store.dynamo import from_item, to_attr, to_item
 from vanta_vuln_sync.store.keys import (
     ADMISSION_KEY,
     PLAN_SK,
     RANGE_SK_PREFIX,
     RUN_SK,
+    checkpoints_pk,
     range_sk,
     run_key,
     run_pk,
@@ -282,30 +288,41 @@ class RunStore:
 
     async def commit_step(self, page_range: PageRange, step: StepCommit) -> bool:
         """Record one step of a range: its object, its counts, where the next step starts. Only if the
-        range's `next_seq` is `step.seq`; False when that fails (an earlier delivery committed the
-        step): nothing changed. One item, one conditional write, so the counts move exactly once.
+        range's `next_seq` is `step.seq`, and for a step that `publishes_head` only if the range before
+        has not handed over to this one; False when that fails (an earlier delivery committed the step,
+        or the range was handed over): nothing changed. One item, one conditional write, so the counts
+        move exactly once.
 
         (Not a transaction with the run item: moto server's TransactWriteItems is not safe under
         concurrent requests, and the run's count of finished ranges is kept idempotent instead, see
         `count_range_done`.)"""
         p = page_range
+        names: tuple[str, ...] = ()
         if step.seq == 0:
             condition = "attribute_not_exists(#next_seq)"
             seq_values: dict[str, Any] = {}
+            if step.publishes_head:
+                condition += " AND attribute_not_exists(#handed_by)"
+                names += ("handed_by",)
         else:
             condition = "#next_seq = :seq"
             seq_values = {":seq": {"N": str(step.seq)}}
         objects = [{"key": step.object_key, "records": step.records}] if step.object_key else []
         counters = ("records", "pages", "requests", "retries", "throttled")
-        names: tuple[str, ...] = (
+        names += (
             "next_seq", "status", "next_cursor", "next_offset", "resource", "shard", "objects", "ttl",
-            "next_anchors", "next_verify", "end_offset", "next_shard",
+            "next_anchors", "next_verify", "end_offset", "next_shard", "next_page_index",
+            "next_stop_ids", "next_end_page",
         )  # fmt: skip
         head_set, head_values = "", dict[str, Any]()
         if step.head is not None:
             head_set = ", #head = :head"
             names += ("head",)
             head_values = {":head": to_attr(list(step.head))}
+        if step.checkpoints is not None:
+            head_set += ", #checkpoints = :checkpoints"
+            names += ("checkpoints",)
+            head_values[":checkpoints"] = {"S": checkpoints_text(step.checkpoints)}
         try:
             await self._ddb.update_item(
                 TableName=self._table,
@@ -315,7 +332,8 @@ class RunStore:
                     "#next_offset = :offset, #resource = :resource, #shard = :shard, "
                     "#objects = list_append(if_not_exists(#objects, :empty), :objects), #ttl = :ttl, "
                     "#next_anchors = :anchors, #next_verify = :verify, #end_offset = :end_offset, "
-                    "#next_shard = :next_shard"
+                    "#next_shard = :next_shard, #next_page_index = :page_index, "
+                    "#next_stop_ids = :stop_ids, #next_end_page = :end_page"
                     + head_set
                     + ", "
                     + ", ".join(f"#{c} = if_not_exists(#{c}, :zero) + :{c}" for c in counters)
@@ -338,6 +356,9 @@ class RunStore:
                     ":verify": to_attr(step.next_verify),
                     ":end_offset": to_attr(step.end_offset),
                     ":next_shard": to_attr(step.next_shard),
+                    ":page_index": {"N": str(step.next_page_index)},
+                    ":stop_ids": to_attr(list(step.next_stop_ids)),
+                    ":end_page": to_attr(step.next_end_page),
                     **head_values,
                     **seq_values,
                 },
@@ -348,30 +369,27 @@ class RunStore:
             raise
         return True
 
-    async def hand_over(
-        self, run_id: str, resource: str, shard: str, *, offset: int, anchors: tuple[str, ...]
-    ) -> RangeState | None:
-        """Give range `shard` the place where the range before it stopped (`offset`, `anchors`), only if
-        it has not published its head; it then starts from there. None when handed over; otherwise the
-        range's progress, whose head is then known."""
+    async def hand_over(self, run_id: str, resource: str, shard: str, *, by: str) -> RangeState | None:
+        """Claim range `shard` for the range `by` before it, which stops where `shard` was to begin: only
+        if `shard` has not committed its first page (its head). `shard` then starts from where `by`'s
+        committed progress ends, once `by` has committed its last step (never from a place an
+        uncommitted delivery saw). None when claimed (or claimed already); otherwise the range's
+        progress, whose head is then known (or which stepped aside)."""
         try:
             await self._ddb.update_item(
                 TableName=self._table,
                 Key=run_key(run_id, range_sk(resource, shard)),
-                UpdateExpression="SET #start_offset = :offset, #start_anchors = :anchors, "
-                "#resource = :resource, #shard = :shard, #ttl = :ttl",
+                UpdateExpression="SET #handed_by = :by, #resource = :resource, #shard = :shard, #ttl = :ttl",
                 ConditionExpression="attribute_not_exists(#head)",
                 ExpressionAttributeNames={
-                    "#start_offset": "start_offset",
-                    "#start_anchors": "start_anchors",
+                    "#handed_by": "handed_by",
                     "#resource": "resource",
                     "#shard": "shard",
                     "#ttl": "ttl",
                     "#head": "head",
                 },
                 ExpressionAttributeValues={
-                    ":offset": {"N": str(offset)},
-                    ":anchors": to_attr(list(anchors)),
+                    ":by": {"S": by},
                     ":resource": {"S": resource},
                     ":shard": {"S": shard},
                     ":ttl": {"N": str(int(self._clock()) + _RUN_TTL_SECONDS)},
@@ -383,27 +401,40 @@ class RunStore:
             return await self.get_range(run_id, resource, shard)
         return None
 
-    async def publish_head(self, run_id: str, resource: str, shard: str, head: list[str]) -> bool:
-        """Record the ids a range's first page began with, as soon as it is read, so the range before
-        it can join it; False when that range handed its end over first (see `hand_over`)."""
+    async def step_aside(self, page_range: PageRange) -> bool:
+        """Mark chain piece `page_range` void (its checkpoint did not hold), naming the piece, stop ids
+        and planned end it would have walked to, so the piece before it walks on through its part. Only
+        if the piece before has not handed over to it; False when it has (start from there instead).
+        The head is set empty, so no later hand-over can succeed."""
+        p = page_range
         try:
             await self._ddb.update_item(
                 TableName=self._table,
-                Key=run_key(run_id, range_sk(resource, shard)),
-                UpdateExpression="SET #head = if_not_exists(#head, :head), #resource = :resource, "
-                "#shard = :shard, #ttl = :ttl",
-                ConditionExpression="attribute_not_exists(#start_offset)",
+                Key=run_key(p.run_id, range_sk(p.resource, p.shard)),
+                UpdateExpression="SET #void = :true, #head = if_not_exists(#head, :empty), "
+                "#void_next = :next, #void_stop_ids = :stop, #void_end_page = :end, "
+                "#resource = :resource, #shard = :shard, #ttl = :ttl",
+                ConditionExpression="attribute_not_exists(#handed_by) AND "
+                "(attribute_not_exists(#head) OR #void = :true)",
                 ExpressionAttributeNames={
+                    "#void": "void",
                     "#head": "head",
-                    "#start_offset": "start_offset",
+                    "#void_next": "void_next",
+                    "#void_stop_ids": "void_stop_ids",
+                    "#void_end_page": "void_end_page",
+                    "#handed_by": "handed_by",
                     "#resource": "resource",
                     "#shard": "shard",
                     "#ttl": "ttl",
                 },
                 ExpressionAttributeValues={
-                    ":head": to_attr(head),
-                    ":resource": {"S": resource},
-                    ":shard": {"S": shard},
+                    ":true": {"BOOL": True},
+                    ":empty": {"L": []},
+                    ":next": to_attr(p.next_shard),
+                    ":stop": to_attr(list(p.stop_ids)),
+                    ":end": to_attr(p.end_page),
+                    ":resource": {"S": p.resource},
+                    ":shard": {"S": p.shard},
                     ":ttl": {"N": str(int(self._clock()) + _RUN_TTL_SECONDS)},
                 },
             )
@@ -412,6 +443,55 @@ class RunStore:
                 return False
             raise
         return True
+
+    async def save_checkpoints(self, scope: str, run_id: str, chains: list[ChainCheckpoints]) -> None:
+        """Store the chains' checkpoints of a successful run of `scope` (one item per chain, replaced;
+        idempotent), for the scope's next run to plan from."""
+        for chain in chains:
+            await self._ddb.put_item(
+                TableName=self._table,
+                Item=to_item(
+                    {
+                        "pk": checkpoints_pk(scope),
+                        "sk": f"{chain.resource}#{chain.chain}",
+                        "run_id": run_id,
+                        "resource": chain.resource,
+                        "chain": chain.chain,
+                        "filters": dict(chain.filters),
+                        "pages": chain.pages,
+                        "checkpoints": checkpoints_text(chain.checkpoints),
+                    }
+                ),
+            )
+
+    async def get_checkpoints(self, scope: str) -> list[ChainCheckpoints]:
+        """The checkpoints the scope's last successful runs stored, per chain (empty before any)."""
+        chains: list[ChainCheckpoints] = []
+        start: dict[str, Any] | None = None
+        while True:
+            kwargs: dict[str, Any] = {
+                "TableName": self._table,
+                "KeyConditionExpression": "pk = :pk",
+                "ExpressionAttributeValues": {":pk": {"S": checkpoints_pk(scope)}},
+                "ConsistentRead": True,
+            }
+            if start:
+                kwargs["ExclusiveStartKey"] = start
+            reply = await self._ddb.query(**kwargs)
+            for raw in reply.get("Items", []):
+                item = from_item(raw)
+                chains.append(
+                    ChainCheckpoints(
+                        resource=str(item["resource"]),
+                        chain=str(item["chain"]),
+                        filters={str(k): str(v) for k, v in (item.get("filters") or {}).items()},
+                        pages=int(item.get("pages", 0)),
+                        checkpoints=tuple(checkpoints_from_text(item.get("checkpoints"))),
+                    )
+                )
+            start = reply.get("LastEvaluatedKey")
+            if not start:
+                return chains
 
     async def add_warning(self, run_id: str, warning: str) -> None:
         """Flag the run inexact with `warning` (a join it could not make); idempotent per text."""
