@@ -17,6 +17,9 @@ import pytest
 from vanta_vuln_sync.cli import main
 from vanta_vuln_sync.simulator import Simulator, SimulatorConfig
 
+# `vuln-sync local` as a subprocess: the embedded world end to end.
+pytestmark = pytest.mark.integration
+
 VULNERABILITIES = 2000
 _RUN_CLI = "import sys; from vanta_vuln_sync.cli import main; sys.exit(main())"
 
