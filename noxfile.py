@@ -16,9 +16,10 @@ nox.options.reuse_existing_virtualenvs = True
 # selected", e.g. `nox -s tests -- tests/stats/test_digest.py` holds no unit test.
 UNIT = ("-m", "unit and not slow")
 INTEGRATION = ("-m", "integration and not slow")
-# Integration tests mostly wait (on scaled clocks, rate windows, queues), so four processes overlap well on
-# two cores; `--dist loadfile` keeps a module's tests, and its module-scoped servers, in one process.
-PARALLEL = ("-n", "4", "--dist", "loadfile")
+# Integration tests mostly wait (on scaled clocks, rate windows, queues), so processes overlap on two cores;
+# `--dist loadgroup` with the groups tests/conftest.py sets keeps a module's tests (and a shared world's,
+# e.g. the security tests' recorded sync) in one process, so each module-wide fixture is built once.
+PARALLEL = ("-n", "3", "--dist", "loadgroup")
 
 
 @nox.session

@@ -43,16 +43,27 @@ SERVER_FIXTURES = frozenset(
 INTERNET = (socket.AF_INET, socket.AF_INET6)
 
 
+# Fixtures wider than a module that build a whole world once: with pytest-xdist, the tests sharing one run
+# in one process, so the world is built once, not once per process.
+SHARED_WORLDS = ("synced_stack",)
+
+
 @pytest.hookimpl(tryfirst=True)  # before `-m` selects on the markers set here
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark every test `unit` or `integration` (see the module docstring)."""
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark every test `unit` or `integration` (see the module docstring), and, under pytest-xdist
+    (`--dist loadgroup`), put each integration test in its module's group, or its shared world's, so a
+    module's (or world's) fixtures are set up in one process only."""
+    grouping = config.pluginmanager.hasplugin("xdist")
     for item in items:
-        if item.get_closest_marker("integration"):
-            continue
-        if SERVER_FIXTURES & set(getattr(item, "fixturenames", ())):
+        fixtures = set(getattr(item, "fixturenames", ()))
+        if not item.get_closest_marker("integration"):
+            if not SERVER_FIXTURES & fixtures:
+                item.add_marker(pytest.mark.unit)
+                continue
             item.add_marker(pytest.mark.integration)
-        else:
-            item.add_marker(pytest.mark.unit)
+        if grouping:
+            world = next((name for name in SHARED_WORLDS if name in fixtures), None)
+            item.add_marker(pytest.mark.xdist_group(world or item.nodeid.split("::")[0]))
 
 
 class UnitTestLeftItsTier(RuntimeError):
