@@ -37,8 +37,8 @@ async def test_scheduled_full_sync_writes_every_record_exactly_once_when_cursors
     stack: Callable[..., Awaitable[Stack]], cursor_style: str
 ) -> None:
     # Given 5,000 vulnerabilities (plus their remediations and assets) and no rate limit to wait on. The
-    # size is not the point (`nox -s chaos` and the demo sync 20,000); what is: every list planned into
-    # several ranges, each range read in several steps of 10 pages handed on through the queue
+    # size is not the point (`nox -s chaos` and the demo sync 20,000): what is, every list split into many
+    # ranges (offset ranges, or filter shards read in steps of 10 pages when cursors are opaque)
     deployed = await stack(
         sim={"vulnerabilities": 5_000, "cursor_style": cursor_style, "seed": 11}, PAGE_BUDGET="10"
     )
