@@ -17,7 +17,7 @@ import pytest
 from vanta_vuln_sync.cli import main
 from vanta_vuln_sync.simulator import Simulator, SimulatorConfig
 
-VULNERABILITIES = 2000
+VULNERABILITIES = 500  # enough for every list to span pages; the size is not the point
 _RUN_CLI = "import sys; from vanta_vuln_sync.cli import main; sys.exit(main())"
 
 
