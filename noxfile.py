@@ -11,12 +11,31 @@ nox.options.sessions = ["tests", "lint"]
 nox.options.reuse_existing_virtualenvs = True
 
 
+# The two tiers (tests/conftest.py decides a test's tier from the fixtures it uses). `slow` = the full chaos
+# suite and other long runs: they have sessions of their own (`nox -s chaos`). Exit code 5 = "no test
+# selected", e.g. `nox -s tests -- tests/stats/test_digest.py` holds no unit test.
+UNIT = ("-m", "unit and not slow")
+INTEGRATION = ("-m", "integration and not slow")
+# Integration tests mostly wait (on scaled clocks, rate windows, queues), so processes overlap on two cores;
+# `--dist loadgroup` with the groups tests/conftest.py sets keeps a module's tests (and a shared world's,
+# e.g. the security tests' recorded sync) in one process, so each module-wide fixture is built once.
+PARALLEL = ("-n", "3", "--dist", "loadgroup")
+
+
 @nox.session
 def tests(session: nox.Session) -> None:
-    """The test suite: moto server and the Vanta simulator over loopback, no AWS, no Vanta."""
+    """The test suite: the unit tier first (stops at the first failure), then the integration tests
+    (moto server and the Vanta simulator over loopback, no AWS, no Vanta)."""
     session.install("-e", ".[dev]")
-    # `slow` = the full chaos suite and other long runs: they have sessions of their own (`nox -s chaos`).
-    session.run("pytest", "-q", "-m", "not slow", *session.posargs)
+    session.run("pytest", "-q", "-x", *UNIT, *session.posargs, success_codes=[0, 5])
+    session.run("pytest", "-q", *INTEGRATION, *PARALLEL, *session.posargs, success_codes=[0, 5])
+
+
+@nox.session
+def unit(session: nox.Session) -> None:
+    """The fast tier alone (under 30 s): tests that start no server and no process."""
+    session.install("-e", ".[dev]")
+    session.run("pytest", "-q", *UNIT, *session.posargs, success_codes=[0, 5])
 
 
 @nox.session

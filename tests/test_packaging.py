@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 BLOCK_STUBS = """
 import sys
 class BlockStubs:
@@ -20,6 +22,7 @@ print("ok")
 """
 
 
+@pytest.mark.integration  # a subprocess
 def test_handlers_import_with_only_the_lambda_dependencies() -> None:
     # A fresh interpreter, so nothing imported by other tests hides a missing runtime dependency.
     result = subprocess.run([sys.executable, "-c", BLOCK_STUBS], capture_output=True, text=True, check=False)  # noqa: S603

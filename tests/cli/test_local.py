@@ -17,7 +17,7 @@ import pytest
 from vanta_vuln_sync.cli import main
 from vanta_vuln_sync.simulator import Simulator, SimulatorConfig
 
-VULNERABILITIES = 2000
+VULNERABILITIES = 500  # enough for every list to span pages; the size is not the point
 _RUN_CLI = "import sys; from vanta_vuln_sync.cli import main; sys.exit(main())"
 
 
@@ -42,6 +42,7 @@ def _raw_ids(out: Path) -> dict[str, Counter[str]]:
     return ids
 
 
+@pytest.mark.integration  # a subprocess: the embedded world end to end
 def test_local_run_copies_every_simulated_record_exactly_once_when_run_succeeds(tmp_path: Path) -> None:
     out = tmp_path / "out"
     done = _vuln_sync(
@@ -112,6 +113,7 @@ def test_local_help_shows_an_example(capsys: pytest.CaptureFixture[str]) -> None
     assert "vuln-sync local --out" in capsys.readouterr().out
 
 
+@pytest.mark.integration  # a subprocess: the embedded world end to end
 def test_local_run_warns_in_bold_when_worker_invocations_time_out(tmp_path: Path) -> None:
     # Given workers whose 1 s timeout is shorter than one Vanta request (1.2 s latency)...
     done = _vuln_sync(

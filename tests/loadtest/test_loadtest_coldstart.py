@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from loadtest.coldstart import lambda_environment, parse_importtime, time_import
 
 
@@ -16,6 +17,7 @@ def test_importtime_lines_are_parsed_into_self_microseconds_per_module() -> None
     assert parse_importtime(stderr) == {"_io": 120, "aiohttp.client": 3050}
 
 
+@pytest.mark.integration  # a subprocess
 def test_import_is_timed_in_a_fresh_interpreter_when_module_is_not_yet_loaded() -> None:
     seconds = time_import("import json", lambda_environment())
 

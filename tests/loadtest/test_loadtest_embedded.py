@@ -5,8 +5,11 @@ It takes ~25 s on two busy cores: the one end-to-end check that the sweep's meas
 
 from __future__ import annotations
 
+import pytest
 from loadtest.embedded import run_point
 from loadtest.points import Point
+
+pytestmark = pytest.mark.integration  # the embedded world (moto, simulator, pollers)
 
 
 def test_point_measures_a_whole_sync_within_the_limit_when_run_on_the_embedded_runtime() -> None:

@@ -146,11 +146,12 @@ async def pump(
     services: Services,
     *,
     done: Callable[[], bool],
-    timeout: float = 60.0,
+    timeout: float = 180.0,
     redeliver_every_message: bool = False,
 ) -> PumpStats:
     """Feed both queues to the pipeline on this loop until `done()`; with `redeliver_every_message`,
-    each message is delivered a second time after it first succeeded (as SQS may)."""
+    each message is delivered a second time after it first succeeded (as SQS may). `timeout` only
+    catches a hang (it returns once `done()` holds), so it is generous for two loaded cores."""
     stats = PumpStats()
     seen: set[str] = set()
     deadline = time.monotonic() + timeout

@@ -18,6 +18,8 @@ from vanta_vuln_sync.local.poller import Poller
 from vanta_vuln_sync.local.simulator_thread import SimulatorThread
 from vanta_vuln_sync.simulator import SimulatorConfig
 
+pytestmark = pytest.mark.integration  # the embedded world (moto, simulator, pollers)
+
 SEVERITIES = ("CRITICAL", "HIGH", "MEDIUM")
 
 

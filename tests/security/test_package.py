@@ -78,6 +78,7 @@ def test_the_handlers_import_none_of_the_laptop_side_modules(noxfile: Any) -> No
     assert leaked == []
 
 
+@pytest.mark.integration  # a subprocess
 def test_the_pruned_package_is_smaller_and_still_runs_every_handler(
     noxfile: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -61,6 +61,7 @@ async def test_token_request_is_refused_when_body_is_wrong(
     assert sim.counters.tokens_minted == 0
 
 
+@pytest.mark.integration  # its own simulator, on a fake clock
 async def test_sixth_token_request_in_a_minute_is_throttled_until_the_window_slides(
     http: aiohttp.ClientSession,
 ) -> None:
@@ -80,6 +81,7 @@ async def test_sixth_token_request_in_a_minute_is_throttled_until_the_window_sli
         assert sim.counters.tokens_minted == 6
 
 
+@pytest.mark.integration  # its own simulator, on a fake clock
 async def test_token_expires_after_its_lifetime(http: aiohttp.ClientSession) -> None:
     clock = FakeClock()
     async with Simulator(SimulatorConfig(vulnerabilities=20, token_ttl_seconds=10), clock=clock) as sim:

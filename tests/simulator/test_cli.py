@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 import aiohttp
+import pytest
 
 from vanta_vuln_sync.simulator import Simulator
 from vanta_vuln_sync.simulator.__main__ import build_parser, config_from_args
@@ -40,6 +41,7 @@ def test_options_become_the_simulator_config() -> None:
     assert config.seed == 4
 
 
+@pytest.mark.integration  # a subprocess
 def test_help_shows_examples() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "vanta_vuln_sync.simulator", "--help"],

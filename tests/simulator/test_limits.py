@@ -7,10 +7,13 @@ import email.utils
 from datetime import UTC, datetime
 
 import aiohttp
+import pytest
 
 from vanta_vuln_sync.simulator import Simulator, SimulatorConfig
 
 from .helpers import FakeClock, get, mint
+
+pytestmark = pytest.mark.integration  # each test starts its own simulator, most on a fake clock
 
 
 async def test_requests_over_the_limit_get_429_with_retry_after_until_the_window_slides(
