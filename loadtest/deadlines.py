@@ -79,7 +79,7 @@ def production_deadlines(template_path: str | Path | None = None) -> Deadlines:
         return int(resources[logical_id]["Properties"][name])
 
     vanta = VantaSettings()
-    settings = Settings(vanta=vanta, state_table="", data_bucket="", page_queue_url="", request_queue_url="")
+    settings = Settings(vanta=vanta, state_table="", data_bucket="", page_queue_url="")
     return Deadlines(
         worker_timeout=prop("WorkerFunction", "Timeout"),
         scheduler_timeout=prop("SchedulerFunction", "Timeout"),

@@ -51,7 +51,7 @@ def test_stack_outputs_name_every_resource_the_cli_needs_when_template_is_deploy
     ):
         assert stack.outputs.get(name), name
     assert sorted(stack.function_names) == sorted(
-        [stack.outputs["SchedulerFunctionName"], stack.outputs["WorkerFunctionName"]]
+        stack.outputs[f"{role}FunctionName"] for role in ("Scheduler", "Worker", "Finalize")
     )
 
 

@@ -65,6 +65,7 @@ def test_progress_shows_requests_while_the_first_invocation_still_runs(
             "PageQueueUrl": function.queue_url,
             "RequestDLQUrl": function.dlq_url,
             "PageDLQUrl": function.dlq_url,
+            "FinalizeDLQUrl": function.dlq_url,
         },
         function_names=[function.name],
         secret_arn="",
