@@ -74,6 +74,7 @@ def _status_when_ended(run_id: str, capsys: pytest.CaptureFixture[str], timeout:
         time.sleep(0.5)
 
 
+@pytest.mark.integration  # starts `vuln-sync local --serve` as a process
 def test_served_stack_runs_a_cli_resync_and_a_raw_sqs_message_then_stops_cleanly_on_ctrl_c(
     served: tuple[subprocess.Popen[str], Path, Path],
     capsys: pytest.CaptureFixture[str],

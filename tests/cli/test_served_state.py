@@ -50,6 +50,7 @@ def test_state_file_round_trips_and_only_its_owner_removes_it(tmp_path: Path) ->
     assert not path.exists()
 
 
+@pytest.mark.integration  # starts a process that ends, for a pid no server holds
 def test_state_file_of_an_ended_server_is_refused_with_what_to_do(tmp_path: Path) -> None:
     path = tmp_path / "local-stack.json"
     write_served(path, _served(_ended_pid()))

@@ -64,7 +64,8 @@ def test_scaled_deadlines_reach_the_deployed_functions_queues_and_settings_when_
     # Then the embedded runtime reads the scaled timeouts, as Lambda would
     _, functions = discover(lambda_client, sqs, stack.function_names)
     timeouts = {name.rsplit("-", 1)[-1]: f.timeout_seconds for name, f in functions.items()}
-    assert timeouts == {"worker": 15, "scheduler": 6}
+    # (the Finalize function keeps its production timeout: CPU and S3 work, which no scale shrinks)
+    assert timeouts == {"worker": 15, "scheduler": 6, "finalize": 900}
     visibility = {
         name: sqs.get_queue_attributes(QueueUrl=stack.outputs[name], AttributeNames=["VisibilityTimeout"])[
             "Attributes"

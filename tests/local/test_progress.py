@@ -66,6 +66,7 @@ def test_progress_shows_requests_while_the_first_invocation_still_runs(
             "RequestDLQUrl": function.dlq_url,
             "PageDLQUrl": function.dlq_url,
             "FinalizeDLQUrl": function.dlq_url,
+            "FinalizeQueueUrl": function.queue_url,
         },
         function_names=[function.name],
         secret_arn="",
