@@ -324,4 +324,4 @@ def test_resync_with_valid_arguments_but_no_stack_says_how_to_name_one() -> None
     # Given a good request but no stack, when resync runs, then it stops before any AWS call, in one line
     code, err = run_cli(["resync", "--resource", "vulnerabilities", "--filter", "severity=high"])
     assert code == 2
-    assert err.strip() == "vuln-sync: error: no stack: pass --stack NAME or set VULN_SYNC_STACK"
+    assert err.strip() == "vuln-sync: error: no stack: pass --stack NAME (or local) or set VULN_SYNC_STACK"

@@ -57,6 +57,7 @@ class FakeClock:
         await asyncio.sleep(0)
 
 
+@pytest.mark.integration  # the simulator over loopback
 @pytest.mark.parametrize(("time_scale", "pause", "throttle_sleep"), [(1.0, 0.5, 60.0), (10.0, 0.05, 6.0)])
 async def test_baseline_pauses_half_a_second_whatever_the_limit_and_sleeps_a_minute_on_a_429(
     time_scale: float, pause: float, throttle_sleep: float

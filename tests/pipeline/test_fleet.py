@@ -5,6 +5,7 @@ the test can exceed 600 at all. The fleet limiter paces request starts evenly (s
 apart fleet-wide, each used at most 0.25 s late), so the same guarantee holds scaled down: no 6 s window
 may hold more than a tenth of the limit (60) plus two slots of tolerance. That is what the test checks on
 the simulator's own log of accepted requests, together with the simulator's 60 s count and its 429s.
+How near the limit the fleet runs is a measure of pace, true only on an idle machine: it is a slow test.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import bisect
 from collections.abc import Awaitable, Callable
 
 import orjson
+import pytest
 
 from .conftest import Stack
 from .drive import ThreadedDriver
@@ -25,10 +27,8 @@ REQUEST = orjson.dumps(
 )
 
 
-async def test_five_containers_share_one_token_and_keep_within_and_near_the_limit(
-    stack: Callable[..., Awaitable[Stack]],
-) -> None:
-    # Given 2,000 vulnerabilities in pages of 10 (about 200 data requests, 20 s at the limit: long enough
+async def _sync_with_five_containers(stack: Callable[..., Awaitable[Stack]]) -> tuple[Stack, ThreadedDriver]:
+    # 2,000 vulnerabilities in pages of 10 (about 200 data requests, 20 s at the limit: long enough
     # that the ranges' first and last pages, where slots start and end unevenly, do not dominate)
     deployed = await stack(
         sim={"vulnerabilities": 2000, "rate_limit_per_minute": LIMIT, "seed": 8},
@@ -36,14 +36,21 @@ async def test_five_containers_share_one_token_and_keep_within_and_near_the_limi
         PAGE_SIZE="10",
     )
     deployed.send_request(REQUEST)
-    # When five worker containers run the sync
     driver = ThreadedDriver(deployed, workers=5)
 
     def finished() -> bool:
         runs = deployed.run_ids()
         return bool(runs) and deployed.run_item(runs[0])["status"]["S"] == "succeeded"
 
-    await asyncio.to_thread(driver.run_until, finished, 90)
+    await asyncio.to_thread(driver.run_until, finished, 180)
+    return deployed, driver
+
+
+async def test_five_containers_share_one_token_and_keep_within_the_limit(
+    stack: Callable[..., Awaitable[Stack]],
+) -> None:
+    # Given five worker containers syncing one tenant against a simulator that allows LIMIT a minute
+    deployed, driver = await _sync_with_five_containers(stack)
     counters = deployed.sim.counters
     accepted = sorted(counters.accepted_at)
     # Then one token served the whole fleet
@@ -53,11 +60,19 @@ async def test_five_containers_share_one_token_and_keep_within_and_near_the_limi
     assert counters.max_requests_in_60s <= LIMIT
     busiest = max(bisect.bisect_left(accepted, t + SCALED_WINDOW) - i for i, t in enumerate(accepted))
     assert busiest <= LIMIT * SCALED_WINDOW / 60 + 2, f"{busiest} requests in one {SCALED_WINDOW}s window"
-    # And while ranges were queued (after planning) the budget was used to at least 90 %
+    assert sum(driver.stats.invocations[f"worker-{n}"] > 0 for n in range(5)) >= 3
+
+
+@pytest.mark.slow  # a measure of pace, true only on an idle machine: `nox -s chaos` runs it
+async def test_five_containers_use_at_least_90_percent_of_the_limit_while_ranges_are_queued(
+    stack: Callable[..., Awaitable[Stack]],
+) -> None:
+    deployed, _ = await _sync_with_five_containers(stack)
+    accepted = sorted(deployed.sim.counters.accepted_at)
+    # While ranges were queued (after planning) the budget was used to at least 90 %
     [run_id] = deployed.run_ids()
     planning = int(deployed.run_item(run_id)["requests"]["N"])
     fetching = accepted[planning:]
     used = (len(fetching) - 1) / ((fetching[-1] - fetching[0]) * LIMIT / 60)
     assert len(fetching) >= 60
     assert used >= 0.9, f"only {used:.0%} of the limit used while ranges were queued"
-    assert sum(driver.stats.invocations[f"worker-{n}"] > 0 for n in range(5)) >= 3

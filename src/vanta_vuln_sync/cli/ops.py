@@ -237,8 +237,8 @@ def _run_async(make: Callable[[RunStore, Any], Coroutine[Any, Any, T]], stack: S
 def _parse_resources(given: list[str]) -> tuple[str, ...]:
     """The resources named by --resource (repeated or comma-separated), in the canonical order; all of
     them when none is named. Raises CliError for an unknown one."""
-    names = {name.strip() for item in given for name in item.split(",") if name.strip()}
-    unknown = sorted(names - set(SYNC_RESOURCES))
+    names = {name.strip() for item in given for name in item.split(",")}
+    unknown = sorted(names - set(SYNC_RESOURCES))  # an empty name too: `-r ""` is a mistake, not "all"
     if unknown:
         raise CliError(f"unknown resource {unknown[0]!r}; use one or more of: {', '.join(SYNC_RESOURCES)}")
     return tuple(r for r in SYNC_RESOURCES if r in names) if names else SYNC_RESOURCES
