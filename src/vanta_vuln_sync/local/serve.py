@@ -75,7 +75,7 @@ def serve_local(options: ServeOptions) -> None:
         running = start_local_stack(options.local, view, console, started)
     finally:
         view.close()
-    previous_term = _sigterm_interrupts()
+    previous = _signals_interrupt()
     try:
         served = _served(running)
         write_served(options.state_file, served)
@@ -88,7 +88,8 @@ def serve_local(options: ServeOptions) -> None:
             remove_served(options.state_file, served.pid)
     finally:
         running.stop()
-        signal.signal(signal.SIGTERM, previous_term)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
     _say(stream, "stopped")
 
 
@@ -186,13 +187,15 @@ async def _serve(running: LocalStack, options: ServeOptions) -> None:
             await asyncio.sleep(_POLL_SECONDS)
 
 
-def _sigterm_interrupts() -> Callable[[int, FrameType | None], Any] | int | None:
-    """Make SIGTERM stop the server as Ctrl-C does; returns the handler it replaced."""
+def _signals_interrupt() -> dict[int, Callable[[int, FrameType | None], Any] | int | None]:
+    """Make Ctrl-C (SIGINT) and SIGTERM stop the server, even when it was started with SIGINT ignored
+    (a background job of a non-interactive shell, a test runner's worker); returns the handlers it
+    replaced."""
 
     def interrupt(signum: int, frame: FrameType | None) -> None:
         raise KeyboardInterrupt
 
-    return signal.signal(signal.SIGTERM, interrupt)
+    return {signum: signal.signal(signum, interrupt) for signum in (signal.SIGINT, signal.SIGTERM)}
 
 
 def _now() -> str:
