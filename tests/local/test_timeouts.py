@@ -138,10 +138,15 @@ def test_late_writes_are_refused_and_batch_returns_after_visibility_timeout_when
 def test_waiting_handler_is_cancelled_at_its_deadline_and_writes_nothing_after_it(
     mapped_function: Callable[..., MappedFunction], targets: dict[str, str], late_writes: list[dict[str, Any]]
 ) -> None:
-    function = mapped_function(handler="late_writer", timeout=1, visibility_timeout=30)
-    function.send({**targets, "sleep": 5.0})
+    # A 3 s timeout: the handler opens three clients and writes its marker before it waits, which on a
+    # loaded machine can take over a second.
+    function = mapped_function(handler="late_writer", timeout=3, visibility_timeout=30)
+    function.send({**targets, "sleep": 8.0})
     with polling(function) as poller:
-        assert poller.run_until(lambda: late_writes and late_writes[0].get("after") == "cancelled", timeout=4)
+        # Only a cancelled handler records "cancelled" (one left to run on records its writes), so the wait
+        # is generous for a loaded machine without letting a late handler pass.
+        cancelled = lambda: bool(late_writes) and late_writes[0].get("after") == "cancelled"  # noqa: E731
+        assert poller.run_until(cancelled, timeout=15)
         assert poller.stats().functions[function.name].timed_out == 1
     assert _landed(targets, 1) == {"before": True, "s3": False, "dynamodb": False, "sqs": False}
 

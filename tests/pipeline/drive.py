@@ -177,7 +177,12 @@ async def pump(
 
     while not done():
         if time.monotonic() > deadline:
-            raise TimeoutError(f"pipeline did not finish within {timeout}s: {stats}")
+            attributes = stack.sqs.get_queue_attributes(QueueUrl=stack.page_queue_url, AttributeNames=["All"])
+            depth = {k: v for k, v in attributes["Attributes"].items() if k.startswith("ApproximateNumber")}
+            dlq = len(stack.dlq_messages(stack.page_dlq_url))
+            raise TimeoutError(
+                f"pipeline did not finish within {timeout}s: page queue {depth}, DLQ {dlq}; {stats}"
+            )
         idle = True
         for queue_url in (stack.request_queue_url, stack.page_queue_url, stack.page_queue_url):
             reply = await asyncio.to_thread(

@@ -47,15 +47,19 @@ class Wrapped:
 
 
 def crash_before_progress_write(aws: AwsClients) -> AwsClients:
-    """Every third range commit dies after the step's S3 write, before the conditional progress write."""
-    calls = 0
+    """The first commit of every third step dies after the step's S3 write, before the conditional
+    progress write. Each step dies once at most: a message that died at every delivery would go to the
+    DLQ after maxReceiveCount receives, as it should (a global count could pick the same redelivered
+    step every time, depending on which of a batch's steps commits first)."""
+    steps: dict[tuple[str, str], bool] = {}
 
     async def update_item(**kwargs: Any) -> Any:
-        nonlocal calls
         if kwargs["UpdateExpression"].startswith("SET #next_seq"):
-            calls += 1
-            if calls % 3 == 1:
-                raise Crash("after the S3 write, before the progress write")
+            step = (str(kwargs["Key"]), kwargs["ExpressionAttributeValues"][":next"]["N"])
+            if step not in steps:
+                steps[step] = len(steps) % 3 == 0
+                if steps[step]:
+                    raise Crash("after the S3 write, before the progress write")
         return await aws.dynamodb.update_item(**kwargs)
 
     return replace(aws, dynamodb=Wrapped(aws.dynamodb, update_item=update_item))
