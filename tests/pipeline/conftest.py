@@ -65,10 +65,15 @@ class Stack:
         return dict(reply.get("Item", {}))
 
     def run_ids(self) -> list[str]:
-        items = self.ddb.scan(TableName=self.table, ConsistentRead=True)["Items"]
-        return sorted(
-            i["pk"]["S"][4:] for i in items if i["pk"]["S"].startswith("run#") and i["sk"]["S"] == "run"
+        # Filtered: the tests poll this several times a second, and moto's cost is in serializing items.
+        pages = self.ddb.get_paginator("scan").paginate(
+            TableName=self.table,
+            ConsistentRead=True,
+            FilterExpression="sk = :run AND begins_with(pk, :prefix)",
+            ProjectionExpression="pk",
+            ExpressionAttributeValues={":run": {"S": "run"}, ":prefix": {"S": "run#"}},
         )
+        return sorted(i["pk"]["S"][4:] for page in pages for i in page["Items"])
 
     def get_json(self, key: str) -> Any:
         return orjson.loads(self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read())
