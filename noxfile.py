@@ -17,8 +17,8 @@ nox.options.reuse_existing_virtualenvs = True
 UNIT = ("-m", "unit and not slow")
 INTEGRATION = ("-m", "integration and not slow")
 # Integration tests mostly wait (on scaled clocks, rate windows, queues), so processes overlap on two cores;
-# `--dist loadgroup` with the groups tests/conftest.py sets keeps a module's tests (and a shared world's,
-# e.g. the security tests' recorded sync) in one process, so each module-wide fixture is built once.
+# `--dist loadgroup` with the groups tests/conftest.py sets keeps a shared world's tests (the security
+# tests' recorded sync) in one process, so that world is built once; other tests are balanced one by one.
 PARALLEL = ("-n", "3", "--dist", "loadgroup")
 
 

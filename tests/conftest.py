@@ -51,8 +51,9 @@ SHARED_WORLDS = ("synced_stack",)
 @pytest.hookimpl(tryfirst=True)  # before `-m` selects on the markers set here
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Mark every test `unit` or `integration` (see the module docstring), and, under pytest-xdist
-    (`--dist loadgroup`), put each integration test in its module's group, or its shared world's, so a
-    module's (or world's) fixtures are set up in one process only."""
+    (`--dist loadgroup`), put the tests of a shared world in one group, so that world is built in one
+    process only. Other tests are not grouped: the scheduler balances them one by one (a module's heavy
+    syncs in one process would leave the others idle)."""
     grouping = config.pluginmanager.hasplugin("xdist")
     for item in items:
         fixtures = set(getattr(item, "fixturenames", ()))
@@ -61,9 +62,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                 item.add_marker(pytest.mark.unit)
                 continue
             item.add_marker(pytest.mark.integration)
-        if grouping:
-            world = next((name for name in SHARED_WORLDS if name in fixtures), None)
-            item.add_marker(pytest.mark.xdist_group(world or item.nodeid.split("::")[0]))
+        world = next((name for name in SHARED_WORLDS if name in fixtures), None)
+        if grouping and world is not None:
+            item.add_marker(pytest.mark.xdist_group(world))
 
 
 class UnitTestLeftItsTier(RuntimeError):

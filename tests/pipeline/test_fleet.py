@@ -1,6 +1,6 @@
 """Five worker containers (five event loops) share one token and one rate budget, and use the budget.
 
-Scaled to a short test: the limit is 600/min (10/s) and the run lasts about 13 s, so no 60 s window of
+Scaled to a short test: the limit is 600/min (10/s) and the run lasts about 10 s, so no 60 s window of
 the test can exceed 600 at all. The fleet limiter paces request starts evenly (slots (60 + 1) / limit s
 apart fleet-wide, each used at most 0.25 s late), so the same guarantee holds scaled down: no 6 s window
 may hold more than a tenth of the limit (60) plus two slots of tolerance. That is what the test checks on
@@ -28,10 +28,10 @@ REQUEST = orjson.dumps(
 
 
 async def _sync_with_five_containers(stack: Callable[..., Awaitable[Stack]]) -> tuple[Stack, ThreadedDriver]:
-    # 2,000 vulnerabilities in pages of 10 (about 200 data requests, 20 s at the limit: long enough
+    # 1,000 vulnerabilities in pages of 10 (about 100 data requests, 10 s at the limit: long enough
     # that the ranges' first and last pages, where slots start and end unevenly, do not dominate)
     deployed = await stack(
-        sim={"vulnerabilities": 2000, "rate_limit_per_minute": LIMIT, "seed": 8},
+        sim={"vulnerabilities": 1000, "rate_limit_per_minute": LIMIT, "seed": 8},
         VANTA_RATE_LIMIT_PER_MINUTE=str(LIMIT),
         PAGE_SIZE="10",
     )

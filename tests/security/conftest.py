@@ -272,7 +272,10 @@ def _s3_objects(s3: Any, bucket: str) -> dict[str, bytes]:
     return objects
 
 
-@pytest.fixture(scope="package")
+# Session, not package: under pytest-xdist a worker runs its items interleaved with other groups', and a
+# package fixture is torn down and built again each time the worker re-enters the package (three times a
+# run). What it yields is plain data gathered after the world stopped, so holding it costs only memory.
+@pytest.fixture(scope="session")
 def synced_stack() -> SyncedStack:
     """Deploy, run one full sync (plus two poison messages), gather everything, stop; see module doc."""
     saved_environ = dict(os.environ)
