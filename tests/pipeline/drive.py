@@ -47,7 +47,7 @@ class ThreadedDriver:
         self._lock = threading.Lock()
 
     def run_until(self, done: Callable[[], bool], timeout: float) -> None:
-        """Poll until `done()` holds (checked every 0.1 s); raises TimeoutError or a thread's error."""
+        """Poll until `done()` holds (checked every 0.25 s); raises TimeoutError or a thread's error."""
         # Imported here, as Lambda imports them: after the function environment is set (Powertools reads
         # its namespace and service name at import).
         from vanta_vuln_sync.handlers import scheduler, worker
@@ -71,7 +71,7 @@ class ThreadedDriver:
                     raise self.stats.errors[0]
                 if time.monotonic() > deadline:
                     raise TimeoutError(f"pipeline did not finish within {timeout}s: {self.stats}")
-                time.sleep(0.1)
+                time.sleep(0.25)
         finally:
             self._stop.set()
             for thread in threads:
@@ -94,7 +94,7 @@ class ThreadedDriver:
                     self._invoke(name, handler, queue_url, messages)
                 else:
                     # Short polls: moto's long poll blocks other calls on the queue while it waits.
-                    time.sleep(0.05)
+                    time.sleep(0.25)
         except BaseException as exc:  # surfaced to the test by run_until
             with self._lock:
                 self.stats.errors.append(exc)
