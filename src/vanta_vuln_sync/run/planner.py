@@ -24,9 +24,9 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Protocol
 
 from vanta_vuln_sync.messages import PageRange, SyncRequest
+from vanta_vuln_sync.run.walk import PageSource
 from vanta_vuln_sync.store.checkpoints import ChainCheckpoints, evenly_chosen, piece_name
 from vanta_vuln_sync.vanta.cursors import cursor_before, decode_offset
 from vanta_vuln_sync.vanta.resources import ASSET_TYPES, SEVERITIES, validate_filters
@@ -54,23 +54,6 @@ MIN_PAGES_PER_RANGE = 5
 MAX_RANGES = 240
 # One-record probes sent at once while finding a first run's list length (see _probe_length).
 PROBES_PER_ROUND = 2
-
-
-class PageSource(Protocol):
-    """What planning needs from the Vanta client: one page (VantaClient satisfies it)."""
-
-    async def fetch_page(
-        self, resource: str, filters: Mapping[str, str], cursor: str | None = None, page_size: int = 100
-    ) -> _Page: ...
-
-
-class _Page(Protocol):
-    @property
-    def records(self) -> list[dict[str, object]]: ...
-    @property
-    def has_next_page(self) -> bool: ...
-    @property
-    def end_cursor(self) -> str | None: ...
 
 
 def effective_filters(

@@ -69,7 +69,8 @@ Record = dict[str, Any]
 
 
 class PageSource(Protocol):
-    """What a walk needs from the Vanta client (VantaClient satisfies it)."""
+    """What a walk or a plan needs from the Vanta client: one page (VantaClient and DeadlineSource
+    satisfy it)."""
 
     async def fetch_page(
         self, resource: str, filters: Mapping[str, str], cursor: str | None = None, page_size: int = 100
