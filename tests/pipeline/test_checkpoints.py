@@ -34,7 +34,7 @@ REQUEST = orjson.dumps(
 )
 SCOPE = RESOURCE
 SIM = {"vulnerabilities": 50, "remediations": 300, "cursor_style": "opaque"}
-SETTINGS = {"PAGE_SIZE": "5", "PAGE_BUDGET": "20"}
+SETTINGS = {"PAGE_SIZE": "5", "PAGE_BUDGET": "20", "CHAIN_PIECES": "true"}
 # The churn test's seed (the tenant and its churn): loop over seeds to hunt for an interleaving.
 CHURN_SEED = int(os.environ.get("CHECKPOINTS_CHURN_SEED", "22"))
 
@@ -103,6 +103,20 @@ async def first_run(stack: Callable[..., Awaitable[Stack]], seed: int) -> tuple[
     run_id = await asyncio.to_thread(sync, deployed)
     assert set(pieces_per_chain(deployed, run_id).values()) == {1}  # no checkpoints yet: one chain each
     return deployed, run_id
+
+
+async def test_without_chain_pieces_a_second_opaque_run_walks_each_chain_whole(
+    stack: Callable[..., Awaitable[Stack]],
+) -> None:
+    # Given the default settings (CHAIN_PIECES off) and a first run that stored checkpoints
+    settings = {k: v for k, v in SETTINGS.items() if k != "CHAIN_PIECES"}
+    deployed = await stack(sim={**SIM, "seed": 26}, **settings)
+    await asyncio.to_thread(sync, deployed)
+    # When the scope runs again
+    second = await asyncio.to_thread(sync, deployed)
+    # Then every chain is one range again, and every record is written once
+    assert set(pieces_per_chain(deployed, second).values()) == {1}
+    assert_every_record_once(deployed, second)
 
 
 async def test_a_second_opaque_run_walks_each_chain_as_pieces_from_the_first_runs_checkpoints(
