@@ -12,11 +12,9 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-import botocore.session
 from aiobotocore.config import AioConfig
 from aiobotocore.session import AioSession, get_session
 from botocore.exceptions import ClientError
-from botocore.loaders import Loader
 
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb import DynamoDBClient
@@ -48,34 +46,11 @@ class AwsClients:
     kms: KMSClient | None = None
 
 
-# One botocore data loader per process: it caches the parsed service models and endpoint rules, which
-# every new session would otherwise read and parse again from botocore's JSON files. A Lambda process
-# opens its clients once, so this changes nothing there; the embedded runtime and the tests run many
-# containers (and CLI commands) in one process, and opening their clients was the largest CPU cost of a
-# local sync.
-_LOADER: Loader | None = None
-
-
-def shared_loader() -> Loader:
-    """This process's botocore data loader, for any botocore, aiobotocore or boto3 session."""
-    global _LOADER
-    if _LOADER is None:
-        _LOADER = botocore.session.get_session().get_component("data_loader")
-    return _LOADER
-
-
-def aio_session() -> AioSession:
-    """A new aiobotocore session that shares this process's botocore data loader."""
-    session = get_session()
-    session.register_component("data_loader", shared_loader())
-    return session
-
-
 async def open_clients(
     stack: AsyncExitStack, *, region: str | None = None, session: AioSession | None = None
 ) -> AwsClients:
     """Open the clients on the running loop; they close when `stack` closes."""
-    session = session or aio_session()
+    session = session or get_session()
     return AwsClients(
         s3=await stack.enter_async_context(session.create_client("s3", region_name=region, config=_CONFIG)),
         sqs=await stack.enter_async_context(session.create_client("sqs", region_name=region, config=_CONFIG)),

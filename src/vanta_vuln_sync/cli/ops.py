@@ -151,19 +151,9 @@ class Stack:
 
     def client(self, service: str, **kwargs: Any) -> Any:
         """A boto3 client of `service` where the stack lives."""
-        return _boto3_session().client(service, **self.client_kwargs, **kwargs)
+        import boto3
 
-
-def _boto3_session() -> Any:
-    """A boto3 session sharing the process's botocore data loader (the tests run many commands in one)."""
-    import boto3
-    import botocore.session
-
-    from vanta_vuln_sync.aws import shared_loader
-
-    core = botocore.session.get_session()
-    core.register_component("data_loader", shared_loader())
-    return boto3.session.Session(botocore_session=core)
+        return boto3.session.Session().client(service, **self.client_kwargs, **kwargs)  # type: ignore[call-overload]
 
 
 def _aws_call(what: str, call: Callable[[], T]) -> T:
@@ -195,6 +185,7 @@ def _aws_call(what: str, call: Callable[[], T]) -> T:
 
 def resolve_stack(name: str | None) -> Stack:
     """The stack's outputs; raises CliError when no stack is named, it does not exist, or lacks outputs."""
+    import boto3
     from botocore.exceptions import ClientError
 
     from vanta_vuln_sync.ops.served import LOCAL_STACK, ServedStackError, read_served
@@ -213,7 +204,7 @@ def resolve_stack(name: str | None) -> Stack:
     def describe() -> dict[str, str]:
         try:
             stacks = (
-                _boto3_session()
+                boto3.session.Session()
                 .client("cloudformation", **client_kwargs)
                 .describe_stacks(StackName=stack_name)["Stacks"]
             )
@@ -232,11 +223,12 @@ def resolve_stack(name: str | None) -> Stack:
 
 def _run_async(make: Callable[[RunStore, Any], Coroutine[Any, Any, T]], stack: Stack, what: str) -> T:
     """Run `make(store, ddb)` with an aiobotocore DynamoDB client on the stack's state table."""
-    from vanta_vuln_sync.aws import aio_session
+    from aiobotocore.session import get_session
+
     from vanta_vuln_sync.store.state import RunStore
 
     async def main() -> T:
-        async with aio_session().create_client("dynamodb", **stack.client_kwargs) as ddb:
+        async with get_session().create_client("dynamodb", **stack.client_kwargs) as ddb:
             return await make(RunStore(ddb, stack.outputs["StateTableName"]), ddb)
 
     return _aws_call(what, lambda: asyncio.run(main()))

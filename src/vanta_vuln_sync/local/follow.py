@@ -14,7 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from vanta_vuln_sync.aws import aio_session
+from aiobotocore.session import get_session
+
 from vanta_vuln_sync.local.embedded_aws import EmbeddedStack
 from vanta_vuln_sync.local.poller import Poller
 from vanta_vuln_sync.local.progress import ProgressView, Snapshot
@@ -61,7 +62,7 @@ async def follow_run(
     dlqs = {name: stack.outputs[f"{name}Url"] for name in DLQ_NAMES}
     queues = [stack.outputs[f"{name}QueueUrl"] for name in ("Request", "Page", "Finalize")]
     idle_since: float | None = None
-    session = aio_session()
+    session = get_session()
     async with session.create_client("dynamodb") as ddb, session.create_client("sqs") as sqs:
         table = stack.outputs["StateTableName"]
         store = RunStore(ddb, table)

@@ -23,8 +23,8 @@ from types import FrameType
 from typing import IO, Any
 
 import boto3
+from aiobotocore.session import get_session
 
-from vanta_vuln_sync.aws import aio_session
 from vanta_vuln_sync.local.progress import Snapshot, make_view
 from vanta_vuln_sync.local.runtime import LocalOptions, LocalStack, enqueue_sync, start_local_stack
 from vanta_vuln_sync.messages import FULL_SCOPE, SYNC_RESOURCES
@@ -149,7 +149,7 @@ async def _serve(running: LocalStack, options: ServeOptions) -> None:
     next_schedule = time.monotonic()
     statuses: dict[str, str] = {}
     depths: dict[str, int] = {}
-    session = aio_session()
+    session = get_session()
     async with session.create_client("dynamodb") as ddb, session.create_client("sqs") as sqs:
         store = RunStore(ddb, table)
         while True:

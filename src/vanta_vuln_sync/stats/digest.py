@@ -18,9 +18,8 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from aiobotocore.config import AioConfig
+from aiobotocore.session import get_session
 from botocore.exceptions import BotoCoreError, ClientError
-
-from vanta_vuln_sync.aws import aio_session
 
 from .findings_section import list_files
 from .history import load_history
@@ -54,7 +53,7 @@ async def send_digest(
         return False
     try:
         async with AsyncExitStack() as stack:
-            session = aio_session()
+            session = get_session()
             signer = await stack.enter_async_context(
                 session.create_client(
                     "s3",
