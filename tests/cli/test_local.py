@@ -129,7 +129,7 @@ def test_local_run_warns_in_bold_when_worker_invocations_time_out(tmp_path: Path
         "--worker-timeout",
         "1",
         "--timeout",
-        "15",
+        "30",  # time for a worker invocation to run past its timeout on a loaded machine (15 s was not)
         "--progress",
         "plain",
     )
