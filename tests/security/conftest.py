@@ -272,9 +272,9 @@ def _s3_objects(s3: Any, bucket: str) -> dict[str, bytes]:
     return objects
 
 
-# Session, not package: under pytest-xdist a worker runs its items interleaved with other groups', and a
-# package fixture is torn down and built again each time the worker re-enters the package (three times a
-# run). What it yields is plain data gathered after the world stopped, so holding it costs only memory.
+# Session scope: built once per process whatever order that process runs its tests in (tests/conftest.py
+# puts its tests in one pytest-xdist group). What it yields is plain data gathered after the world
+# stopped, so holding it to the end costs only memory.
 @pytest.fixture(scope="session")
 def synced_stack() -> SyncedStack:
     """Deploy, run one full sync (plus two poison messages), gather everything, stop; see module doc."""

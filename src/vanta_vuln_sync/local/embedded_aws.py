@@ -9,7 +9,6 @@ Vanta credentials as a Secrets Manager secret, and creates the stack with moto's
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import io
 import json
@@ -233,12 +232,16 @@ class MotoServer:
 def _cache_moto_module_list() -> None:
     """moto's dispatcher lists its package directory (a listdir and a stat per service) on every request,
     under the lock that serializes all of them: a sixth of a sync's moto time here. The list cannot
-    change while the process runs, so it is read once."""
+    change while the process runs, so it is read once (idempotent: the cached function is kept)."""
     from moto import backends
 
-    if not isinstance(backends.list_of_moto_modules, functools._lru_cache_wrapper):
-        modules = tuple(backends.list_of_moto_modules())
-        backends.list_of_moto_modules = functools.lru_cache(maxsize=1)(lambda: modules)
+    if getattr(backends.list_of_moto_modules, "__name__", "") != "_moto_modules_read_once":
+        modules = frozenset(backends.list_of_moto_modules())
+
+        def _moto_modules_read_once() -> frozenset[str]:
+            return modules
+
+        backends.list_of_moto_modules = _moto_modules_read_once
 
 
 class EmbeddedAws:
