@@ -260,11 +260,12 @@ class _ListOf:
 
 @given(length=st.integers(min_value=2, max_value=3_000_000))
 @settings(max_examples=200, deadline=None)
-def test_first_run_probes_find_the_length_within_a_thirty_second(length: int) -> None:
+def test_first_run_probes_find_the_length_within_a_sixteenth(length: int) -> None:
     source = _ListOf(length)
     listing = asyncio.run(
         survey(source, ListingRequest("vulnerabilities", {}), page_budget=50, page_size=100)
     )
     assert listing.style == "offsets"
-    assert length <= listing.expected_records <= length + max(100, length // 32)
-    assert source.requests <= 3 * (math.log2(max(length, 5000) / 5000) + 8)
+    assert length <= listing.expected_records <= length + max(100, length // 16)
+    # one survey request, then probes that double from 5,000 records past the end and halve to 1/16
+    assert source.requests <= math.log2(max(length, 5000) / 5000) + 8
