@@ -24,9 +24,11 @@ in a reply says so; only ids can. The rules, per cursor style:
 - **Shard chains** (opaque cursors, which can only be followed): a page that holds none of the records
   read last (no insertion pushed them into it) is checked through a window: the page after the start
   cursor of the page before, which shows the last record read next to whatever follows it now, so a
-  record that slipped between two pages is seen and written. With only start and end cursors there is
-  no cheaper way to see across a page boundary: on a static list this doubles an opaque chain's
-  requests.
+  record that slipped between two pages is seen and written (windows are as long as Vanta allows, 100
+  records, and later tries start a page further back each, so records that slipped back by more than a
+  small page between two requests are still seen). With
+  only start and end cursors there is no cheaper way to see across a page boundary: on a static list
+  this doubles an opaque chain's requests.
 - **Pieces of a chain** (a later run starting a chain at the last run's cursor checkpoints, see
   store/checkpoints.py) join as offset ranges do, by id: a piece publishes its head as soon as its first page
   is read, committed with that page; the piece before it asks for that head once a page holds one of
@@ -52,6 +54,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from vanta_vuln_sync.store.checkpoints import IDS_KEPT, Checkpoint
+from vanta_vuln_sync.vanta.client import MAX_PAGE_SIZE
 from vanta_vuln_sync.vanta.cursors import cursor_before, decode_offset
 from vanta_vuln_sync.vanta.errors import RequestRejectedError
 
@@ -64,6 +67,9 @@ MAX_STEP_BACK = 1_000
 MAX_OVERRUN_PAGES = 5
 # Pairs of windows an opaque chain reads to see across one page boundary while the list keeps moving.
 WINDOW_TRIES = 3
+# A window is as long as Vanta allows (whatever the data pages' size): the further it reaches, the
+# further records may slip back between two requests and still be seen; it costs one request either way.
+WINDOW_SIZE = MAX_PAGE_SIZE
 
 Record = dict[str, Any]
 
@@ -357,7 +363,7 @@ async def walk_chain(
         if fresh is None:
             # The page holds none of the records read last: check the boundary through windows.
             if walk.anchors and walk.verify_cursor is not None and data_cursor is not None:
-                new += await _verify_boundary(client, resource, filters, walk, page, page_size, data_cursor)
+                new += await _verify_boundary(client, resource, filters, walk, page, data_cursor)
             known = set(walk.anchors)
             fresh = [r for r in page.records if r.get("id") not in known]
         new += fresh
@@ -445,21 +451,27 @@ async def _verify_boundary(
     filters: Mapping[str, str],
     walk: Walk,
     page: _Page,
-    page_size: int,
     data_cursor: str,
 ) -> list[Record]:
     """The records that slipped between the last page and `page`, seen through windows read across the
     boundary: after the last page's start cursor (which shows the boundary unless records were added
     before it since), else after its end cursor (which then starts at or before its last record). The
-    list may move again between two windows, so the pair is tried up to WINDOW_TRIES times."""
+    list may move again between two windows, so the pair is tried up to WINDOW_TRIES times, each try
+    first reading from one more page back (the cursors of the pages this step read before): records
+    removed before the boundary move the last records read back past the first window's start. Windows
+    are as long as Vanta allows (WINDOW_SIZE) whatever the pages' size, so one that starts a page or two
+    back still reaches across the boundary."""
     following = set(ids_of(page.records))
     slipped: list[Record] = []
     # The records seen so far after the last page, in order: a later window may start among them (one
     # window shows the last record read and a slipped one, the next that one and the following page).
     known = list(walk.anchors)
-    for _ in range(WINDOW_TRIES):
-        for cursor in (walk.verify_cursor, data_cursor):
-            window = await client.fetch_page(resource, filters, cursor=cursor, page_size=page_size)
+    # The cursors the step's earlier pages were requested with, nearest first: the last page's, then
+    # the one before it (the newest checkpoint is `page`'s own).
+    earlier = [c.cursor for c in reversed(walk.checkpoints) if c.page < walk.page_index - 1]
+    for attempt in range(WINDOW_TRIES):
+        for cursor in (*reversed(earlier[:attempt]), walk.verify_cursor, data_cursor):
+            window = await client.fetch_page(resource, filters, cursor=cursor, page_size=WINDOW_SIZE)
             walk.requests += 1
             found, whole = across_boundary(
                 window.records, known, following, list_ends=not window.has_next_page
