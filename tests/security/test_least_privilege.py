@@ -323,10 +323,9 @@ def test_the_lambda_service_can_poll_each_function_queue_and_write_its_logs(
 # writing it, or a record two joins both wrote. tests/pipeline/test_redelivery.py ("crash after the S3
 # write") and the chaos suite's lost-reply scenarios take those paths; the grants are limited to raw/.
 FAULT_PATH_ACTIONS: dict[str, set[str]] = {"worker": {"s3:DeleteObject"}, "finalize": {"s3:DeleteObject"}}
-# Paths the recorded sync (arrayconnection cursors, default settings) does not take: with opaque cursors
-# Finalize stores the run's chain checkpoints for the scope's next run, and with CHAIN_PIECES on the
-# scheduler reads them back to plan pieces (tests/pipeline/test_checkpoints.py runs both).
-OPAQUE_PATH_ACTIONS: dict[str, set[str]] = {"finalize": {"dynamodb:PutItem"}, "scheduler": {"dynamodb:Query"}}
+# A path the recorded sync (arrayconnection cursors) does not take: with opaque cursors Finalize stores
+# the run's chain checkpoints for the scope's next run (tests/pipeline/test_checkpoints.py runs it).
+OPAQUE_PATH_ACTIONS: dict[str, set[str]] = {"finalize": {"dynamodb:PutItem"}}
 
 
 def test_each_role_allows_exactly_the_actions_its_function_uses(

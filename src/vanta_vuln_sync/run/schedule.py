@@ -215,8 +215,8 @@ async def _plan(
     source = DeadlineSource(client, deadline_of(remaining, services.clock, settings.handoff_seconds))
     modes: dict[str, str] = {}
     requests: list[ListingRequest] = []
-    # Cursor checkpoints of the scope's last successful run: its chains are planned as pieces (only with
-    # CHAIN_PIECES on: see Settings.chain_pieces). Every run still stores its checkpoints.
+    # Cursor checkpoints of the scope's last successful run: its chains are planned as pieces (unless
+    # CHAIN_PIECES is off: see Settings.chain_pieces). Every run stores its checkpoints.
     saved = await services.store.get_checkpoints(scope.scope) if settings.chain_pieces else []
     for resource in request.resources:
         filters, mode = effective_filters(request, resource, scope.last_success_started_at)
