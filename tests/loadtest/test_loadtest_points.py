@@ -28,16 +28,19 @@ def test_fleet_is_told_the_configured_limit_when_it_differs_from_vantas() -> Non
     assert (point.simulated_rate, point.fleet_limit) == (500, 1000)
 
 
-def test_full_grid_has_2000_page_syncs_at_every_concurrency_from_2_latency_and_cursor() -> None:
+def test_full_grid_has_2000_page_syncs_at_every_concurrency_from_2_to_20_latency_limit_and_cursor() -> None:
     points = full_points()
 
-    grid = {(p.concurrency, p.latency_s, p.cursor_style) for p in points if p.minimum_pages >= 2000}
-    for concurrency in (2, 5, 10):
+    grid = {
+        (p.concurrency, p.latency_s, p.cursor_style, p.rate_limit) for p in points if p.minimum_pages >= 2000
+    }
+    for concurrency in (2, 5, 10, 20):
         for latency in (0.2, 1.0, 2.0, 5.0):
-            assert (concurrency, latency, "arrayconnection") in grid
+            assert (concurrency, latency, "arrayconnection", 100) in grid
         for latency in (0.2, 2.0, 5.0):
-            assert (concurrency, latency, "opaque") in grid
-    assert (1, 2.0, "arrayconnection") in grid
+            assert (concurrency, latency, "opaque", 100) in grid
+            assert (concurrency, latency, "arrayconnection", 50) in grid
+    assert (1, 2.0, "arrayconnection", 100) in grid
     assert {p.ranges_in_flight for p in points} >= {2, 10}
     assert {p.rate_limit for p in points} >= {50, 100}
     assert any(p.configured_limit and p.configured_limit > p.rate_limit for p in points)
