@@ -12,7 +12,7 @@ from vanta_vuln_sync.messages import PageRange, parse_page_message
 from vanta_vuln_sync.run.services import Services
 
 from .conftest import Stack
-from .drive import deliver_requests
+from .drive import ThreadedDriver, deliver_requests
 
 EVENTS = Path(__file__).resolve().parents[2] / "events"
 
@@ -115,3 +115,46 @@ async def test_a_duplicate_delivery_that_loses_the_commit_leaves_the_committed_o
     written = deployed.records_by_key(first.run_id)
     assert list(written) == [committed["key"]]
     assert len(written[committed["key"]]) == committed["records"] == progress.records
+
+
+async def test_a_first_step_that_fits_no_request_leaves_its_range_to_be_claimed_and_loses_nothing(
+    stack: Callable[..., Awaitable[Stack]], open_services: Callable[..., Awaitable[Services]]
+) -> None:
+    # Given a full sync planned as offset ranges
+    deployed = await stack(
+        sim={"vulnerabilities": 300, "seed": 8}, PAGE_SIZE="10", IDLE_STEP_DELAY_SECONDS="1"
+    )
+    services = await open_services()
+    deployed.send_request(
+        b'{"v": 1, "type": "SyncRequest", "resources": ["vulnerabilities"], "mode": "full", "reason": "t"}'
+    )
+    assert await deliver_requests(deployed, services) == ["started"]
+    reply = deployed.sqs.receive_message(QueueUrl=deployed.page_queue_url, MaxNumberOfMessages=10)
+    messages = reply["Messages"]
+    ranges = [parse_page_message(m["Body"]) for m in messages]
+    offsets = sorted((r.offset or 0, r) for r in ranges if isinstance(r, PageRange))
+    assert len(offsets) >= 3
+    _, second = offsets[1]
+    # When the second range's first step finds no rate slot before its invocation's deadline (here:
+    # 3 s left, less than one request's timeout), then the rest of the run goes on as usual
+    outcome = await process_page_message(
+        second.to_json().decode(), "m-late", services=services, remaining=lambda: 3.0
+    )
+    # Then nothing is committed for it (an empty first step would leave the range without a head, and
+    # the range before would stop short of its start): the step is sent again to run later
+    assert outcome == "noop"
+    assert await services.store.get_range(second.run_id, second.resource, second.shard) is None
+    for message in messages:
+        deployed.sqs.delete_message(QueueUrl=deployed.page_queue_url, ReceiptHandle=message["ReceiptHandle"])
+        if parse_page_message(message["Body"]) != second:
+            deployed.sqs.send_message(QueueUrl=deployed.page_queue_url, MessageBody=message["Body"])
+
+    def finished() -> bool:
+        return deployed.run_item(second.run_id)["status"]["S"] != "running"
+
+    await asyncio.to_thread(ThreadedDriver(deployed).run_until, finished, 120)
+    # And every record is written exactly once (measured before the fix: 8 of 300 were lost, silently)
+    assert deployed.run_item(second.run_id)["status"]["S"] == "succeeded"
+    written = deployed.records_by_key(second.run_id)
+    got = sorted(r["id"] for records in written.values() for r in records)
+    assert got == sorted(r["id"] for r in deployed.sim.dataset.records("vulnerabilities"))

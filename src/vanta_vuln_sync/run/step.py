@@ -60,6 +60,12 @@ class HandOverPending(Exception):
     """The range before claimed this one but has not committed its last step yet."""
 
 
+class FirstPageLater(Exception):
+    """Not one request of a range's first step fitted before the invocation's deadline: the step is
+    sent again later instead of committed, since only a first step that reads its first page publishes
+    the range's head (which the range before stops at, or claims the range while it is missing)."""
+
+
 class StepTaken(Exception):
     """Another delivery of this step committed the range's first page first: this delivery stops."""
 
@@ -123,6 +129,11 @@ async def run_step(
         await send_message(
             services.aws.sqs, services.settings.page_queue_url, p, delay_seconds=HANDED_RETRY_DELAY_SECONDS
         )
+        return StepResult(committed=False)
+    except FirstPageLater:
+        logger.info("no request fitted before the deadline; the first step goes again later")
+        delay = services.settings.idle_step_delay_seconds
+        await send_message(services.aws.sqs, services.settings.page_queue_url, p, delay_seconds=delay)
         return StepResult(committed=False)
     except StepTaken:
         progress = await store.get_range(p.run_id, p.resource, p.shard)
@@ -268,6 +279,10 @@ async def _fetch_and_write(
             return first, None
         rest = replace(p, seq=p.seq + 1)
         return first, await _write_and_describe(rest, client, walk, services, since=first)
+    if walk.requests == 0 and not walk.done and p.seq == 0 and walk.head is None:
+        # Committing this empty step would leave the range without a head for good (later steps never
+        # publish one), and the range before would stop short of its start, claiming it.
+        raise FirstPageLater(f"step 0 of {p.shard}: no rate slot before the deadline")
     commit = await _write_and_describe(p, client, walk, services, since=None)
     if walk.requests == 0 and not commit.done:
         # Not one request fitted: the fleet's rate budget is booked past this invocation. The next
