@@ -75,10 +75,20 @@ class PointResult:
 
     @property
     def failures(self) -> list[str]:
-        """Why the point failed: the run did not succeed, or an invocation timed out (empty: passed)."""
+        """Why the point failed: the run did not succeed, an invocation timed out, or what it published
+        is not the tenant, record for record in count (empty: passed)."""
         reasons = [] if self.status == "succeeded" else [f"run {self.status}"]
         if self.timed_out_invocations:
             reasons.append(f"{self.timed_out_invocations} timed-out invocation(s)")
+        published = self.extra.get("published")
+        if published is not None:
+            if published.get("records") != self.extra.get("tenant_records"):
+                reasons.append(
+                    f"published {published.get('records')} records, the tenant holds "
+                    f"{self.extra.get('tenant_records')}"
+                )
+            if published.get("exact") is not True:
+                reasons.append("the run is flagged not exact")
         return reasons
 
     @property
@@ -238,6 +248,7 @@ def run_point(
         poller_stats = poller.stats()
         poller = None
         aws_requests = moto.meter.snapshot()
+        published = _published(embedded.client("s3"), stack.outputs["DataBucketName"], run)
         counters, accepted = _simulator_view(simulator)
         if runs > 1:
             # Only the measured run's requests (the 60 s maximum may still span the earlier run's end).
@@ -296,6 +307,10 @@ def run_point(
             "ranges_done": (run or {}).get("ranges_done"),
             "ranges_open": (run or {}).get("ranges_open"),
             "records": (run or {}).get("records"),
+            # What the run published (its manifest) against what the tenant holds: every load-test
+            # tenant stands still, so a run that is exact holds every record once (PointResult.failures).
+            "published": published,
+            "tenant_records": dict(point.records),
             # Where the time went: send -> first Vanta request (planning starts), last request -> done.
             "first_request_after_s": round(first - started, 3) if first else None,
             "planning_requests": planning_requests,
@@ -310,6 +325,18 @@ def run_point(
             "deadlines": dataclasses.asdict(point.deadlines),
         },
     )
+
+
+def _published(s3: Any, bucket: str, run: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The run's manifest: the records it published per resource and whether it says it is exact
+    (None: no run succeeded)."""
+    if run is None or run.get("status") != "succeeded":
+        return None
+    from vanta_vuln_sync.store.storage import manifest_key
+
+    body = s3.get_object(Bucket=bucket, Key=manifest_key(run["run_id"]))["Body"].read()
+    manifest = orjson.loads(body)
+    return {"records": manifest.get("records"), "exact": manifest.get("exact")}
 
 
 def _cost_parts(cost: Any) -> dict[str, float]:

@@ -25,6 +25,9 @@ def test_point_measures_a_whole_sync_within_the_limit_when_run_on_the_embedded_r
     assert result.extra["timing"]["scheduler"]["timeout_s"] == 24
     assert result.extra["timing"]["worker"]["timeout_s"] == 60
     assert result.extra["records"] == 400 + 200 + 40
+    # what it published is the tenant, and it says it is exact
+    tenant = {"vulnerabilities": 400, "vulnerability-remediations": 200, "vulnerable-assets": 40}
+    assert result.extra["published"] == {"records": tenant, "exact": True}
     assert result.pages >= point.minimum_pages
     assert 0 < result.max_requests_in_60s <= point.simulated_rate
     assert result.invocations >= 2  # the scheduler and at least one worker batch, timed by the shim

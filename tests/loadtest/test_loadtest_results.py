@@ -148,3 +148,20 @@ def test_point_whose_run_did_not_finish_fails_without_any_timed_out_invocation()
 
     assert result.failures == ["run timed out"]
     assert exit_status([result]) == 1
+
+
+def test_point_whose_run_published_other_counts_than_the_tenant_or_is_flagged_fails() -> None:
+    point = Point(concurrency=2, latency_s=2.0, vulnerabilities=1_000)
+    tenant = dict(point.records)
+    exact = _result(point, 24.0)
+    exact.extra = {"published": {"records": tenant, "exact": True}, "tenant_records": tenant}
+    short = _result(point, 24.0)
+    fewer = {**tenant, "vulnerabilities": 992}
+    short.extra = {"published": {"records": fewer, "exact": True}, "tenant_records": tenant}
+    flagged = _result(point, 24.0)
+    flagged.extra = {"published": {"records": tenant, "exact": False}, "tenant_records": tenant}
+
+    assert exact.failures == []
+    assert short.failures == [f"published {fewer} records, the tenant holds {tenant}"]
+    assert flagged.failures == ["the run is flagged not exact"]
+    assert exit_status([exact, flagged]) == 1
