@@ -158,3 +158,37 @@ async def test_a_first_step_that_fits_no_request_leaves_its_range_to_be_claimed_
     written = deployed.records_by_key(second.run_id)
     got = sorted(r["id"] for records in written.values() for r in records)
     assert got == sorted(r["id"] for r in deployed.sim.dataset.records("vulnerabilities"))
+
+
+async def test_a_step_that_vanta_keeps_throttling_commits_what_it_read_and_hands_on_after_a_pause(
+    stack: Callable[..., Awaitable[Stack]], open_services: Callable[..., Awaitable[Services]]
+) -> None:
+    # Given a range step and a Vanta that will answer three more list requests this minute, then 429s
+    # for longer than the retry budget (1 s) lasts
+    deployed = await stack(
+        sim={"vulnerabilities": 2000, "seed": 6},
+        PAGE_SIZE="10",
+        VANTA_RETRY_BUDGET_SECONDS="1",
+        IDLE_STEP_DELAY_SECONDS="7",
+    )
+    services = await open_services()
+    first = (await planned_ranges(deployed, services))[0]
+    deployed.sim.configure(rate_limit_per_minute=deployed.sim.counters.requests + 3)
+    # When the step runs
+    outcome = await process_page_message(
+        first.to_json().decode(), "m-1", services=services, remaining=lambda: 900.0
+    )
+    # Then it commits the three pages it read (not a failed message, which would come back only
+    # after the visibility timeout to read them again), and its continuation waits on the queue
+    assert outcome == "step"
+    assert deployed.sim.counters.throttled >= 1
+    progress = await services.store.get_range(first.run_id, first.resource, first.shard)
+    assert progress is not None
+    # (committed as two steps: the first page with the range's head, then the rest)
+    assert (progress.next_seq, progress.pages, progress.status) == (2, 3, "open")
+    written = deployed.records_by_key(first.run_id)
+    assert sum(len(records) for records in written.values()) == 10 + 9 + 9  # pages overlap by one
+    attributes = deployed.sqs.get_queue_attributes(
+        QueueUrl=deployed.page_queue_url, AttributeNames=["ApproximateNumberOfMessagesDelayed"]
+    )["Attributes"]
+    assert int(attributes["ApproximateNumberOfMessagesDelayed"]) == 1

@@ -40,7 +40,7 @@ from vanta_vuln_sync.store.checkpoints import Checkpoint, thinned
 from vanta_vuln_sync.store.queue import send_message
 from vanta_vuln_sync.store.state import DONE, FAILED, OPEN, RUNNING, RangeState, StepCommit
 from vanta_vuln_sync.store.storage import NdjsonGzipWriter, put_raw, raw_key
-from vanta_vuln_sync.vanta import RequestRejectedError, VantaClient
+from vanta_vuln_sync.vanta import RateLimitedError, RequestRejectedError, VantaClient
 from vanta_vuln_sync.vanta.errors import DeadlineReached
 
 # Not a child logger: children made before the handler's logger (import order) are orphaned; Logger
@@ -61,9 +61,10 @@ class HandOverPending(Exception):
 
 
 class FirstPageLater(Exception):
-    """Not one request of a range's first step fitted before the invocation's deadline: the step is
-    sent again later instead of committed, since only a first step that reads its first page publishes
-    the range's head (which the range before stops at, or claims the range while it is missing)."""
+    """A range's first step read no page (no request fitted before the invocation's deadline, or
+    Vanta's 429s outlasted the retry budget): the step is sent again later instead of committed, since
+    only a first step that reads its first page publishes the range's head (which the range before
+    stops at, or claims the range while it is missing)."""
 
 
 class StepTaken(Exception):
@@ -94,8 +95,10 @@ async def run_step(
     """Run one step of `page_range`; `remaining()` is the invocation's seconds left.
 
     Raises UnknownRunError for a run the table does not hold. A Vanta 400/403 fails the range and its run
-    (returned as `failed`, nothing to retry). Other Vanta or AWS errors propagate: the message is
-    retried, and as nothing was committed the retry repeats the step from the same cursor.
+    (returned as `failed`, nothing to retry). 429s that outlast the retry budget end the step like its
+    deadline does: what was read is committed and the rest handed on, after a pause. Other Vanta or AWS
+    errors propagate: the message is retried, and as nothing was committed the retry repeats the step
+    from the same cursor.
     """
     p = page_range
     store = services.store
@@ -131,7 +134,7 @@ async def run_step(
         )
         return StepResult(committed=False)
     except FirstPageLater:
-        logger.info("no request fitted before the deadline; the first step goes again later")
+        logger.info("no page read (deadline or throttling): the first step goes again later")
         delay = services.settings.idle_step_delay_seconds
         await send_message(services.aws.sqs, services.settings.page_queue_url, p, delay_seconds=delay)
         return StepResult(committed=False)
@@ -268,27 +271,36 @@ async def _fetch_and_write(
         return Successor(head=None if progress is None else progress.head)
 
     source = DeadlineSource(client, deadline_of(remaining, services.clock, settings.handoff_seconds))
+    pause = 0
     try:
         await _walk(p, source, walk, services, keep_going, join, join_chain, publish_head)
     except DeadlineReached:
         # The next request's rate slot or end falls past the invocation's safe end: commit what was
         # read (every page so far is whole) and hand the rest on.
         logger.info("stopping the step before the invocation's deadline", extra={"seq": p.seq})
+    except RateLimitedError as exc:
+        # Vanta kept answering 429 for the whole retry budget (its limit is below the fleet's, whose
+        # limiter has paused and lowered its rate): commit what was read and hand the rest on after a
+        # pause. Failing the message would bring it back only after the queue's visibility timeout
+        # (six times the function's), to read these pages again. VantaThrottled alarms if it persists.
+        logger.warning("Vanta kept throttling: the rest goes on after a pause", extra={"reason": str(exc)})
+        pause = settings.idle_step_delay_seconds
     if first is not None:
         if walk.requests == first.pages and not walk.done and not walk.records and not walk.warnings:
-            return first, None
+            return replace(first, wait_seconds=pause), None
         rest = replace(p, seq=p.seq + 1)
-        return first, await _write_and_describe(rest, client, walk, services, since=first)
+        commit = await _write_and_describe(rest, client, walk, services, since=first)
+        return first, replace(commit, wait_seconds=pause)
     if walk.requests == 0 and not walk.done and p.seq == 0 and walk.head is None:
         # Committing this empty step would leave the range without a head for good (later steps never
         # publish one), and the range before would stop short of its start, claiming it.
-        raise FirstPageLater(f"step 0 of {p.shard}: no rate slot before the deadline")
+        raise FirstPageLater(f"step 0 of {p.shard}: no page read before the deadline or the retry budget")
     commit = await _write_and_describe(p, client, walk, services, since=None)
     if walk.requests == 0 and not commit.done:
         # Not one request fitted: the fleet's rate budget is booked past this invocation. The next
         # step waits on the queue a while instead of spinning through empty invocations.
-        return None, replace(commit, wait_seconds=settings.idle_step_delay_seconds)
-    return None, commit
+        pause = settings.idle_step_delay_seconds
+    return None, replace(commit, wait_seconds=pause)
 
 
 async def _walk(
