@@ -66,12 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(f"vanta_vuln_sync.cli.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"vanta_vuln_sync.cli.{name}":
-                continue  # command not built yet
-            raise
+        module = importlib.import_module(f"vanta_vuln_sync.cli.{name}")
         register: Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None] = module.register
         register(subparsers)
     return parser
