@@ -148,3 +148,21 @@ async def test_final_output_is_unchanged_and_run_completes_once_when(
     assert sorted(o["key"] for o in manifest["objects"]) == faulty.raw_keys(faulty_run)
     assert manifest["records"] == {"vulnerabilities": len(faulty.sim.dataset.records("vulnerabilities"))}
     assert faulty.dlq_messages(faulty.page_dlq_url) == []
+
+
+async def test_a_first_step_that_committed_its_first_page_and_more_then_died_before_its_enqueue_goes_on(
+    stack: Callable[..., Awaitable[Stack]], open_services: Callable[..., Awaitable[Services]]
+) -> None:
+    # Given offset ranges whose first steps read three pages: each delivery commits the first page with
+    # the range's head (step 0), then the rest (step 1), then enqueues step 2
+    deployed = await stack(sim={"vulnerabilities": 300, "seed": 21}, PAGE_SIZE="10", PAGE_BUDGET="3")
+    # When every first send of a continuation dies (after both commits, before the enqueue)
+    run_id, stats = await sync_once(deployed, await open_services(crash_before_enqueue))
+    # Then the redelivered first steps enqueue the continuation of the step their delivery committed
+    # last (before the fix they saw two steps committed and enqueued nothing: the range stood still for
+    # good, with no message left anywhere), and every record is written once
+    assert stats.failures
+    written = deployed.records_by_key(run_id)
+    got = sorted(r["id"] for records in written.values() for r in records)
+    assert got == sorted(r["id"] for r in deployed.sim.dataset.records("vulnerabilities"))
+    assert deployed.dlq_messages(deployed.page_dlq_url) == []

@@ -477,7 +477,14 @@ async def _walk_offsets(
 
 async def _repeat_hand_on(p: PageRange, progress: RangeState, services: Services) -> None:
     """A step already committed is delivered again: redo only what may not have happened after its
-    commit (a crash between commit and enqueue). Later steps' messages are left alone."""
+    commit (a crash between commit and enqueue). Later steps' messages are left alone.
+
+    A first step's delivery may have committed two steps, its first page with the range's head as
+    `p.seq` and the rest as `p.seq + 1` (run_step): when the range stands at `p.seq + 2` and nothing
+    was ever enqueued after `p`, that second step was this delivery's own, and its continuation is
+    enqueued here (else the range would stand still for good, with no message left to move it)."""
+    if progress.next_seq == p.seq + 2 and progress.handed_on < p.seq:
+        p = replace(p, seq=p.seq + 1)
     if progress.next_seq != p.seq + 1:
         return
     if progress.status == OPEN and progress.handed_on < p.seq:
