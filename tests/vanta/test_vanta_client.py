@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import AsyncIterator
 from types import SimpleNamespace
 from typing import Any
@@ -29,7 +28,6 @@ from vanta_vuln_sync.vanta import (
     VantaError,
     token_fetcher,
 )
-from vanta_vuln_sync.vanta.client import latest_start_margin
 
 RESOURCE_NAMES = ("vulnerabilities", "vulnerability-remediations", "vulnerable-assets", "integrations")
 
@@ -380,9 +378,8 @@ async def test_a_request_whose_rate_slot_comes_after_the_deadline_is_not_sent_an
     # Then nothing was sent and no time passed: the caller still has its 40 s to hand the work on
     assert virtual_clock() == start
     assert sim.counters.requests == 0
-    # And a deadline that leaves room for the slot and a late start's margin (a third of the 5 s
-    # timeout) is met
-    page = await client.fetch_page("vulnerabilities", deadline=start + 60.5 + latest_start_margin(5.0) + 0.01)
+    # And a deadline that leaves room for the slot and the request timeout (5 s) is met
+    page = await client.fetch_page("vulnerabilities", deadline=start + 66)
     assert page.records
     assert virtual_clock() == pytest.approx(start + 60.5)
 
@@ -390,8 +387,7 @@ async def test_a_request_whose_rate_slot_comes_after_the_deadline_is_not_sent_an
 async def test_a_retry_that_could_not_end_by_the_deadline_raises_deadline_reached_from_the_failure(
     virtual_sim: Any, virtual_clock: VirtualClock, http: aiohttp.ClientSession
 ) -> None:
-    # Given a Vanta that always fails and a request that must end as soon after now as a request may
-    # still start before a deadline (a third of the 5 s timeout)
+    # Given a Vanta that always fails and a request that must end one timeout (5 s) from now
     sim = await virtual_sim(vulnerabilities=10, error_rate=1.0)
     client, _ = make_client(
         http,
@@ -403,30 +399,12 @@ async def test_a_retry_that_could_not_end_by_the_deadline_raises_deadline_reache
     )
     # When the first attempt fails
     with pytest.raises(DeadlineReached) as caught:
-        await client.fetch_page("vulnerabilities", deadline=virtual_clock() + latest_start_margin(5.0) + 1e-6)
-    # Then no retry is started (any backoff would put its start past the margin), and the
+        await client.fetch_page("vulnerabilities", deadline=virtual_clock() + 5.0)
+    # Then no retry is started (its backoff plus the timeout would pass the deadline), and the
     # failure it would have retried is the cause
     assert sim.counters.requests == 1
     assert isinstance(caught.value.__cause__, ServerError)
     assert not isinstance(caught.value, VantaError)
-
-
-async def test_a_request_that_starts_less_than_a_timeout_before_the_deadline_is_cut_at_the_deadline(
-    simulator: Any, http: aiohttp.ClientSession
-) -> None:
-    # Given a Vanta that takes 2 s a page and a client whose requests time out after 0.6 s
-    sim = await simulator(vulnerabilities=10, latency_seconds=2.0)
-    client, _ = make_client(http, sim, timeout=0.6)
-    loop = asyncio.get_running_loop()
-    started = loop.time()
-    # When a request starts 0.3 s before its deadline (later than a timeout before it, not later than
-    # the margin of a third of the timeout)
-    with pytest.raises(DeadlineReached, match="cut at the deadline") as caught:
-        await client.fetch_page("vulnerabilities", deadline=time.time() + 0.3)
-    # Then it was sent once, and given up at the deadline, not at its timeout, and not retried
-    assert sim.counters.requests == 1
-    assert loop.time() - started < 0.55
-    assert isinstance(caught.value.__cause__, TimeoutError)
 
 
 async def test_the_retry_budget_counts_from_the_first_rate_slot_not_from_the_call(

@@ -41,7 +41,6 @@ from vanta_vuln_sync.store.queue import send_message
 from vanta_vuln_sync.store.state import DONE, FAILED, OPEN, RUNNING, RangeState, StepCommit
 from vanta_vuln_sync.store.storage import NdjsonGzipWriter, put_raw, raw_key
 from vanta_vuln_sync.vanta import RateLimitedError, RequestRejectedError, VantaClient
-from vanta_vuln_sync.vanta.client import latest_start_margin
 from vanta_vuln_sync.vanta.errors import DeadlineReached
 
 # Not a child logger: children made before the handler's logger (import order) are orphaned; Logger
@@ -195,9 +194,8 @@ async def _fetch_and_write(
     `p.seq` or, after a first page's commit, `p.seq + 1`: None when nothing was read after the first
     page). Raises StepTaken when another delivery committed the first page first."""
     settings = services.settings
-    # Hand on while there is time left for a late page (vanta/client.py: cut at the deadline), the S3
-    # write, the commit and the enqueue.
-    reserve = latest_start_margin(settings.vanta.request_timeout) + settings.handoff_seconds
+    # Hand on while there is time left for a slow page, the S3 write, the commit and the enqueue.
+    reserve = settings.vanta.request_timeout + settings.handoff_seconds
     walk = Walk(
         offset=p.offset,
         cursor=p.cursor,

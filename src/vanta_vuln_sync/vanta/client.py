@@ -34,16 +34,6 @@ from .retry import RetryPolicy, parse_retry_after
 log = logging.getLogger(__name__)
 
 MAX_PAGE_SIZE = 100
-# With a deadline, a request may start as late as this share of its timeout before it, and is then cut
-# at the deadline. Reserving the whole timeout instead left every worker idle for its last 30 s of
-# rate slots in each invocation, at the same moment across the fleet (issue 13): a tenth of a sync.
-LATEST_START_SHARE = 1 / 3
-
-
-def latest_start_margin(timeout: float) -> float:
-    """How long before a deadline a request may still start (LATEST_START_SHARE of its timeout)."""
-    return timeout * LATEST_START_SHARE
-
 
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
@@ -100,7 +90,6 @@ class VantaClient:
         self._retry = retry or RetryPolicy()
         self._timeout_seconds = timeout
         self._timeout = aiohttp.ClientTimeout(total=timeout)
-        self._late_margin = latest_start_margin(timeout)
         self._clock = clock
         self._wall_clock = wall_clock
         self._sleep = sleep
@@ -124,9 +113,8 @@ class VantaClient:
         Filters are validated first (InvalidFilterError, before any request). Raises AuthError,
         RateLimitedError, ServerError, RequestRejectedError or ProtocolError when Vanta fails beyond retrying.
         With a `deadline` (epoch seconds on `wall_clock`) the request, retries included, ends by then:
-        an attempt whose rate slot (or backoff) falls later than `latest_start_margin(timeout)` before
-        the deadline is not started, one that starts later than a timeout before it is cut at the
-        deadline, and DeadlineReached is raised instead (chained from the failure it would retry).
+        an attempt that could not finish in time (its rate slot, its backoff plus the request timeout)
+        is not started and DeadlineReached is raised instead, chained from the failure it would retry.
         The retry budget (`RetryPolicy.total_seconds`) counts from the first attempt's rate slot.
         """
         params = self._params(resource, filters, page_size)
@@ -204,13 +192,9 @@ class VantaClient:
             self.counters.requests += 1
             retry_after: float | None = None
             cause: BaseException | None = None
-            timeout, cut = self._timeout, False
-            if deadline is not None and deadline - self._wall_clock() < self._timeout_seconds:
-                # A late start: the request may take only the time left before the deadline.
-                timeout, cut = aiohttp.ClientTimeout(total=max(0.001, deadline - self._wall_clock())), True
             try:
                 async with self._session.request(
-                    method, url, params=params, headers=self._headers(token), timeout=timeout
+                    method, url, params=params, headers=self._headers(token), timeout=self._timeout
                 ) as response:
                     status = response.status
                     body = await response.read()
@@ -219,8 +203,6 @@ class VantaClient:
                             response.headers.get("Retry-After"), self._wall_clock()
                         )
             except TimeoutError as exc:
-                if cut:
-                    raise DeadlineReached(f"{path} was cut at the deadline; hand the rest on") from exc
                 failure: VantaError = ServerError(
                     f"Vanta did not answer {path} within {self._timeout_seconds:g}s"
                 )
@@ -273,7 +255,7 @@ class VantaClient:
                 raise _gave_up(failure, f"after {failures} attempts") from cause
             if self._clock() - started + delay > self._retry.total_seconds:
                 raise _gave_up(failure, f"within {self._retry.total_seconds:g}s") from cause
-            if deadline is not None and self._wall_clock() + delay + self._late_margin > deadline:
+            if deadline is not None and self._wall_clock() + delay + self._timeout_seconds > deadline:
                 raise DeadlineReached(
                     f"no retry of {path} can end before the deadline (after: {failure})"
                 ) from failure
@@ -284,17 +266,16 @@ class VantaClient:
 
     async def _acquire(self, path: str, deadline: float | None, last: VantaError | None) -> None:
         """A rate slot for an attempt that can still end by `deadline` (epoch seconds): one starting
-        no later than `latest_start_margin` before it (the attempt is then cut at the deadline), read
-        on the limiter's own clock."""
+        no later than the deadline less the request timeout, read on the limiter's own clock."""
         if deadline is None:
             await self._limiter.acquire()
             return
-        left = deadline - self._late_margin - self._wall_clock()
+        left = deadline - self._timeout_seconds - self._wall_clock()
         try:
             if left < 0:
                 raise DeadlineReached(
-                    f"no request to {path} can start {self._late_margin:g}s before the deadline; "
-                    "hand the rest on"
+                    f"no request to {path} can end before the deadline "
+                    f"(the timeout is {self._timeout_seconds:g}s); hand the rest on"
                 )
             await self._limiter.acquire(self._limiter.now() + left)
         except DeadlineReached as exc:
