@@ -82,7 +82,8 @@ class Settings:
     # Seconds an invocation keeps after its last Vanta request for the S3 write, the commit and the
     # enqueue (run/deadline.py; at most a third of the invocation's time).
     handoff_seconds: float = 15.0
-    # A step that could start no request before its deadline hands on with this SQS delay.
+    # The SQS delay of a step's continuation when it could start no request before its deadline, or
+    # Vanta's 429s outlasted the retry budget (and of a first step sent again for either reason).
     idle_step_delay_seconds: int = 30
     # Plan opaque-cursor chains as pieces from the last run's checkpoints (store/checkpoints.py), so a
     # second run is no longer bound by its longest chain. CHAIN_PIECES=false walks every chain whole.

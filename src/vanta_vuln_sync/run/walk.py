@@ -26,9 +26,8 @@ in a reply says so; only ids can. The rules, per cursor style:
   cursor of the page before, which shows the last record read next to whatever follows it now, so a
   record that slipped between two pages is seen and written (windows are as long as Vanta allows, 100
   records, and later tries start a page further back each, so records that slipped back by more than a
-  small page between two requests are still seen). With
-  only start and end cursors there is no cheaper way to see across a page boundary: on a static list
-  this doubles an opaque chain's requests.
+  small page between two requests are still seen). With only start and end cursors there is no cheaper
+  way to see across a page boundary: on a static list this doubles an opaque chain's requests.
 - **Pieces of a chain** (a later run starting a chain at the last run's cursor checkpoints, see
   store/checkpoints.py) join as offset ranges do, by id: a piece publishes its head as soon as its first page
   is read, committed with that page; the piece before it asks for that head once a page holds one of
