@@ -39,10 +39,12 @@ def test_poller_deletes_batch_when_handler_succeeds(
     with polling(function) as poller:
         # Generous bounds: run_until returns as soon as the outcome holds; they only catch a hang (on two
         # loaded cores the delete can trail the invocation by seconds).
-        assert poller.run_until(lambda: sum(len(c.message_ids) for c in recorded_calls) == 3, timeout=60)
+        # SQS delivers at least once: two pollers' receives may both get a message (moto's receive takes no
+        # lock, and SQS may do the same), so the outcome is every message handled and none left.
+        assert poller.run_until(lambda: {i for c in recorded_calls for i in c.message_ids} >= set(sent), 90)
         assert poller.run_until(lambda: function.depth() == 0, timeout=60)
         stats = poller.stats().functions[function.name]
-    assert sorted(i for c in recorded_calls for i in c.message_ids) == sorted(sent)
+    assert {i for c in recorded_calls for i in c.message_ids} == set(sent)
     assert stats.succeeded == stats.invocations
     assert stats.failed == 0
 
@@ -101,11 +103,15 @@ def test_whole_batch_comes_back_when_handler_raises(
     mapped_function: Callable[..., MappedFunction], recorded_calls: list[Call]
 ) -> None:
     function = mapped_function(visibility_timeout=1)
-    function.send({"n": 1}, {"n": 2, "raise": True})
+    sent = function.send({"n": 1}, {"n": 2, "raise": True})
+
+    def both_came_back() -> bool:
+        # Receive counts of 2 or more: two pollers' receives racing in moto can skip a count (at least once)
+        counted = (zip(c.message_ids, c.receive_counts, strict=True) for c in recorded_calls)
+        return {i for pairs in counted for i, n in pairs if n >= 2} == set(sent)
+
     with polling(function) as poller:
-        assert poller.run_until(
-            lambda: sorted(n for c in recorded_calls for n in c.receive_counts).count(2) == 2, timeout=10
-        )
+        assert poller.run_until(both_came_back, timeout=20)
         stats = poller.stats().functions[function.name]
     assert len(recorded_calls[0].message_ids) == 2, "both messages were in the first batch"
     assert stats.failed >= 1

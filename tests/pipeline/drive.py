@@ -38,9 +38,12 @@ class DriverStats:
 class ThreadedDriver:
     """`workers` worker containers and one scheduler container, each a thread polling its queue."""
 
-    def __init__(self, stack: Stack, *, workers: int = 2, function_timeout: float = 120.0) -> None:
+    def __init__(
+        self, stack: Stack, *, workers: int = 2, function_timeout: float = 120.0, batch_size: int = 10
+    ) -> None:
         self.stack = stack
         self.workers = workers
+        self.batch_size = batch_size
         self.function_timeout = function_timeout
         self.stats = DriverStats()
         self._stop = threading.Event()
@@ -85,7 +88,7 @@ class ThreadedDriver:
             while not self._stop.is_set():
                 reply = sqs.receive_message(
                     QueueUrl=queue_url,
-                    MaxNumberOfMessages=10,
+                    MaxNumberOfMessages=self.batch_size,
                     AttributeNames=["All"],
                     MessageAttributeNames=["All"],
                 )

@@ -36,7 +36,9 @@ async def _sync_with_five_containers(stack: Callable[..., Awaitable[Stack]]) -> 
         PAGE_SIZE="10",
     )
     deployed.send_request(REQUEST)
-    driver = ThreadedDriver(deployed, workers=5)
+    # Batches of 2 (the template's default is 10): with 19 ranges, batches of 10 let two containers take
+    # every range on a loaded machine, and the fleet would not be one
+    driver = ThreadedDriver(deployed, workers=5, batch_size=2)
 
     def finished() -> bool:
         runs = deployed.run_ids()
