@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from types import SimpleNamespace
 from typing import Any
 
@@ -387,7 +388,8 @@ async def test_a_request_whose_rate_slot_comes_after_the_deadline_is_not_sent_an
 async def test_a_retry_that_could_not_end_by_the_deadline_raises_deadline_reached_from_the_failure(
     virtual_sim: Any, virtual_clock: VirtualClock, http: aiohttp.ClientSession
 ) -> None:
-    # Given a Vanta that always fails and a request that must end one timeout (5 s) from now
+    # Given a Vanta that always fails at once, backoffs of up to 1 s, and a request that must end one
+    # timeout (5 s) from now
     sim = await virtual_sim(vulnerabilities=10, error_rate=1.0)
     client, _ = make_client(
         http,
@@ -395,16 +397,46 @@ async def test_a_retry_that_could_not_end_by_the_deadline_raises_deadline_reache
         clock=virtual_clock,
         wall_clock=virtual_clock,
         sleep=virtual_clock.sleep,
-        retry=RetryPolicy(base=1.0, cap=1.0, attempts=8, total_seconds=300),
+        retry=RetryPolicy(base=1.0, cap=1.0, attempts=100, total_seconds=300),
     )
-    # When the first attempt fails
+    start = virtual_clock()
+    # When every attempt fails
     with pytest.raises(DeadlineReached) as caught:
-        await client.fetch_page("vulnerabilities", deadline=virtual_clock() + 5.0)
-    # Then no retry is started (its backoff plus the timeout would pass the deadline), and the
-    # failure it would have retried is the cause
-    assert sim.counters.requests == 1
+        await client.fetch_page("vulnerabilities", deadline=start + 5.0)
+    # Then retries went on while the backoff and the attempt allowance (a tenth of the timeout, as the
+    # answers took no time) fitted before the deadline, and stopped when they no longer did
+    assert client.attempt_allowance() == pytest.approx(0.5)
+    assert sim.counters.requests >= 2
+    assert start + 5.0 - 0.5 - 1.0 <= virtual_clock() <= start + 5.0 - 0.5
+    # And the failure it would have retried is the cause
     assert isinstance(caught.value.__cause__, ServerError)
     assert not isinstance(caught.value, VantaError)
+
+
+async def test_an_attempt_starts_closer_to_the_deadline_than_the_timeout_once_answers_are_fast(
+    simulator: Callable[..., Awaitable[Simulator]], http: aiohttp.ClientSession
+) -> None:
+    # Given a Vanta answering in 20 ms and a client whose request timeout is 5 s
+    sim = await simulator(vulnerabilities=50, latency_seconds=0.02)
+    client, _ = make_client(http, sim)
+    # Then before any answer an attempt needs the whole timeout before the deadline
+    assert client.attempt_allowance() == 5.0
+    with pytest.raises(DeadlineReached):
+        await client.fetch_page("vulnerabilities", deadline=time.time() + 4.0)
+    assert sim.counters.requests == 0
+    # And after a fast answer, a tenth of it: a page is read with 1 s left
+    await client.fetch_page("vulnerabilities")
+    assert client.attempt_allowance() == pytest.approx(0.5)
+    page = await client.fetch_page("vulnerabilities", deadline=time.time() + 1.0)
+    assert page.records
+    # When Vanta slows to 3 s, an attempt started 1 s before the deadline is cut at the deadline
+    sim.configure(latency_seconds=3.0)
+    sent = sim.counters.requests
+    began = time.monotonic()
+    with pytest.raises(DeadlineReached, match="before the deadline"):
+        await client.fetch_page("vulnerabilities", deadline=time.time() + 1.0)
+    assert sim.counters.requests == sent + 1
+    assert 0.9 <= time.monotonic() - began < 2.5
 
 
 async def test_the_retry_budget_counts_from_the_first_rate_slot_not_from_the_call(

@@ -194,8 +194,6 @@ async def _fetch_and_write(
     `p.seq` or, after a first page's commit, `p.seq + 1`: None when nothing was read after the first
     page). Raises StepTaken when another delivery committed the first page first."""
     settings = services.settings
-    # Hand on while there is time left for a slow page, the S3 write, the commit and the enqueue.
-    reserve = settings.vanta.request_timeout + settings.handoff_seconds
     walk = Walk(
         offset=p.offset,
         cursor=p.cursor,
@@ -209,7 +207,9 @@ async def _fetch_and_write(
     )
 
     def keep_going() -> bool:
-        return walk.requests == 0 or remaining() >= reserve
+        # Hand on while there is time left for a page (as slow as the client has seen them lately), the
+        # S3 write, the commit and the enqueue.
+        return walk.requests == 0 or remaining() >= client.attempt_allowance() + settings.handoff_seconds
 
     first: StepCommit | None = None
 

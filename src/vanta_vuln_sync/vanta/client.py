@@ -7,6 +7,7 @@ import asyncio
 import logging
 import random
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -34,6 +35,7 @@ from .retry import RetryPolicy, parse_retry_after
 log = logging.getLogger(__name__)
 
 MAX_PAGE_SIZE = 100
+_LATENCY_WINDOW = 32  # the last answers whose slowest sets the attempt allowance
 
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
@@ -95,9 +97,20 @@ class VantaClient:
         self._sleep = sleep
         self._rng = rng or random.Random()
         self._urls: dict[str, URL] = {}
+        self._latencies: deque[float] = deque(maxlen=_LATENCY_WINDOW)
         self._auth_token = ""
         self._auth_headers: dict[str, str] = {}
         self.counters = ClientCounters()
+
+    def attempt_allowance(self) -> float:
+        """Seconds an attempt is expected to need, to decide whether one can still end by a deadline:
+        twice the slowest of this client's last answers (slow failures and timeouts included), at least
+        a tenth of the request timeout, at most all of it (before the first answer too). An attempt that
+        starts within it of the deadline runs with its timeout cut to the deadline."""
+        if not self._latencies:
+            return self._timeout_seconds
+        slowest = 2 * max(self._latencies)
+        return min(self._timeout_seconds, max(slowest, self._timeout_seconds / 10))
 
     async def fetch_page(
         self,
@@ -188,13 +201,19 @@ class VantaClient:
         while True:
             token = await self._tokens.token()
             await self._acquire(path, deadline, last)
-            started = self._clock() if started is None else started
+            sent = self._clock()
+            started = sent if started is None else started
             self.counters.requests += 1
             retry_after: float | None = None
             cause: BaseException | None = None
+            timeout, cut = self._timeout, False
+            if deadline is not None and deadline - self._wall_clock() < self._timeout_seconds:
+                # Started within the attempt allowance of the deadline: it may run to the deadline only
+                # (never 0: aiohttp reads a total of 0 as no timeout at all)
+                timeout, cut = aiohttp.ClientTimeout(total=max(0.001, deadline - self._wall_clock())), True
             try:
                 async with self._session.request(
-                    method, url, params=params, headers=self._headers(token), timeout=self._timeout
+                    method, url, params=params, headers=self._headers(token), timeout=timeout
                 ) as response:
                     status = response.status
                     body = await response.read()
@@ -203,6 +222,11 @@ class VantaClient:
                             response.headers.get("Retry-After"), self._wall_clock()
                         )
             except TimeoutError as exc:
+                if cut:  # how long it would have taken is unknown: no latency recorded
+                    raise DeadlineReached(
+                        f"Vanta did not answer {path} before the deadline; hand the rest on"
+                    ) from exc
+                self._latencies.append(self._clock() - sent)
                 failure: VantaError = ServerError(
                     f"Vanta did not answer {path} within {self._timeout_seconds:g}s"
                 )
@@ -213,6 +237,7 @@ class VantaClient:
                 failure = ServerError(f"the connection to Vanta failed ({type(exc).__name__}) on {path}")
                 cause = exc
             else:
+                self._latencies.append(self._clock() - sent)
                 if status == 200:
                     # A body that is not JSON, or JSON without the page envelope, is retried like a
                     # 5xx: both were seen mid-chain from proxies and overloaded backends. A wrong base
@@ -255,7 +280,7 @@ class VantaClient:
                 raise _gave_up(failure, f"after {failures} attempts") from cause
             if self._clock() - started + delay > self._retry.total_seconds:
                 raise _gave_up(failure, f"within {self._retry.total_seconds:g}s") from cause
-            if deadline is not None and self._wall_clock() + delay + self._timeout_seconds > deadline:
+            if deadline is not None and self._wall_clock() + delay + self.attempt_allowance() > deadline:
                 raise DeadlineReached(
                     f"no retry of {path} can end before the deadline (after: {failure})"
                 ) from failure
@@ -266,16 +291,17 @@ class VantaClient:
 
     async def _acquire(self, path: str, deadline: float | None, last: VantaError | None) -> None:
         """A rate slot for an attempt that can still end by `deadline` (epoch seconds): one starting
-        no later than the deadline less the request timeout, read on the limiter's own clock."""
+        no later than the deadline less the attempt allowance, read on the limiter's own clock."""
         if deadline is None:
             await self._limiter.acquire()
             return
-        left = deadline - self._timeout_seconds - self._wall_clock()
+        allowance = self.attempt_allowance()
+        left = deadline - allowance - self._wall_clock()
         try:
             if left < 0:
                 raise DeadlineReached(
                     f"no request to {path} can end before the deadline "
-                    f"(the timeout is {self._timeout_seconds:g}s); hand the rest on"
+                    f"(an attempt is allowed {allowance:.3g}s); hand the rest on"
                 )
             await self._limiter.acquire(self._limiter.now() + left)
         except DeadlineReached as exc:
