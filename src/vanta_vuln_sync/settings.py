@@ -82,6 +82,9 @@ class Settings:
     # Seconds an invocation keeps after its last Vanta request for the S3 write, the commit and the
     # enqueue (run/deadline.py; at most a third of the invocation's time).
     handoff_seconds: float = 15.0
+    # Up to this share of a worker invocation's time is left unused, drawn once an invocation, so a
+    # fleet's invocations do not all stop and hand on in the same seconds (handlers/container.py).
+    worker_stagger: float = 0.1
     # The SQS delay of a step's continuation when it could start no request before its deadline, or
     # Vanta's 429s outlasted the retry budget (and of a first step sent again for either reason).
     idle_step_delay_seconds: int = 30
@@ -113,6 +116,19 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
         raise SettingsError(f"{name} must be a number of seconds, got {raw!r}") from None
     if value <= 0:
         raise SettingsError(f"{name} must be positive, got {value}")
+    return value
+
+
+def _share(env: Mapping[str, str], name: str, default: float, *, most: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value <= most:
+        raise SettingsError(f"{name} must be a share between 0 and {most:g}, got {raw!r}")
     return value
 
 
@@ -165,6 +181,7 @@ def settings_from_env(env: Mapping[str, str] | None = None) -> Settings:
         owner_tag_key=env.get("OWNER_TAG_KEY") or "team",
         digest_topic_arn=env.get("DIGEST_TOPIC_ARN") or None,
         handoff_seconds=_float(env, "STEP_HANDOFF_SECONDS", 15.0),
+        worker_stagger=_share(env, "WORKER_STAGGER", 0.1, most=0.5),
         idle_step_delay_seconds=min(_int(env, "IDLE_STEP_DELAY_SECONDS", 30), 900),
         chain_pieces=env.get("CHAIN_PIECES", "true").strip().lower() not in ("0", "false", "no"),
     )

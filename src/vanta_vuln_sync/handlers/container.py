@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import random
 import threading
 from collections.abc import Awaitable, Callable, Coroutine
 from contextlib import AsyncExitStack
@@ -67,6 +68,22 @@ class ContainerBatchProcessor(AsyncBatchProcessor):
         return self._loop.run_until_complete(every_record())
 
 
+def staggered_remaining(
+    context: LambdaContext, stagger: float, rng: random.Random | None = None
+) -> Callable[[], float]:
+    """The invocation's seconds left, less a share of them drawn once (uniformly up to `stagger`).
+
+    Spreads the ends of invocations that began together (a fleet started by one plan) over a stretch,
+    so that their last requests and hand-offs do not all fall in the same seconds.
+    """
+    early = (rng or random).uniform(0.0, stagger) * context.get_remaining_time_in_millis() / 1000.0
+
+    def remaining() -> float:
+        return context.get_remaining_time_in_millis() / 1000.0 - early
+
+    return remaining
+
+
 class LambdaContainer:
     """One Lambda container: its loop, its settings, and (after first use) its clients."""
 
@@ -89,14 +106,13 @@ class LambdaContainer:
         work: RecordWork,
         *,
         vanta: bool = True,
+        stagger: float = 0.0,
     ) -> dict[str, Any]:
         """Every record of an SQS event through `work(record, services, remaining)`, concurrently
-        (`remaining()`: the invocation's seconds left; `vanta=False`: services without Vanta, see
-        `services`); the partial batch response (`{"batchItemFailures": [...]}`) lists the records
-        that raised."""
-
-        def remaining() -> float:
-            return float(context.get_remaining_time_in_millis()) / 1000.0
+        (`remaining()`: the invocation's seconds left, less up to `stagger` of them, drawn once an
+        invocation; `vanta=False`: services without Vanta, see `services`); the partial batch response
+        (`{"batchItemFailures": [...]}`) lists the records that raised."""
+        remaining = staggered_remaining(context, stagger)
 
         async def record_handler(record: SQSRecord) -> None:
             await work(record, await self.services(metrics, vanta=vanta), remaining)

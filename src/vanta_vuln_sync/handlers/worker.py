@@ -21,4 +21,6 @@ metrics = Metrics()
 @tracer.capture_lambda_handler
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     """Process a batch of PageRange messages; returns the partial batch response."""
-    return current_container().process_batch(event, context, metrics, page_record)
+    container = current_container()
+    stagger = container.settings.worker_stagger
+    return container.process_batch(event, context, metrics, page_record, stagger=stagger)
