@@ -15,6 +15,7 @@ import aiohttp
 from aws_lambda_powertools.metrics import Metrics, MetricUnit
 
 from vanta_vuln_sync.aws import AwsClients
+from vanta_vuln_sync.run.deadline import HandOffTimes
 from vanta_vuln_sync.settings import Settings
 from vanta_vuln_sync.store.state import RunStore
 from vanta_vuln_sync.vanta import VantaClient
@@ -37,6 +38,7 @@ class Services:
     http: aiohttp.ClientSession | None = None  # the session `vanta` clients share (for inspection)
     clock: Callable[[], float] = time.time
     in_flight: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(10))
+    handoffs: HandOffTimes = field(default_factory=HandOffTimes)
 
     def count(self, name: str, value: float, unit: MetricUnit = MetricUnit.Count) -> None:
         """Add a metric to the invocation's EMF blob (dropped when there is no metrics object)."""

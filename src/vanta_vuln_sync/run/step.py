@@ -20,6 +20,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
+from typing import NamedTuple
 
 from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
@@ -119,7 +120,7 @@ async def run_step(
     started = time.monotonic()
     client = services.vanta()
     try:
-        first, commit = await _fetch_and_write(p, client, services, remaining)
+        first, commit, walked = await _fetch_and_write(p, client, services, remaining)
     except RequestRejectedError as exc:
         await fail_run(
             p.run_id,
@@ -173,6 +174,7 @@ async def run_step(
     else:
         continuation = _next_step(p, commit)
         await _hand_on(continuation, services, delay_seconds=commit.wait_seconds)
+    services.handoffs.record(time.monotonic() - walked)
     logger.info(
         "range step committed",
         extra={"seq": p.seq, "records": commit.records, "pages": commit.pages, "done": commit.done},
@@ -186,14 +188,25 @@ async def run_step(
     )
 
 
+class Fetched(NamedTuple):
+    """What a step's walk read, written: `first`, the first page's commit when the step published the
+    range's head and so committed that page already as step `p.seq`; `rest`, what is left to commit, as
+    step `p.seq` or, after a first page's commit, `p.seq + 1` (None when nothing was read after the
+    first page); `walked`, when the walk stopped (monotonic): the hand-off is timed from there."""
+
+    first: StepCommit | None
+    rest: StepCommit | None
+    walked: float
+
+
 async def _fetch_and_write(
     p: PageRange, client: VantaClient, services: Services, remaining: Callable[[], float]
-) -> tuple[StepCommit | None, StepCommit | None]:
-    """Walk the step and write what it read: (the first page's commit, when the step published the
-    range's head and so committed that page already as step `p.seq`; what is left to commit, as step
-    `p.seq` or, after a first page's commit, `p.seq + 1`: None when nothing was read after the first
-    page). Raises StepTaken when another delivery committed the first page first."""
+) -> Fetched:
+    """Walk the step and write what it read. Raises StepTaken when another delivery committed the
+    first page first."""
     settings = services.settings
+    # The hand-off's reserve: the configured one, or more when this container's hand-offs were slower
+    reserve = services.handoffs.reserve(settings.handoff_seconds)
     walk = Walk(
         offset=p.offset,
         cursor=p.cursor,
@@ -209,7 +222,7 @@ async def _fetch_and_write(
     def keep_going() -> bool:
         # Hand on while there is time left for a page (as slow as the client has seen them lately), the
         # S3 write, the commit and the enqueue.
-        return walk.requests == 0 or remaining() >= client.attempt_allowance() + settings.handoff_seconds
+        return walk.requests == 0 or remaining() >= client.attempt_allowance() + reserve
 
     first: StepCommit | None = None
 
@@ -270,7 +283,7 @@ async def _fetch_and_write(
                 return await join_chain(shard, claim)
         return Successor(head=None if progress is None else progress.head)
 
-    source = DeadlineSource(client, deadline_of(remaining, services.clock, settings.handoff_seconds))
+    source = DeadlineSource(client, deadline_of(remaining, services.clock, reserve))
     pause = 0
     try:
         await _walk(p, source, walk, services, keep_going, join, join_chain, publish_head)
@@ -285,12 +298,13 @@ async def _fetch_and_write(
         # (six times the function's), to read these pages again. VantaThrottled alarms if it persists.
         logger.warning("Vanta kept throttling: the rest goes on after a pause", extra={"reason": str(exc)})
         pause = settings.idle_step_delay_seconds
+    walked = time.monotonic()
     if first is not None:
         if walk.requests == first.pages and not walk.done and not walk.records and not walk.warnings:
-            return replace(first, wait_seconds=pause), None
+            return Fetched(replace(first, wait_seconds=pause), None, walked)
         rest = replace(p, seq=p.seq + 1)
         commit = await _write_and_describe(rest, client, walk, services, since=first)
-        return first, replace(commit, wait_seconds=pause)
+        return Fetched(first, replace(commit, wait_seconds=pause), walked)
     if walk.requests == 0 and not walk.done and p.seq == 0 and walk.head is None:
         # Committing this empty step would leave the range without a head for good (later steps never
         # publish one), and the range before would stop short of its start, claiming it.
@@ -300,7 +314,7 @@ async def _fetch_and_write(
         # Not one request fitted: the fleet's rate budget is booked past this invocation. The next
         # step waits on the queue a while instead of spinning through empty invocations.
         pause = settings.idle_step_delay_seconds
-    return None, replace(commit, wait_seconds=pause)
+    return Fetched(None, replace(commit, wait_seconds=pause), walked)
 
 
 async def _walk(

@@ -1,4 +1,5 @@
-"""A worker invocation stops up to a share of its time early, drawn once, so a fleet's ends spread."""
+"""The end of a worker invocation: a share of its time left unused, drawn once, so a fleet's ends spread;
+and the reserve for the hand-off, which grows with the hand-offs AWS made slow."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import random
 import pytest
 
 from vanta_vuln_sync.handlers.container import staggered_remaining
+from vanta_vuln_sync.run.deadline import HandOffTimes
 from vanta_vuln_sync.settings import SettingsError, settings_from_env
 
 
@@ -44,3 +46,17 @@ def test_a_stagger_outside_0_to_half_is_refused_with_its_name(raw: str) -> None:
     env = {"STATE_TABLE": "t", "DATA_BUCKET": "b", "PAGE_QUEUE_URL": "q", "WORKER_STAGGER": raw}
     with pytest.raises(SettingsError, match=r"WORKER_STAGGER must be a share between 0 and 0\.5"):
         settings_from_env(env)
+
+
+def test_the_hand_off_reserve_grows_to_twice_the_slowest_recent_hand_off_and_comes_back() -> None:
+    times = HandOffTimes(size=3)
+    # Given no hand-off yet, the configured reserve holds
+    assert times.reserve(1.5) == 1.5
+    # When AWS is slow, the reserve is twice the slowest of the last three
+    for seconds in (0.2, 2.0, 0.4):
+        times.record(seconds)
+    assert times.reserve(1.5) == pytest.approx(4.0)
+    # And once three faster ones followed, the configured reserve holds again
+    for seconds in (0.3, 0.3, 0.3):
+        times.record(seconds)
+    assert times.reserve(1.5) == 1.5
