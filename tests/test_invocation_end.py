@@ -1,5 +1,6 @@
 """The end of a worker invocation: a share of its time left unused, drawn once, so a fleet's ends spread;
-and the reserve for the hand-off, which grows with the hand-offs AWS made slow."""
+and the recent durations that grow the hand-off reserve and the attempt allowance when AWS or Vanta slow
+down."""
 
 from __future__ import annotations
 
@@ -8,8 +9,8 @@ import random
 import pytest
 
 from vanta_vuln_sync.handlers.container import staggered_remaining
-from vanta_vuln_sync.run.deadline import HandOffTimes
 from vanta_vuln_sync.settings import SettingsError, settings_from_env
+from vanta_vuln_sync.vanta import RecentDurations
 
 
 class Context:
@@ -48,15 +49,17 @@ def test_a_stagger_outside_0_to_half_is_refused_with_its_name(raw: str) -> None:
         settings_from_env(env)
 
 
-def test_the_hand_off_reserve_grows_to_twice_the_slowest_recent_hand_off_and_comes_back() -> None:
-    times = HandOffTimes(size=3)
-    # Given no hand-off yet, the configured reserve holds
-    assert times.reserve(1.5) == 1.5
-    # When AWS is slow, the reserve is twice the slowest of the last three
+def test_recent_durations_keep_the_slowest_of_the_last_few() -> None:
+    times = RecentDurations(size=3)
+    # Given nothing recorded, there is nothing to go by
+    assert times.slowest() == 0.0
+    assert not times
+    # When AWS (or Vanta) is slow once, the slowest of the last three says so
     for seconds in (0.2, 2.0, 0.4):
         times.record(seconds)
-    assert times.reserve(1.5) == pytest.approx(4.0)
-    # And once three faster ones followed, the configured reserve holds again
+    assert times.slowest() == pytest.approx(2.0)
+    # And once three faster ones followed, it is forgotten
     for seconds in (0.3, 0.3, 0.3):
         times.record(seconds)
-    assert times.reserve(1.5) == 1.5
+    assert times.slowest() == pytest.approx(0.3)
+    assert len(times) == 3

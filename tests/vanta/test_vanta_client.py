@@ -21,6 +21,7 @@ from vanta_vuln_sync.vanta import (
     InvalidFilterError,
     LocalRateLimiter,
     RateLimitedError,
+    RecentDurations,
     RequestRejectedError,
     RetryPolicy,
     ServerError,
@@ -416,9 +417,12 @@ async def test_a_retry_that_could_not_end_by_the_deadline_raises_deadline_reache
 async def test_an_attempt_starts_closer_to_the_deadline_than_the_timeout_once_answers_are_fast(
     simulator: Callable[..., Awaitable[Simulator]], http: aiohttp.ClientSession
 ) -> None:
-    # Given a Vanta answering in 20 ms and a client whose request timeout is 5 s
+    # Given a Vanta answering in 20 ms and two clients (two steps of one container) whose request
+    # timeout is 5 s, sharing their answers' times
     sim = await simulator(vulnerabilities=50, latency_seconds=0.02)
-    client, _ = make_client(http, sim)
+    answers = RecentDurations()
+    client, _ = make_client(http, sim, answers=answers)
+    other, _ = make_client(http, sim, answers=answers)
     # Then before any answer an attempt needs the whole timeout before the deadline
     assert client.attempt_allowance() == 5.0
     with pytest.raises(DeadlineReached):
@@ -427,6 +431,7 @@ async def test_an_attempt_starts_closer_to_the_deadline_than_the_timeout_once_an
     # And after a fast answer, a tenth of it: a page is read with 1 s left
     await client.fetch_page("vulnerabilities")
     assert client.attempt_allowance() == pytest.approx(0.5)
+    assert other.attempt_allowance() == pytest.approx(0.5), "the container's clients share what they saw"
     page = await client.fetch_page("vulnerabilities", deadline=time.time() + 1.0)
     assert page.records
     # When Vanta slows to 3 s, an attempt started 1 s before the deadline is cut at the deadline

@@ -35,7 +35,7 @@ from vanta_vuln_sync.settings import Settings, SettingsError, settings_from_env
 from vanta_vuln_sync.store.rate import FleetRateLimiter
 from vanta_vuln_sync.store.state import RunStore
 from vanta_vuln_sync.store.token import KmsTokenCipher, TokenBroker
-from vanta_vuln_sync.vanta import RetryPolicy, VantaClient, token_fetcher
+from vanta_vuln_sync.vanta import RecentDurations, RetryPolicy, VantaClient, token_fetcher
 
 T = TypeVar("T")
 # Not a child logger: children made before the handler's logger (import order) are orphaned; Logger
@@ -183,6 +183,8 @@ async def build_services(
     limiter = FleetRateLimiter(aws.dynamodb, settings.state_table, settings.vanta.rate_limit_per_minute)
     retry = RetryPolicy(total_seconds=settings.vanta.retry_budget, cap=settings.vanta.retry_backoff_cap)
 
+    answers = RecentDurations()  # how long Vanta took to answer, over every step of the container
+
     def vanta() -> VantaClient:
         return VantaClient(
             session,
@@ -191,6 +193,7 @@ async def build_services(
             limiter=limiter,
             retry=retry,
             timeout=settings.vanta.request_timeout,
+            answers=answers,
         )
 
     return Services(

@@ -8,33 +8,17 @@ the invocation must stop to commit and hand on: the client raises DeadlineReache
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Callable, Mapping
 
 from vanta_vuln_sync.vanta import VantaClient
 from vanta_vuln_sync.vanta.client import Page
 
 
-class HandOffTimes:
-    """How long a container's last hand-offs took (the S3 write, the commit and the enqueue after a
-    step's walk stopped), so that the reserve kept for them grows when AWS answers slowly: the
-    configured reserve, or twice the slowest of the last `size`, whichever is more."""
-
-    def __init__(self, size: int = 32) -> None:
-        self._seconds: deque[float] = deque(maxlen=size)
-
-    def record(self, seconds: float) -> None:
-        self._seconds.append(seconds)
-
-    def reserve(self, configured: float) -> float:
-        return max(configured, 2 * max(self._seconds, default=0.0))
-
-
 def deadline_of(
     remaining: Callable[[], float] | None, clock: Callable[[], float], reserve: float
 ) -> float | None:
     """The epoch second by which a request must have ended (None: no deadline, as in the CLI): `reserve`
-    seconds (Settings.handoff_seconds, or HandOffTimes.reserve: the S3 write, the commit, the enqueue)
+    seconds (Settings.handoff_seconds, or more after slow hand-offs: the S3 write, the commit, the enqueue)
     before the invocation's end, at most a third of the time left, so a short timeout still leaves room
     for requests."""
     if remaining is None:

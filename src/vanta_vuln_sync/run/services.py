@@ -15,10 +15,9 @@ import aiohttp
 from aws_lambda_powertools.metrics import Metrics, MetricUnit
 
 from vanta_vuln_sync.aws import AwsClients
-from vanta_vuln_sync.run.deadline import HandOffTimes
 from vanta_vuln_sync.settings import Settings
 from vanta_vuln_sync.store.state import RunStore
-from vanta_vuln_sync.vanta import VantaClient
+from vanta_vuln_sync.vanta import RecentDurations, VantaClient
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,7 +37,8 @@ class Services:
     http: aiohttp.ClientSession | None = None  # the session `vanta` clients share (for inspection)
     clock: Callable[[], float] = time.time
     in_flight: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(10))
-    handoffs: HandOffTimes = field(default_factory=HandOffTimes)
+    # How long this container's last step hand-offs took (run/step.py grows the reserve from it)
+    handoffs: RecentDurations = field(default_factory=RecentDurations)
 
     def count(self, name: str, value: float, unit: MetricUnit = MetricUnit.Count) -> None:
         """Add a metric to the invocation's EMF blob (dropped when there is no metrics object)."""

@@ -205,8 +205,9 @@ async def _fetch_and_write(
     """Walk the step and write what it read. Raises StepTaken when another delivery committed the
     first page first."""
     settings = services.settings
-    # The hand-off's reserve: the configured one, or more when this container's hand-offs were slower
-    reserve = services.handoffs.reserve(settings.handoff_seconds)
+    # The hand-off's reserve: the configured one, or twice the slowest of this container's last
+    # hand-offs when that is more (AWS slower than the setting assumed)
+    reserve = max(settings.handoff_seconds, 2 * services.handoffs.slowest())
     walk = Walk(
         offset=p.offset,
         cursor=p.cursor,

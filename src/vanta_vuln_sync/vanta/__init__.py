@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .auth import InProcessTokenProvider, Token, TokenProvider, fetch_token, token_fetcher
-from .client import ClientCounters, Page, VantaClient
+from .client import ClientCounters, Page, RecentDurations, VantaClient
 from .errors import (
     AuthError,
     DeadlineReached,
@@ -32,6 +32,7 @@ __all__ = [
     "ProtocolError",
     "RateLimitedError",
     "RateLimiter",
+    "RecentDurations",
     "RequestRejectedError",
     "RetryPolicy",
     "ServerError",

@@ -35,7 +35,6 @@ from .retry import RetryPolicy, parse_retry_after
 log = logging.getLogger(__name__)
 
 MAX_PAGE_SIZE = 100
-_LATENCY_WINDOW = 32  # the last answers whose slowest sets the attempt allowance
 
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
@@ -49,6 +48,24 @@ class Page:
     has_next_page: bool
     end_cursor: str | None
     start_cursor: str | None = None
+
+
+class RecentDurations:
+    """How long the last `size` events of one kind took (Vanta's answers, a step's hand-offs), for
+    whoever shares it: the clients of one container share their answers' times. `slowest()` is 0.0
+    before the first; `len()` counts what is kept."""
+
+    def __init__(self, size: int = 32) -> None:
+        self._seconds: deque[float] = deque(maxlen=size)
+
+    def record(self, seconds: float) -> None:
+        self._seconds.append(seconds)
+
+    def slowest(self) -> float:
+        return max(self._seconds, default=0.0)
+
+    def __len__(self) -> int:
+        return len(self._seconds)
 
 
 @dataclass(slots=True)
@@ -84,6 +101,7 @@ class VantaClient:
         wall_clock: Clock = time.time,
         sleep: Sleep = asyncio.sleep,
         rng: random.Random | None = None,
+        answers: RecentDurations | None = None,
     ) -> None:
         self._session = session
         self._base_url = base_url.rstrip("/")
@@ -97,19 +115,20 @@ class VantaClient:
         self._sleep = sleep
         self._rng = rng or random.Random()
         self._urls: dict[str, URL] = {}
-        self._latencies: deque[float] = deque(maxlen=_LATENCY_WINDOW)
+        self._answers = answers if answers is not None else RecentDurations()
         self._auth_token = ""
         self._auth_headers: dict[str, str] = {}
         self.counters = ClientCounters()
 
     def attempt_allowance(self) -> float:
         """Seconds an attempt is expected to need, to decide whether one can still end by a deadline:
-        twice the slowest of this client's last answers (slow failures and timeouts included), at least
-        a tenth of the request timeout, at most all of it (before the first answer too). An attempt that
-        starts within it of the deadline runs with its timeout cut to the deadline."""
-        if not self._latencies:
+        twice the slowest of the last answers (`answers`: this client's, or its container's when
+        shared; slow failures and timeouts included), at least a tenth of the request timeout, at most
+        all of it (before the first answer too). An attempt that starts less than the request timeout
+        before the deadline runs with its timeout cut to the deadline."""
+        if not self._answers:
             return self._timeout_seconds
-        slowest = 2 * max(self._latencies)
+        slowest = 2 * self._answers.slowest()
         return min(self._timeout_seconds, max(slowest, self._timeout_seconds / 10))
 
     async def fetch_page(
@@ -226,7 +245,7 @@ class VantaClient:
                     raise DeadlineReached(
                         f"Vanta did not answer {path} before the deadline; hand the rest on"
                     ) from exc
-                self._latencies.append(self._clock() - sent)
+                self._answers.record(self._clock() - sent)
                 failure: VantaError = ServerError(
                     f"Vanta did not answer {path} within {self._timeout_seconds:g}s"
                 )
@@ -237,7 +256,7 @@ class VantaClient:
                 failure = ServerError(f"the connection to Vanta failed ({type(exc).__name__}) on {path}")
                 cause = exc
             else:
-                self._latencies.append(self._clock() - sent)
+                self._answers.record(self._clock() - sent)
                 if status == 200:
                     # A body that is not JSON, or JSON without the page envelope, is retried like a
                     # 5xx: both were seen mid-chain from proxies and overloaded backends. A wrong base
