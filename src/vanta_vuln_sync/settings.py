@@ -6,11 +6,14 @@ Every variable is documented in the README's configuration table; keep the two i
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import TypeVar
 
 DEFAULT_BASE_URL = "https://api.vanta.com/v1"
 DEFAULT_AUTH_URL = "https://api.vanta.com/oauth/token"
+
+N = TypeVar("N", int, float)
 
 
 class SettingsError(ValueError):
@@ -93,42 +96,42 @@ class Settings:
     chain_pieces: bool = True
 
 
-def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int = 1) -> int:
+def _convert(env: Mapping[str, str], name: str, convert: Callable[[str], N], what: str) -> N | None:
+    """`name`'s value converted (None when unset or empty); SettingsError naming it when not `what`."""
     raw = env.get(name)
     if raw is None or raw == "":
-        return default
+        return None
     try:
-        value = int(raw)
+        return convert(raw)
     except ValueError:
-        raise SettingsError(f"{name} must be a whole number, got {raw!r}") from None
+        raise SettingsError(f"{name} must be {what}, got {raw!r}") from None
+
+
+def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int = 1) -> int:
+    value = _convert(env, name, int, "a whole number")
+    if value is None:
+        return default
     if value < minimum:
         raise SettingsError(f"{name} must be at least {minimum}, got {value}")
     return value
 
 
 def _float(env: Mapping[str, str], name: str, default: float) -> float:
-    raw = env.get(name)
-    if raw is None or raw == "":
+    value = _convert(env, name, float, "a number of seconds")
+    if value is None:
         return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise SettingsError(f"{name} must be a number of seconds, got {raw!r}") from None
     if value <= 0:
         raise SettingsError(f"{name} must be positive, got {value}")
     return value
 
 
 def _share(env: Mapping[str, str], name: str, default: float, *, most: float) -> float:
-    raw = env.get(name)
-    if raw is None or raw == "":
+    what = f"a share between 0 and {most:g}"
+    value = _convert(env, name, float, what)
+    if value is None:
         return default
-    try:
-        value = float(raw)
-    except ValueError:
-        value = -1.0
     if not 0.0 <= value <= most:
-        raise SettingsError(f"{name} must be a share between 0 and {most:g}, got {raw!r}")
+        raise SettingsError(f"{name} must be {what}, got {value:g}")
     return value
 
 
