@@ -226,10 +226,11 @@ class VantaClient:
             retry_after: float | None = None
             cause: BaseException | None = None
             timeout, cut = self._timeout, False
-            if deadline is not None and deadline - self._wall_clock() < self._timeout_seconds:
-                # Started within the attempt allowance of the deadline: it may run to the deadline only
+            left = None if deadline is None else deadline - self._wall_clock()
+            if left is not None and left < self._timeout_seconds:
+                # Started less than a timeout before the deadline: it may run to the deadline only
                 # (never 0: aiohttp reads a total of 0 as no timeout at all)
-                timeout, cut = aiohttp.ClientTimeout(total=max(0.001, deadline - self._wall_clock())), True
+                timeout, cut = aiohttp.ClientTimeout(total=max(0.001, left)), True
             try:
                 async with self._session.request(
                     method, url, params=params, headers=self._headers(token), timeout=timeout
