@@ -145,8 +145,9 @@ class VantaClient:
         Filters are validated first (InvalidFilterError, before any request). Raises AuthError,
         RateLimitedError, ServerError, RequestRejectedError or ProtocolError when Vanta fails beyond retrying.
         With a `deadline` (epoch seconds on `wall_clock`) the request, retries included, ends by then:
-        an attempt that could not finish in time (its rate slot, its backoff plus the request timeout)
-        is not started and DeadlineReached is raised instead, chained from the failure it would retry.
+        an attempt whose rate slot (or backoff) falls later than `attempt_allowance()` before the
+        deadline is not started, one that starts less than the request timeout before it is cut at the
+        deadline, and DeadlineReached is raised instead (chained from the failure it would retry).
         The retry budget (`RetryPolicy.total_seconds`) counts from the first attempt's rate slot.
         """
         params = self._params(resource, filters, page_size)
