@@ -11,6 +11,7 @@ import boto3
 import poller_test_handlers
 from mapped_functions import MappedFunction
 
+from state_table import STATE_TABLE_SHAPE
 from vanta_vuln_sync.local.embedded_aws import EmbeddedStack
 from vanta_vuln_sync.local.follow import follow_run
 from vanta_vuln_sync.local.poller import Poller
@@ -34,15 +35,7 @@ class Recorded:
 
 def _state_table() -> str:
     name = f"state-{uuid.uuid4().hex[:10]}"
-    boto3.client("dynamodb").create_table(
-        TableName=name,
-        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
-        AttributeDefinitions=[
-            {"AttributeName": "pk", "AttributeType": "S"},
-            {"AttributeName": "sk", "AttributeType": "S"},
-        ],
-        BillingMode="PAY_PER_REQUEST",
-    )
+    boto3.client("dynamodb").create_table(TableName=name, **STATE_TABLE_SHAPE)
     return name
 
 

@@ -17,6 +17,7 @@ import poller_test_handlers
 import pytest
 from mapped_functions import MappedFunction
 
+from state_table import STATE_TABLE_SHAPE
 from vanta_vuln_sync.local.poller import Poller
 
 
@@ -32,15 +33,7 @@ def targets(aws: str) -> dict[str, str]:
     """A bucket, a table and a queue for the handler to write to."""
     name = f"late-{uuid.uuid4().hex[:10]}"
     boto3.client("s3").create_bucket(Bucket=name)
-    boto3.client("dynamodb").create_table(
-        TableName=name,
-        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
-        AttributeDefinitions=[
-            {"AttributeName": "pk", "AttributeType": "S"},
-            {"AttributeName": "sk", "AttributeType": "S"},
-        ],
-        BillingMode="PAY_PER_REQUEST",
-    )
+    boto3.client("dynamodb").create_table(TableName=name, **STATE_TABLE_SHAPE)
     queue_url = boto3.client("sqs").create_queue(QueueName=name)["QueueUrl"]
     return {"bucket": name, "table": name, "queue_url": queue_url, "tag": name}
 

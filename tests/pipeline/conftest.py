@@ -14,6 +14,7 @@ import boto3
 import orjson
 import pytest
 
+from state_table import STATE_TABLE_SHAPE
 from vanta_vuln_sync.aws import AwsClients, open_clients
 from vanta_vuln_sync.handlers.container import build_services, shutdown_container
 from vanta_vuln_sync.run.services import Services
@@ -112,15 +113,7 @@ def _create_stack(endpoint: str, sim: Simulator, **settings: str) -> Stack:
         boto3.client("dynamodb", **kwargs),
     )
     secrets = boto3.client("secretsmanager", **kwargs)
-    ddb.create_table(
-        TableName=name,
-        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
-        AttributeDefinitions=[
-            {"AttributeName": "pk", "AttributeType": "S"},
-            {"AttributeName": "sk", "AttributeType": "S"},
-        ],
-        BillingMode="PAY_PER_REQUEST",
-    )
+    ddb.create_table(TableName=name, **STATE_TABLE_SHAPE)
     s3.create_bucket(Bucket=name)
     urls: dict[str, str] = {}
     for queue in ("page", "request"):

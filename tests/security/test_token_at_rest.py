@@ -18,6 +18,7 @@ import boto3
 import pytest
 from aiobotocore.session import get_session
 
+from state_table import STATE_TABLE_SHAPE
 from vanta_vuln_sync.simulator import Simulator
 from vanta_vuln_sync.store.keys import TOKEN_KEY
 from vanta_vuln_sync.store.token import KmsTokenCipher, TokenBroker
@@ -69,15 +70,7 @@ async def sealed_world(moto_server: str, simulator: Any) -> AsyncIterator[dict[s
     sim: Simulator = await simulator(vulnerabilities=10)
     kwargs: dict[str, Any] = {"endpoint_url": moto_server, "region_name": REGION}
     table = f"tok-{uuid.uuid4().hex[:8]}"
-    boto3.client("dynamodb", **kwargs).create_table(
-        TableName=table,
-        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
-        AttributeDefinitions=[
-            {"AttributeName": "pk", "AttributeType": "S"},
-            {"AttributeName": "sk", "AttributeType": "S"},
-        ],
-        BillingMode="PAY_PER_REQUEST",
-    )
+    boto3.client("dynamodb", **kwargs).create_table(TableName=table, **STATE_TABLE_SHAPE)
     key = boto3.client("kms", **kwargs).create_key(Description="token key")["KeyMetadata"]["Arn"]
     session = get_session()
     async with (

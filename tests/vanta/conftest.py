@@ -14,6 +14,8 @@ import pytest
 from aiobotocore.session import get_session
 from vanta_helpers import VirtualClock
 
+from state_table import STATE_TABLE_SHAPE
+
 
 @pytest.fixture
 async def virtual_clock() -> AsyncIterator[VirtualClock]:
@@ -53,13 +55,5 @@ async def state_table(ddb_clients: DdbFactory) -> str:
     """A fresh state table (pk/sk) on moto server; its name."""
     ddb = await ddb_clients()
     name = f"state-{uuid.uuid4().hex[:12]}"
-    await ddb.create_table(
-        TableName=name,
-        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
-        AttributeDefinitions=[
-            {"AttributeName": "pk", "AttributeType": "S"},
-            {"AttributeName": "sk", "AttributeType": "S"},
-        ],
-        BillingMode="PAY_PER_REQUEST",
-    )
+    await ddb.create_table(TableName=name, **STATE_TABLE_SHAPE)
     return name
