@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterator
 from typing import Any
 
@@ -152,14 +153,15 @@ def moto_server() -> Iterator[str]:
 
 @pytest.fixture
 async def simulator() -> AsyncIterator[Callable[..., Awaitable[Simulator]]]:
-    """Factory: `sim = await simulator(vulnerabilities=500, cursor_style="opaque")`, started on loopback.
+    """Factory: `sim = await simulator(vulnerabilities=500, cursor_style="opaque")`, started on loopback;
+    `clock=` runs its rate windows and token lifetimes on another clock (a virtual one).
 
     Every simulator started through it is closed when the test ends.
     """
     started: list[Simulator] = []
 
-    async def start(**overrides: Any) -> Simulator:
-        sim = Simulator(SimulatorConfig(**overrides))
+    async def start(clock: Callable[[], float] = time.monotonic, **overrides: Any) -> Simulator:
+        sim = Simulator(SimulatorConfig(**overrides), clock=clock)
         await sim.start()
         started.append(sim)
         return sim

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from types import SimpleNamespace
 from typing import Any
 
@@ -13,7 +14,7 @@ import aiohttp
 import pytest
 from vanta_helpers import VirtualClock, make_client, max_in_any_window
 
-from vanta_vuln_sync.simulator import Simulator, SimulatorConfig
+from vanta_vuln_sync.simulator import Simulator
 from vanta_vuln_sync.vanta import (
     AuthError,
     DeadlineReached,
@@ -31,6 +32,7 @@ from vanta_vuln_sync.vanta import (
     token_fetcher,
 )
 
+SimulatorFactory = Callable[..., Awaitable[Simulator]]
 RESOURCE_NAMES = ("vulnerabilities", "vulnerability-remediations", "vulnerable-assets", "integrations")
 
 
@@ -70,19 +72,9 @@ async def list_all(client: VantaClient, resource: str, page_size: int = 100) -> 
 
 
 @pytest.fixture
-async def virtual_sim(virtual_clock: VirtualClock) -> AsyncIterator[Any]:
+def virtual_sim(virtual_clock: VirtualClock, simulator: SimulatorFactory) -> SimulatorFactory:
     """Factory of simulators running on the virtual clock (their rate windows pass in virtual time)."""
-    started: list[Simulator] = []
-
-    async def start(**overrides: Any) -> Simulator:
-        sim = Simulator(SimulatorConfig(**overrides), clock=virtual_clock)
-        await sim.start()
-        started.append(sim)
-        return sim
-
-    yield start
-    for sim in started:
-        await sim.close()
+    return functools.partial(simulator, clock=virtual_clock)
 
 
 async def test_each_resource_is_listed_completely_and_once_when_vanta_fails_truncates_and_throttles(
