@@ -19,11 +19,12 @@ import random
 import threading
 from collections.abc import Awaitable, Callable, Coroutine
 from contextlib import AsyncExitStack
+from dataclasses import replace
 from typing import Any, TypeVar
 
 import aiohttp
 import orjson
-from aws_lambda_powertools import Logger
+from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.metrics import Metrics
 from aws_lambda_powertools.utilities.batch import AsyncBatchProcessor, EventType
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
@@ -43,6 +44,8 @@ T = TypeVar("T")
 logger = Logger()
 # What a handler does with one record, given the container's services and the seconds left.
 RecordWork = Callable[[SQSRecord, Services, Callable[[], float]], Awaitable[object]]
+# A Lambda entry point: the SQS event and the context in, the partial batch response out.
+LambdaHandler = Callable[[dict[str, Any], LambdaContext], dict[str, Any]]
 
 
 class ContainerBatchProcessor(AsyncBatchProcessor):
@@ -196,15 +199,8 @@ async def build_services(
             answers=answers,
         )
 
-    return Services(
-        settings=settings,
-        aws=aws,
-        store=RunStore(aws.dynamodb, settings.state_table),
-        vanta=vanta,
-        metrics=metrics,
-        http=session,
-        in_flight=asyncio.Semaphore(settings.ranges_in_flight),
-    )
+    # The same services as a function's that never calls Vanta, with Vanta and its session added.
+    return replace(offline_services(settings, aws, metrics=metrics), vanta=vanta, http=session)
 
 
 def offline_services(settings: Settings, aws: AwsClients, *, metrics: Metrics | None = None) -> Services:
@@ -255,6 +251,24 @@ def _trace_configs() -> list[aiohttp.TraceConfig]:
         return []
     config: aiohttp.TraceConfig = aws_xray_trace_config()
     return [config]
+
+
+def batch_handler(work: RecordWork, *, vanta: bool = True, staggered: bool = False) -> LambdaHandler:
+    """The Lambda entry point of one queue: Powertools' metrics, logger (with the Lambda context) and
+    tracer wrapped, in that order, around this thread's container's `process_batch(work)`; returns the
+    partial batch response. `vanta=False`: services without Vanta (see `LambdaContainer.services`);
+    `staggered`: the records' time left is staggered by the settings' `worker_stagger`."""
+    logger, tracer, metrics = Logger(), Tracer(), Metrics()
+
+    @metrics.log_metrics
+    @logger.inject_lambda_context
+    @tracer.capture_lambda_handler
+    def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+        container = current_container()
+        stagger = container.settings.worker_stagger if staggered else 0.0
+        return container.process_batch(event, context, metrics, work, vanta=vanta, stagger=stagger)
+
+    return handler
 
 
 _local = threading.local()

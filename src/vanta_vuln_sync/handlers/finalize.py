@@ -4,23 +4,9 @@ permissions a million-vulnerability run needs, and the range workers stay small.
 
 from __future__ import annotations
 
-from typing import Any
-
-from aws_lambda_powertools import Logger, Metrics, Tracer
-from aws_lambda_powertools.utilities.typing import LambdaContext
-
-from vanta_vuln_sync.handlers.container import current_container
+from vanta_vuln_sync.handlers.container import batch_handler
 from vanta_vuln_sync.handlers.records import finalize_record
 
-logger = Logger()
-tracer = Tracer()
-metrics = Metrics()
-
-
-@metrics.log_metrics
-@logger.inject_lambda_context
-@tracer.capture_lambda_handler
-def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    """Process a batch of Finalize messages; returns the partial batch response."""
-    # No Vanta client: Finalize reads S3 and the table only, and its role cannot read the secret.
-    return current_container().process_batch(event, context, metrics, finalize_record, vanta=False)
+# Processes a batch of Finalize messages; returns the partial batch response. No Vanta client: Finalize
+# reads S3 and the table only, and its role cannot read the secret.
+handler = batch_handler(finalize_record, vanta=False)
