@@ -64,9 +64,11 @@ class RequestLog:
             )
 
 
-async def list_all(client: VantaClient, resource: str, page_size: int = 100) -> list[dict[str, Any]]:
+async def list_all(
+    client: VantaClient, resource: str, filters: dict[str, str] | None = None, page_size: int = 100
+) -> list[dict[str, Any]]:
     records: list[dict[str, Any]] = []
-    async for page in client.iter_pages(resource, page_size=page_size):
+    async for page in client.iter_pages(resource, filters, page_size=page_size):
         records.extend(page.records)
     return records
 
@@ -92,9 +94,7 @@ async def test_each_resource_is_listed_completely_and_once_when_vanta_fails_trun
     client, _ = make_client(
         http,
         sim,
-        clock=virtual_clock,
-        wall_clock=virtual_clock,
-        sleep=virtual_clock.sleep,
+        **virtual_clock.client_options(),
         retry=RetryPolicy(base=0.5, cap=20, attempts=8, total_seconds=300),
     )
     # When every resource is listed at once
@@ -118,9 +118,7 @@ async def test_no_request_is_sent_before_retry_after_has_passed(
         client, _ = make_client(
             session,
             sim,
-            clock=virtual_clock,
-            wall_clock=virtual_clock,
-            sleep=virtual_clock.sleep,
+            **virtual_clock.client_options(),
             retry=RetryPolicy(base=0.01, cap=0.05, attempts=8, total_seconds=600),
         )
         records = await list_all(client, "vulnerabilities", page_size=4)
@@ -205,9 +203,7 @@ async def test_filters_reach_vanta_and_narrow_the_listing(
 ) -> None:
     sim = await simulator(vulnerabilities=400)
     client, _ = make_client(http, sim)
-    critical: list[dict[str, Any]] = []
-    async for page in client.iter_pages("vulnerabilities", {"severity": "critical"}):
-        critical.extend(page.records)
+    critical = await list_all(client, "vulnerabilities", {"severity": "critical"})
     expected = [r for r in sim.dataset.records("vulnerabilities") if r["severity"] == "CRITICAL"]
     assert critical == expected
     assert 0 < len(critical) < 400
@@ -362,9 +358,7 @@ async def test_a_request_whose_rate_slot_comes_after_the_deadline_is_not_sent_an
     sim = await virtual_sim(vulnerabilities=50)
     limiter = LocalRateLimiter(1, clock=virtual_clock, sleep=virtual_clock.sleep)
     await limiter.acquire()
-    client, _ = make_client(
-        http, sim, limiter=limiter, clock=virtual_clock, wall_clock=virtual_clock, sleep=virtual_clock.sleep
-    )
+    client, _ = make_client(http, sim, limiter=limiter, **virtual_clock.client_options())
     start = virtual_clock()
     # When the request must end within 40 s (its slot is 60.5 s away)
     with pytest.raises(DeadlineReached):
@@ -387,9 +381,7 @@ async def test_a_retry_that_could_not_end_by_the_deadline_raises_deadline_reache
     client, _ = make_client(
         http,
         sim,
-        clock=virtual_clock,
-        wall_clock=virtual_clock,
-        sleep=virtual_clock.sleep,
+        **virtual_clock.client_options(),
         retry=RetryPolicy(base=1.0, cap=1.0, attempts=100, total_seconds=300),
     )
     start = virtual_clock()
@@ -449,9 +441,7 @@ async def test_the_retry_budget_counts_from_the_first_rate_slot_not_from_the_cal
         http,
         sim,
         limiter=limiter,
-        clock=virtual_clock,
-        wall_clock=virtual_clock,
-        sleep=virtual_clock.sleep,
+        **virtual_clock.client_options(),
         retry=RetryPolicy(base=0.01, cap=0.01, attempts=2, total_seconds=10),
     )
     # When a request first waits a minute for its slot, then fails
@@ -469,9 +459,7 @@ async def test_a_429_seen_by_one_client_pauses_every_client_sharing_the_limiter(
     limiter = LocalRateLimiter(100, clock=virtual_clock, sleep=virtual_clock.sleep)
     options: dict[str, Any] = {
         "limiter": limiter,
-        "clock": virtual_clock,
-        "wall_clock": virtual_clock,
-        "sleep": virtual_clock.sleep,
+        **virtual_clock.client_options(),
         "retry": RetryPolicy(base=0.01, cap=0.01, attempts=1, total_seconds=10),
     }
     first, _ = make_client(http, sim, **options)

@@ -47,6 +47,10 @@ class VirtualClock:
     def __call__(self) -> float:
         return self.now
 
+    def client_options(self) -> dict[str, Any]:
+        """A VantaClient's `clock`, `wall_clock` and `sleep`, all on this virtual time."""
+        return {"clock": self, "wall_clock": self, "sleep": self.sleep}
+
     async def sleep(self, seconds: float) -> None:
         if seconds <= 0:
             await asyncio.sleep(0)
