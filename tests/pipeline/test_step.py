@@ -6,6 +6,9 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from vanta_vuln_sync.handlers.records import process_page_message
 from vanta_vuln_sync.messages import PageRange, parse_page_message
@@ -28,18 +31,39 @@ async def planned_ranges(deployed: Stack, services: Services) -> list[PageRange]
     return [r for r in ranges if isinstance(r, PageRange)]
 
 
-async def test_worker_hands_rest_of_range_to_next_message_when_time_runs_low(
+PlannedRange = tuple[Stack, Services, PageRange]
+
+
+@pytest.fixture
+def first_range(
     stack: Callable[..., Awaitable[Stack]], open_services: Callable[..., Awaitable[Services]]
+) -> Callable[..., Awaitable[PlannedRange]]:
+    """Factory: `deployed, services, first = await first_range(sim={...}, PAGE_SIZE="5")` makes a stack
+    (arguments as `stack`'s), opens services on it and plans the example CRITICAL resync; `first` is the
+    first of its ranges."""
+
+    async def make(**arguments: Any) -> PlannedRange:
+        deployed = await stack(**arguments)
+        services = await open_services()
+        return deployed, services, (await planned_ranges(deployed, services))[0]
+
+    return make
+
+
+# Opaque cursors, pages of 5 records and requests of at most 2 s: one fits in an invocation's last 5 s.
+SHORT_STEPS: dict[str, Any] = {
+    "sim": {"vulnerabilities": 400, "cursor_style": "opaque", "seed": 6},
+    "PAGE_SIZE": "5",
+    "VANTA_REQUEST_TIMEOUT": "2",
+}
+
+
+async def test_worker_hands_rest_of_range_to_next_message_when_time_runs_low(
+    first_range: Callable[..., Awaitable[PlannedRange]],
 ) -> None:
     # Given a shard chain of several pages and a generous page budget (requests of at most 2 s, so one
     # fits in the invocation's last 5 s and a second would not)
-    deployed = await stack(
-        sim={"vulnerabilities": 400, "cursor_style": "opaque", "seed": 6},
-        PAGE_SIZE="5",
-        VANTA_REQUEST_TIMEOUT="2",
-    )
-    services = await open_services()
-    first = (await planned_ranges(deployed, services))[0]
+    deployed, services, first = await first_range(**SHORT_STEPS)
     assert first.page_budget == 10
     # When the invocation has little time left
     outcome = await process_page_message(
@@ -57,12 +81,12 @@ async def test_worker_hands_rest_of_range_to_next_message_when_time_runs_low(
 
 
 async def test_vanta_400_fails_the_range_and_run_with_a_clear_reason_instead_of_looping(
-    stack: Callable[..., Awaitable[Stack]], open_services: Callable[..., Awaitable[Services]]
+    first_range: Callable[..., Awaitable[PlannedRange]],
 ) -> None:
     # Given opaque cursors (a step follows the cursor it is given)
-    deployed = await stack(sim={"vulnerabilities": 100, "seed": 6, "cursor_style": "opaque"})
-    services = await open_services()
-    first = (await planned_ranges(deployed, services))[0]
+    deployed, services, first = await first_range(
+        sim={"vulnerabilities": 100, "seed": 6, "cursor_style": "opaque"}
+    )
     # When a step's request is one Vanta refuses (a cursor it never issued: 400)
     bad = replace(first, cursor="bm90LWEtY3Vyc29y")
     outcome = await process_page_message(
@@ -89,17 +113,11 @@ async def test_vanta_400_fails_the_range_and_run_with_a_clear_reason_instead_of_
 
 
 async def test_a_duplicate_delivery_that_loses_the_commit_leaves_the_committed_object_alone(
-    stack: Callable[..., Awaitable[Stack]], open_services: Callable[..., Awaitable[Services]]
+    first_range: Callable[..., Awaitable[PlannedRange]],
 ) -> None:
     # Given a range's first step, and a tenant that changes at every request (two reads of one page
     # differ, so an overwrite would show)
-    deployed = await stack(
-        sim={"vulnerabilities": 400, "cursor_style": "opaque", "seed": 6},
-        PAGE_SIZE="5",
-        VANTA_REQUEST_TIMEOUT="2",
-    )
-    services = await open_services()
-    first = (await planned_ranges(deployed, services))[0]
+    deployed, services, first = await first_range(**SHORT_STEPS)
     deployed.sim.churn(every=1, delete=1, insert=1, reset_truth=True)
     body = first.to_json().decode()
     # When SQS delivers the step twice at once (both fetch and write, one commits)
@@ -161,18 +179,16 @@ async def test_a_first_step_that_fits_no_request_leaves_its_range_to_be_claimed_
 
 
 async def test_a_step_that_vanta_keeps_throttling_commits_what_it_read_and_hands_on_after_a_pause(
-    stack: Callable[..., Awaitable[Stack]], open_services: Callable[..., Awaitable[Services]]
+    first_range: Callable[..., Awaitable[PlannedRange]],
 ) -> None:
     # Given a range step and a Vanta that will answer three more list requests this minute, then 429s
     # for longer than the retry budget (1 s) lasts
-    deployed = await stack(
+    deployed, services, first = await first_range(
         sim={"vulnerabilities": 2000, "seed": 6},
         PAGE_SIZE="10",
         VANTA_RETRY_BUDGET_SECONDS="1",
         IDLE_STEP_DELAY_SECONDS="7",
     )
-    services = await open_services()
-    first = (await planned_ranges(deployed, services))[0]
     deployed.sim.configure(rate_limit_per_minute=deployed.sim.counters.requests + 3)
     # When the step runs
     outcome = await process_page_message(
