@@ -10,9 +10,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from vanta_vuln_sync.messages import FULL_SCOPE
+from vanta_vuln_sync.store.dynamo import every_item
 from vanta_vuln_sync.store.keys import RUN_PK_PREFIX, RUN_SK
 from vanta_vuln_sync.store.state import RangeState, RunState, RunStore
 
@@ -50,20 +51,14 @@ async def latest_run_id(store: RunStore) -> str | None:
 
 async def list_run_ids(ddb: DynamoDBClient, table: str) -> list[str]:
     """Every run id the state table holds (runs are kept 30 days), oldest first."""
-    ids: list[str] = []
-    kwargs: dict[str, Any] = {
-        "TableName": table,
-        "FilterExpression": "sk = :run AND begins_with(pk, :prefix)",
-        "ExpressionAttributeValues": {":run": {"S": RUN_SK}, ":prefix": {"S": RUN_PK_PREFIX}},
-        "ProjectionExpression": "pk",
-    }
-    while True:
-        reply = await ddb.scan(**kwargs)
-        ids += [item["pk"]["S"].removeprefix(RUN_PK_PREFIX) for item in reply.get("Items", [])]
-        start = reply.get("LastEvaluatedKey")
-        if not start:
-            return sorted(ids)
-        kwargs["ExclusiveStartKey"] = start
+    items = await every_item(
+        ddb.scan,
+        TableName=table,
+        FilterExpression="sk = :run AND begins_with(pk, :prefix)",
+        ExpressionAttributeValues={":run": {"S": RUN_SK}, ":prefix": {"S": RUN_PK_PREFIX}},
+        ProjectionExpression="pk",
+    )
+    return sorted(str(item["pk"]).removeprefix(RUN_PK_PREFIX) for item in items)
 
 
 async def runs_after(

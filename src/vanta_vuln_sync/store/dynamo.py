@@ -3,11 +3,12 @@
 Only what the state table stores: str, int, bool, None, lists, string-keyed maps (and string sets,
 read only). Written here rather
 than taken from boto3 (`boto3.dynamodb.types`) because the Lambda package ships aiobotocore, not boto3.
+`every_item` reads a whole Query or Scan, page after page, into such values.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from decimal import Decimal
 from typing import Any
 
@@ -59,3 +60,16 @@ def to_item(values: Mapping[str, Any]) -> Item:
 def from_item(item: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
     """A mapping of plain values from a whole item."""
     return {name: from_attr(attr) for name, attr in item.items()}
+
+
+async def every_item(read: Callable[..., Awaitable[Any]], **request: Any) -> list[dict[str, Any]]:
+    """Every item a Query or a Scan returns (`read`: the client's `query` or `scan`, called with
+    `request`), page after page until no LastEvaluatedKey, as plain values. Raises what `read` raises."""
+    items: list[dict[str, Any]] = []
+    while True:
+        reply = await read(**request)
+        items += [from_item(raw) for raw in reply.get("Items", [])]
+        start = reply.get("LastEvaluatedKey")
+        if not start:
+            return items
+        request = {**request, "ExclusiveStartKey": start}

@@ -30,7 +30,7 @@ from vanta_vuln_sync.messages import PageRange
 from vanta_vuln_sync.store.checkpoints import ChainCheckpoints
 from vanta_vuln_sync.store.checkpoints import from_text as checkpoints_from_text
 from vanta_vuln_sync.store.checkpoints import to_text as checkpoints_text
-from vanta_vuln_sync.store.dynamo import from_item, to_attr, to_item
+from vanta_vuln_sync.store.dynamo import every_item, from_item, to_attr, to_item
 from vanta_vuln_sync.store.keys import (
     ADMISSION_KEY,
     PLAN_SK,
@@ -269,22 +269,14 @@ class RunStore:
 
     async def list_ranges(self, run_id: str) -> list[RangeState]:
         """Every range of the run that has committed at least one step, in key order."""
-        ranges: list[RangeState] = []
-        start: dict[str, Any] | None = None
-        while True:
-            kwargs: dict[str, Any] = {
-                "TableName": self._table,
-                "KeyConditionExpression": "pk = :pk AND begins_with(sk, :range)",
-                "ExpressionAttributeValues": {":pk": {"S": run_pk(run_id)}, ":range": {"S": RANGE_SK_PREFIX}},
-                "ConsistentRead": True,
-            }
-            if start:
-                kwargs["ExclusiveStartKey"] = start
-            reply = await self._ddb.query(**kwargs)
-            ranges.extend(range_from_item(from_item(item)) for item in reply.get("Items", []))
-            start = reply.get("LastEvaluatedKey")
-            if not start:
-                return ranges
+        items = await every_item(
+            self._ddb.query,
+            TableName=self._table,
+            KeyConditionExpression="pk = :pk AND begins_with(sk, :range)",
+            ExpressionAttributeValues={":pk": {"S": run_pk(run_id)}, ":range": {"S": RANGE_SK_PREFIX}},
+            ConsistentRead=True,
+        )
+        return [range_from_item(item) for item in items]
 
     async def commit_step(self, page_range: PageRange, step: StepCommit) -> bool:
         """Record one step of a range: its object, its counts, where the next step starts. Only if the
@@ -466,32 +458,23 @@ class RunStore:
 
     async def get_checkpoints(self, scope: str) -> list[ChainCheckpoints]:
         """The checkpoints the scope's last successful runs stored, per chain (empty before any)."""
-        chains: list[ChainCheckpoints] = []
-        start: dict[str, Any] | None = None
-        while True:
-            kwargs: dict[str, Any] = {
-                "TableName": self._table,
-                "KeyConditionExpression": "pk = :pk",
-                "ExpressionAttributeValues": {":pk": {"S": checkpoints_pk(scope)}},
-                "ConsistentRead": True,
-            }
-            if start:
-                kwargs["ExclusiveStartKey"] = start
-            reply = await self._ddb.query(**kwargs)
-            for raw in reply.get("Items", []):
-                item = from_item(raw)
-                chains.append(
-                    ChainCheckpoints(
-                        resource=str(item["resource"]),
-                        chain=str(item["chain"]),
-                        filters={str(k): str(v) for k, v in (item.get("filters") or {}).items()},
-                        pages=int(item.get("pages", 0)),
-                        checkpoints=tuple(checkpoints_from_text(item.get("checkpoints"))),
-                    )
-                )
-            start = reply.get("LastEvaluatedKey")
-            if not start:
-                return chains
+        items = await every_item(
+            self._ddb.query,
+            TableName=self._table,
+            KeyConditionExpression="pk = :pk",
+            ExpressionAttributeValues={":pk": {"S": checkpoints_pk(scope)}},
+            ConsistentRead=True,
+        )
+        return [
+            ChainCheckpoints(
+                resource=str(item["resource"]),
+                chain=str(item["chain"]),
+                filters={str(k): str(v) for k, v in (item.get("filters") or {}).items()},
+                pages=int(item.get("pages", 0)),
+                checkpoints=tuple(checkpoints_from_text(item.get("checkpoints"))),
+            )
+            for item in items
+        ]
 
     async def add_warning(self, run_id: str, warning: str) -> None:
         """Flag the run inexact with `warning` (a join it could not make); idempotent per text."""
