@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import uuid
 from pathlib import Path
+from typing import Any
 
 import boto3
 import pytest
@@ -41,14 +42,23 @@ def packaged(tmp_path: Path, moto_server: str) -> tuple[Path, str]:
     return path, code_uri
 
 
-def test_transform_step_writes_plain_cloudformation_with_the_packaged_code_and_mappings_disabled(
+@pytest.fixture
+def transformed(
     packaged: tuple[Path, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, moto_server: str
-) -> None:
+) -> tuple[dict[str, Any], str]:
+    """The rehearsal's transform step run on `packaged` against moto server: the plain CloudFormation
+    document it wrote, and the code's s3:// URI."""
     path, code_uri = packaged
-    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_server)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_server)  # the rehearsal CLI's one way to be pointed
     output = tmp_path / "transformed.json"
     assert main(["transform", "--packaged", str(path), "--output", str(output)]) == 0
-    document = json.loads(output.read_text())
+    return json.loads(output.read_text()), code_uri
+
+
+def test_transform_step_writes_plain_cloudformation_with_the_packaged_code_and_mappings_disabled(
+    transformed: tuple[dict[str, Any], str],
+) -> None:
+    document, code_uri = transformed
     types = {r["Type"] for r in document["Resources"].values()}
     assert not any(t.startswith("AWS::Serverless::") for t in types)
     bucket, key = code_uri.removeprefix("s3://").split("/", 1)
@@ -69,13 +79,10 @@ def test_rehearsal_refuses_an_endpoint_that_is_not_loopback(
 # moto takes ~35 s to make a change set of this template from a URL (~3 s from a body): not in `nox -s tests`.
 @pytest.mark.slow
 def test_change_set_from_the_template_url_creates_every_resource_the_pipeline_needs(
-    packaged: tuple[Path, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, moto_server: str
+    transformed: tuple[dict[str, Any], str], moto_server: str
 ) -> None:
     # Given the transformed template and an artifacts bucket on the server named localhost...
-    path, code_uri = packaged
-    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_server)
-    output = tmp_path / "transformed.json"
-    assert main(["transform", "--packaged", str(path), "--output", str(output)]) == 0
+    document, code_uri = transformed
     endpoint = rehearsal_endpoint(moto_server)
     assert endpoint.startswith("http://localhost:")
     s3 = boto3.client("s3", endpoint_url=endpoint)
@@ -87,7 +94,7 @@ def test_change_set_from_the_template_url_creates_every_resource_the_pipeline_ne
         s3=s3,
         endpoint_url=endpoint,
         bucket=bucket,
-        document=json.loads(output.read_text()),
+        document=document,
         stack_name=stack_name,
         parameters={"VantaSecretArn": SECRET},
     )
