@@ -192,24 +192,35 @@ async def test_malformed_filter_value_is_a_400(
     assert next(iter(params)) in payload["message"]
 
 
-REMEDIATION_CASES: list[tuple[str, dict[str, str], Callable[[Simulator, Record], bool]]] = [
-    ("severity", {"severity": "CRITICAL"}, lambda sim, r: r["severity"] == "critical"),
+# (resource, case, filters, the brute-force filter); the vulnerabilities' cases are VULNERABILITY_CASES
+FilterCase = tuple[str, str, dict[str, str], Callable[[Simulator, Record], bool]]
+REMEDIATION_AND_ASSET_CASES: list[FilterCase] = [
     (
+        "vulnerability-remediations",
+        "severity",
+        {"severity": "CRITICAL"},
+        lambda sim, r: r["severity"] == "critical",
+    ),
+    (
+        "vulnerability-remediations",
         "integrationId",
         {"integrationId": "aws"},
         lambda sim, r: sim.dataset.remediation_integration(r["id"]) == "aws",
     ),
     (
+        "vulnerability-remediations",
         "isRemediatedOnTime",
         {"isRemediatedOnTime": "true"},
         lambda sim, r: remediated_on_time(r),
     ),
     (
+        "vulnerability-remediations",
         "isRemediatedOnTime-false",
         {"isRemediatedOnTime": "false"},
         lambda sim, r: not remediated_on_time(r),
     ),
     (
+        "vulnerability-remediations",
         "remediated-window",
         {
             "remediatedAfterDate": "2026-05-01T00:00:00.000Z",
@@ -217,22 +228,39 @@ REMEDIATION_CASES: list[tuple[str, dict[str, str], Callable[[Simulator, Record],
         },
         lambda sim, r: in_window(r["remediationDate"], "2026-05-01T00:00:00Z", "2026-08-01T00:00:00Z"),
     ),
+    ("vulnerable-assets", "assetType", {"assetType": "SERVER"}, lambda sim, r: r["assetType"] == "SERVER"),
+    (
+        "vulnerable-assets",
+        "integrationId",
+        {"integrationId": "github"},
+        lambda sim, r: any(s["integrationId"] == "github" for s in r["scanners"]),
+    ),
+    (
+        "vulnerable-assets",
+        "assetExternalAccountId",
+        {"assetExternalAccountId": "123456789012"},
+        lambda sim, r: any(s["parentAccountOrOrganization"] == "123456789012" for s in r["scanners"]),
+    ),
+    ("vulnerable-assets", "q", {"q": "ACME/"}, lambda sim, r: "acme/" in r["name"].lower()),
 ]
 
 
 @pytest.mark.parametrize(
-    ("case", "filters", "keep"), REMEDIATION_CASES, ids=[c[0] for c in REMEDIATION_CASES]
+    ("resource", "case", "filters", "keep"),
+    REMEDIATION_AND_ASSET_CASES,
+    ids=[f"{c[0]}-{c[1]}" for c in REMEDIATION_AND_ASSET_CASES],
 )
-async def test_remediation_filter_matches_brute_force(
+async def test_remediation_and_asset_filters_match_brute_force(
     tenant: tuple[Simulator, str],
     http: aiohttp.ClientSession,
+    resource: str,
     case: str,
     filters: dict[str, str],
     keep: Callable[[Simulator, Record], bool],
 ) -> None:
     sim, token = tenant
-    everything = sim.dataset.records("vulnerability-remediations")
-    served = await fetch_all(http, sim, "vulnerability-remediations", token, **filters)
+    everything = sim.dataset.records(resource)
+    served = await fetch_all(http, sim, resource, token, **filters)
     assert served == [r for r in everything if keep(sim, r)]
     assert 0 < len(served) < len(everything)
 
@@ -247,40 +275,6 @@ async def test_remediation_date_windows_partition_the_remediations(
     after = await fetch_all(http, sim, "vulnerability-remediations", token, remediatedAfterDate=boundary)
     assert before + after == everything
     assert after[0]["remediationDate"] == boundary
-
-
-ASSET_CASES: list[
-    tuple[str, Callable[[list[Record]], dict[str, str]], Callable[[Record, dict[str, str]], bool]]
-] = [
-    ("assetType", lambda rs: {"assetType": "SERVER"}, lambda r, f: r["assetType"] == "SERVER"),
-    (
-        "integrationId",
-        lambda rs: {"integrationId": "github"},
-        lambda r, f: any(s["integrationId"] == "github" for s in r["scanners"]),
-    ),
-    (
-        "assetExternalAccountId",
-        lambda rs: {"assetExternalAccountId": "123456789012"},
-        lambda r, f: any(s["parentAccountOrOrganization"] == "123456789012" for s in r["scanners"]),
-    ),
-    ("q", lambda rs: {"q": "ACME/"}, lambda r, f: "acme/" in r["name"].lower()),
-]
-
-
-@pytest.mark.parametrize(("case", "make", "keep"), ASSET_CASES, ids=[c[0] for c in ASSET_CASES])
-async def test_asset_filter_matches_brute_force(
-    tenant: tuple[Simulator, str],
-    http: aiohttp.ClientSession,
-    case: str,
-    make: Callable[[list[Record]], dict[str, str]],
-    keep: Callable[[Record, dict[str, str]], bool],
-) -> None:
-    sim, token = tenant
-    everything = sim.dataset.records("vulnerable-assets")
-    filters = make(everything)
-    served = await fetch_all(http, sim, "vulnerable-assets", token, **filters)
-    assert served == [r for r in everything if keep(r, filters)]
-    assert 0 < len(served) < len(everything)
 
 
 async def test_unknown_integration_id_matches_nothing(
