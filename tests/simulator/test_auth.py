@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-
 import aiohttp
 import pytest
 
 from vanta_vuln_sync.simulator import Simulator, SimulatorConfig
 
+from .conftest import SignIn, StartSimulator
 from .helpers import FakeClock, get, mint, token_body
-
-StartSimulator = Callable[..., Awaitable[Simulator]]
 
 
 async def test_token_is_bearer_with_documented_lifetime_when_credentials_are_right(
@@ -92,11 +89,8 @@ async def test_token_expires_after_its_lifetime(http: aiohttp.ClientSession) -> 
         assert (await get(http, sim, "vulnerabilities", token))[0] == 401
 
 
-async def test_revoke_token_makes_the_live_token_fail(
-    simulator: StartSimulator, http: aiohttp.ClientSession
-) -> None:
-    sim = await simulator(vulnerabilities=20)
-    token = await mint(http, sim)
+async def test_revoke_token_makes_the_live_token_fail(signed_in: SignIn, http: aiohttp.ClientSession) -> None:
+    sim, token = await signed_in(vulnerabilities=20)
     sim.revoke_token()
     assert (await get(http, sim, "vulnerabilities", token))[0] == 401
     async with http.post(f"{sim.origin}/_sim/revoke-token") as response:
@@ -104,10 +98,9 @@ async def test_revoke_token_makes_the_live_token_fail(
 
 
 async def test_api_refuses_requests_without_a_bearer_token(
-    simulator: StartSimulator, http: aiohttp.ClientSession
+    signed_in: SignIn, http: aiohttp.ClientSession
 ) -> None:
-    sim = await simulator(vulnerabilities=20)
-    await mint(http, sim)
+    sim, _ = await signed_in(vulnerabilities=20)
     async with http.get(f"{sim.base_url}/vulnerabilities") as response:
         assert response.status == 401
 
@@ -123,10 +116,9 @@ async def test_token_endpoint_answers_503_or_504_when_token_errors_are_injected(
 
 
 async def test_garbage_authorization_header_is_a_401_not_a_crash(
-    simulator: StartSimulator, http: aiohttp.ClientSession
+    signed_in: SignIn, http: aiohttp.ClientSession
 ) -> None:
-    sim = await simulator(vulnerabilities=20)
-    await mint(http, sim)
+    sim, _ = await signed_in(vulnerabilities=20)
     for header in ("Bearer ünïcode", "Basic dXNlcjpwYXNz", "Bearer "):
         async with http.get(f"{sim.base_url}/vulnerabilities", headers={"Authorization": header}) as response:
             assert response.status == 401

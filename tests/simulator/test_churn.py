@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import random
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -15,9 +15,9 @@ import pytest
 from vanta_vuln_sync.simulator import DEFAULT_NOW, Dataset, Simulator, SimulatorConfigError
 from vanta_vuln_sync.simulator.filters import Selector, parse_filters
 
-from .helpers import fetch_all, get, mint
+from .conftest import SignIn, StartSimulator
+from .helpers import fetch_all, get
 
-StartSimulator = Callable[..., Awaitable[Simulator]]
 Record = dict[str, Any]
 REMEDIATIONS = "vulnerability-remediations"
 SLA_DAYS = {"CRITICAL": 7, "HIGH": 30, "MEDIUM": 90, "LOW": 180}
@@ -52,10 +52,9 @@ def ids(records: list[Record]) -> list[str]:
 
 @pytest.mark.parametrize("style", ["arrayconnection", "opaque"])
 async def test_deletions_before_the_cursor_make_the_next_page_skip_as_many_records(
-    simulator: StartSimulator, http: aiohttp.ClientSession, style: str
+    signed_in: SignIn, http: aiohttp.ClientSession, style: str
 ) -> None:
-    sim = await simulator(vulnerabilities=400, cursor_style=style, churn_seed=5)
-    token = await mint(http, sim)
+    sim, token = await signed_in(vulnerabilities=400, cursor_style=style, churn_seed=5)
     seen, cursor = await walk_to_offset(http, sim, token)
     old = sim.dataset.records(REMEDIATIONS)
     assert ids(seen) == ids(old[:OFFSET])
@@ -75,10 +74,9 @@ async def test_deletions_before_the_cursor_make_the_next_page_skip_as_many_recor
 
 @pytest.mark.parametrize("style", ["arrayconnection", "opaque"])
 async def test_insertions_before_the_cursor_make_the_next_page_repeat_as_many_records(
-    simulator: StartSimulator, http: aiohttp.ClientSession, style: str
+    signed_in: SignIn, http: aiohttp.ClientSession, style: str
 ) -> None:
-    sim = await simulator(vulnerabilities=400, cursor_style=style, churn_seed=5)
-    token = await mint(http, sim)
+    sim, token = await signed_in(vulnerabilities=400, cursor_style=style, churn_seed=5)
     seen, cursor = await walk_to_offset(http, sim, token)
 
     event = sim.burst(delete=0, insert=4, resource=REMEDIATIONS)
@@ -127,10 +125,9 @@ FILTERS: list[tuple[str, dict[str, str], Callable[[Record], bool]]] = [
 
 
 async def test_inserted_records_keep_serve_order_look_real_and_match_filters_like_any_record(
-    simulator: StartSimulator, http: aiohttp.ClientSession
+    signed_in: SignIn, http: aiohttp.ClientSession
 ) -> None:
-    sim = await simulator(vulnerabilities=1000, churn_seed=11)
-    token = await mint(http, sim)
+    sim, token = await signed_in(vulnerabilities=1000, churn_seed=11)
     original = {resource: set(ids(sim.dataset.records(resource))) for resource, _, _ in FILTERS}
     for resource, filters, _ in FILTERS:  # cache the selections: churn must bring them up to date
         assert (await get(http, sim, resource, token, **filters))[0] == 200
@@ -157,16 +154,15 @@ async def test_inserted_records_keep_serve_order_look_real_and_match_filters_lik
 
 
 async def test_churn_every_counts_list_requests_across_endpoints_and_churns_before_answering(
-    simulator: StartSimulator, http: aiohttp.ClientSession
+    signed_in: SignIn, http: aiohttp.ClientSession
 ) -> None:
-    sim = await simulator(
+    sim, token = await signed_in(
         vulnerabilities=300,
         churn_every=3,
         churn_delete=2,
         churn_insert=0,
         churn_resources=("vulnerable-assets",),
     )
-    token = await mint(http, sim)
     assets = sim.dataset.count("vulnerable-assets")
     answered = []
     for resource, params in (
@@ -189,10 +185,9 @@ async def test_churn_every_counts_list_requests_across_endpoints_and_churns_befo
 
 
 async def test_a_burst_of_100_and_100_over_http_then_a_delayed_one(
-    simulator: StartSimulator, http: aiohttp.ClientSession
+    signed_in: SignIn, http: aiohttp.ClientSession
 ) -> None:
-    sim = await simulator(vulnerabilities=2000, assets=60)
-    token = await mint(http, sim)
+    sim, token = await signed_in(vulnerabilities=2000, assets=60)
     before = sim.dataset.count("vulnerabilities")
     body = {"burst": {"delete": 100, "insert": 100, "resource": "vulnerabilities"}}
     async with http.post(f"{sim.origin}/_sim/churn", json=body) as response:
@@ -219,13 +214,12 @@ async def test_a_burst_of_100_and_100_over_http_then_a_delayed_one(
 
 
 async def test_truth_holds_stable_and_transient_ids_and_a_naive_walk_under_churn_invents_nothing(
-    simulator: StartSimulator, http: aiohttp.ClientSession
+    signed_in: SignIn, http: aiohttp.ClientSession
 ) -> None:
-    sim = await simulator(
+    sim, token = await signed_in(
         vulnerabilities=600, churn_every=2, churn_delete=3, churn_insert=3, churn_seed=2,
         churn_resources=("vulnerabilities",),
     )  # fmt: skip
-    token = await mint(http, sim)
     start = set(ids(sim.dataset.records("vulnerabilities")))
     walked = await fetch_all(http, sim, "vulnerabilities", token, includeVulnerabilitiesWithoutSlas="true")
     sim.churn(every=0)
@@ -255,10 +249,9 @@ async def test_truth_holds_stable_and_transient_ids_and_a_naive_walk_under_churn
 
 
 async def test_case_sensitive_remediation_severity_matches_only_the_lower_case_values(
-    simulator: StartSimulator, http: aiohttp.ClientSession
+    signed_in: SignIn, http: aiohttp.ClientSession
 ) -> None:
-    sim = await simulator(vulnerabilities=400, remediation_severity_case_sensitive=True)
-    token = await mint(http, sim)
+    sim, token = await signed_in(vulnerabilities=400, remediation_severity_case_sensitive=True)
     upper = await fetch_all(http, sim, REMEDIATIONS, token, severity="CRITICAL")
     lower = await fetch_all(http, sim, REMEDIATIONS, token, severity="critical")
     assert upper == []
@@ -292,10 +285,9 @@ async def test_churn_settings_are_checked_and_shown(
 
 
 async def test_evolve_after_churn_keeps_deleted_records_gone_and_inserted_ones_in_place(
-    simulator: StartSimulator, http: aiohttp.ClientSession
+    signed_in: SignIn, http: aiohttp.ClientSession
 ) -> None:
-    sim = await simulator(vulnerabilities=500, churn_seed=4)
-    token = await mint(http, sim)
+    sim, token = await signed_in(vulnerabilities=500, churn_seed=4)
     events = [sim.burst(delete=10, insert=10, resource=r) for r in ("vulnerabilities", REMEDIATIONS)]
     events.append(sim.burst(delete=5, insert=5, resource="vulnerable-assets"))
     sim.dataset.evolve(seed=2)  # rebuilds every serve order from the columns

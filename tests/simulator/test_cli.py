@@ -4,18 +4,15 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 import aiohttp
 import pytest
 
-from vanta_vuln_sync.simulator import Simulator
 from vanta_vuln_sync.simulator.__main__ import build_parser, config_from_args
 
-from .helpers import fetch_all, mint
-
-StartSimulator = Callable[..., Awaitable[Simulator]]
+from .conftest import SignIn
+from .helpers import fetch_all
 
 
 def test_options_become_the_simulator_config() -> None:
@@ -57,10 +54,9 @@ def test_help_shows_examples() -> None:
 
 
 async def test_evolve_endpoint_changes_what_the_api_serves(
-    simulator: StartSimulator, http: aiohttp.ClientSession
+    signed_in: SignIn, http: aiohttp.ClientSession
 ) -> None:
-    sim = await simulator(vulnerabilities=400)
-    token = await mint(http, sim)
+    sim, token = await signed_in(vulnerabilities=400)
     before = await fetch_all(http, sim, "vulnerabilities", token, includeVulnerabilitiesWithoutSlas="true")
     async with http.post(f"{sim.origin}/_sim/evolve", params={"seed": "3"}) as response:
         change = await response.json()

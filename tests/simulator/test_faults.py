@@ -3,24 +3,21 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
 
 import aiohttp
 import orjson
 import pytest
 
-from vanta_vuln_sync.simulator import Simulator, SimulatorConfigError
+from vanta_vuln_sync.simulator import SimulatorConfigError
 
-from .helpers import get, mint
-
-StartSimulator = Callable[..., Awaitable[Simulator]]
+from .conftest import SignIn, StartSimulator
+from .helpers import get
 
 
 async def test_error_rate_is_roughly_honoured_with_5xx_json_errors(
-    simulator: StartSimulator, http: aiohttp.ClientSession
+    signed_in: SignIn, http: aiohttp.ClientSession
 ) -> None:
-    sim = await simulator(vulnerabilities=30, error_rate=0.3)
-    token = await mint(http, sim)
+    sim, token = await signed_in(vulnerabilities=30, error_rate=0.3)
     results = [await get(http, sim, "vulnerabilities", token) for _ in range(200)]
     errors = [(status, payload) for status, payload, _ in results if status != 200]
     assert 35 <= len(errors) <= 85
@@ -30,10 +27,9 @@ async def test_error_rate_is_roughly_honoured_with_5xx_json_errors(
 
 
 async def test_truncated_body_is_a_200_whose_json_stops_midway(
-    simulator: StartSimulator, http: aiohttp.ClientSession
+    signed_in: SignIn, http: aiohttp.ClientSession
 ) -> None:
-    sim = await simulator(vulnerabilities=30, truncate_rate=1.0)
-    token = await mint(http, sim)
+    sim, token = await signed_in(vulnerabilities=30, truncate_rate=1.0)
     async with http.get(
         f"{sim.base_url}/vulnerabilities", headers={"Authorization": f"Bearer {token}"}
     ) as response:
@@ -47,10 +43,9 @@ async def test_truncated_body_is_a_200_whose_json_stops_midway(
 
 
 async def test_stalled_request_answers_only_after_stall_seconds(
-    simulator: StartSimulator, http: aiohttp.ClientSession
+    signed_in: SignIn, http: aiohttp.ClientSession
 ) -> None:
-    sim = await simulator(vulnerabilities=30, stall_rate=1.0, stall_seconds=0.4)
-    token = await mint(http, sim)
+    sim, token = await signed_in(vulnerabilities=30, stall_rate=1.0, stall_seconds=0.4)
     started = time.monotonic()
     status, _, _ = await get(http, sim, "vulnerabilities", token)
     assert status == 200
@@ -59,10 +54,9 @@ async def test_stalled_request_answers_only_after_stall_seconds(
 
 
 async def test_stalled_request_times_out_a_client_and_does_not_block_close(
-    simulator: StartSimulator, http: aiohttp.ClientSession
+    signed_in: SignIn, http: aiohttp.ClientSession
 ) -> None:
-    sim = await simulator(vulnerabilities=30, stall_rate=1.0, stall_seconds=60)
-    token = await mint(http, sim)
+    sim, token = await signed_in(vulnerabilities=30, stall_rate=1.0, stall_seconds=60)
     with pytest.raises(TimeoutError):
         async with http.get(
             f"{sim.base_url}/vulnerabilities",
@@ -76,21 +70,17 @@ async def test_stalled_request_times_out_a_client_and_does_not_block_close(
 
 
 async def test_latency_with_jitter_delays_each_request_within_bounds(
-    simulator: StartSimulator, http: aiohttp.ClientSession
+    signed_in: SignIn, http: aiohttp.ClientSession
 ) -> None:
-    sim = await simulator(vulnerabilities=30, latency_seconds=0.1, latency_jitter=0.05)
-    token = await mint(http, sim)
+    sim, token = await signed_in(vulnerabilities=30, latency_seconds=0.1, latency_jitter=0.05)
     for _ in range(3):
         started = time.monotonic()
         await get(http, sim, "vulnerabilities", token)
         assert 0.05 <= time.monotonic() - started < 2.0
 
 
-async def test_configure_changes_faults_while_running(
-    simulator: StartSimulator, http: aiohttp.ClientSession
-) -> None:
-    sim = await simulator(vulnerabilities=30)
-    token = await mint(http, sim)
+async def test_configure_changes_faults_while_running(signed_in: SignIn, http: aiohttp.ClientSession) -> None:
+    sim, token = await signed_in(vulnerabilities=30)
     assert (await get(http, sim, "vulnerabilities", token))[0] == 200
     sim.configure(error_rate=1.0)
     assert (await get(http, sim, "vulnerabilities", token))[0] >= 500

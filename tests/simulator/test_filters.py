@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -11,9 +11,9 @@ import pytest
 
 from vanta_vuln_sync.simulator import Simulator
 
-from .helpers import fetch_all, get, mint
+from .conftest import SignIn
+from .helpers import fetch_all, get
 
-StartSimulator = Callable[..., Awaitable[Simulator]]
 Record = dict[str, Any]
 
 
@@ -42,9 +42,8 @@ def with_sla(records: list[Record]) -> list[Record]:
 
 
 @pytest.fixture
-async def tenant(simulator: StartSimulator, http: aiohttp.ClientSession) -> tuple[Simulator, str]:
-    sim = await simulator(vulnerabilities=400, seed=7)
-    return sim, await mint(http, sim)
+async def tenant(signed_in: SignIn) -> tuple[Simulator, str]:
+    return await signed_in(vulnerabilities=400, seed=7)
 
 
 VULNERABILITY_CASES: list[

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import base64
-from collections.abc import Awaitable, Callable
 
 import aiohttp
 import pytest
 
-from vanta_vuln_sync.simulator import RESOURCES, Simulator
+from vanta_vuln_sync.simulator import RESOURCES
 
-from .helpers import fetch_all, get, mint
-
-StartSimulator = Callable[..., Awaitable[Simulator]]
+from .conftest import SignIn
+from .helpers import fetch_all, get
 
 
 def offset_cursor(offset: int) -> str:
@@ -21,20 +19,18 @@ def offset_cursor(offset: int) -> str:
 
 @pytest.mark.parametrize("size", ["0", "101", "-1", "ten", "1.5"])
 async def test_page_size_outside_1_to_100_is_a_400(
-    simulator: StartSimulator, http: aiohttp.ClientSession, size: str
+    signed_in: SignIn, http: aiohttp.ClientSession, size: str
 ) -> None:
-    sim = await simulator(vulnerabilities=50)
-    token = await mint(http, sim)
+    sim, token = await signed_in(vulnerabilities=50)
     status, payload, _ = await get(http, sim, "vulnerabilities", token, pageSize=size)
     assert status == 400
     assert "pageSize" in payload["message"]
 
 
 async def test_page_size_defaults_to_10_and_accepts_1_and_100(
-    simulator: StartSimulator, http: aiohttp.ClientSession
+    signed_in: SignIn, http: aiohttp.ClientSession
 ) -> None:
-    sim = await simulator(vulnerabilities=300)
-    token = await mint(http, sim)
+    sim, token = await signed_in(vulnerabilities=300)
     for params, expected in (({}, 10), ({"pageSize": "1"}, 1), ({"pageSize": "100"}, 100)):
         status, payload, _ = await get(http, sim, "vulnerabilities", token, **params)
         assert status == 200
@@ -44,10 +40,9 @@ async def test_page_size_defaults_to_10_and_accepts_1_and_100(
 @pytest.mark.parametrize("style", ["arrayconnection", "opaque"])
 @pytest.mark.parametrize("resource", RESOURCES)
 async def test_cursor_walk_returns_every_record_exactly_once_in_order(
-    simulator: StartSimulator, http: aiohttp.ClientSession, style: str, resource: str
+    signed_in: SignIn, http: aiohttp.ClientSession, style: str, resource: str
 ) -> None:
-    sim = await simulator(vulnerabilities=450, cursor_style=style)
-    token = await mint(http, sim)
+    sim, token = await signed_in(vulnerabilities=450, cursor_style=style)
     walked = await fetch_all(
         http,
         sim,
@@ -60,10 +55,9 @@ async def test_cursor_walk_returns_every_record_exactly_once_in_order(
 
 
 async def test_arrayconnection_cursors_name_offsets_and_any_offset_can_be_addressed(
-    simulator: StartSimulator, http: aiohttp.ClientSession
+    signed_in: SignIn, http: aiohttp.ClientSession
 ) -> None:
-    sim = await simulator(vulnerabilities=300)
-    token = await mint(http, sim)
+    sim, token = await signed_in(vulnerabilities=300)
     everything = sim.dataset.records("vulnerabilities")
     status, first, _ = await get(http, sim, "vulnerabilities", token, pageSize="25")
     assert first["results"]["pageInfo"]["startCursor"] == offset_cursor(0)
@@ -80,10 +74,9 @@ async def test_arrayconnection_cursors_name_offsets_and_any_offset_can_be_addres
 
 
 async def test_cursor_past_the_end_gives_an_empty_last_page(
-    simulator: StartSimulator, http: aiohttp.ClientSession
+    signed_in: SignIn, http: aiohttp.ClientSession
 ) -> None:
-    sim = await simulator(vulnerabilities=30)
-    token = await mint(http, sim)
+    sim, token = await signed_in(vulnerabilities=30)
     status, page, _ = await get(http, sim, "vulnerabilities", token, pageCursor=offset_cursor(10_000))
     assert status == 200
     assert page["results"] == {
@@ -94,16 +87,14 @@ async def test_cursor_past_the_end_gives_an_empty_last_page(
 
 @pytest.mark.parametrize("cursor", ["not-base64!", base64.b64encode(b"offset:3").decode(), offset_cursor(-1)])
 async def test_malformed_arrayconnection_cursor_is_a_400(
-    simulator: StartSimulator, http: aiohttp.ClientSession, cursor: str
+    signed_in: SignIn, http: aiohttp.ClientSession, cursor: str
 ) -> None:
-    sim = await simulator(vulnerabilities=30)
-    token = await mint(http, sim)
+    sim, token = await signed_in(vulnerabilities=30)
     assert (await get(http, sim, "vulnerabilities", token, pageCursor=cursor))[0] == 400
 
 
-async def test_forged_opaque_cursor_is_a_400(simulator: StartSimulator, http: aiohttp.ClientSession) -> None:
-    sim = await simulator(vulnerabilities=100, cursor_style="opaque")
-    token = await mint(http, sim)
+async def test_forged_opaque_cursor_is_a_400(signed_in: SignIn, http: aiohttp.ClientSession) -> None:
+    sim, token = await signed_in(vulnerabilities=100, cursor_style="opaque")
     _status, page, _ = await get(http, sim, "vulnerabilities", token)
     issued = page["results"]["pageInfo"]["endCursor"]
     assert issued != offset_cursor(9)
@@ -114,10 +105,9 @@ async def test_forged_opaque_cursor_is_a_400(simulator: StartSimulator, http: ai
 
 
 async def test_opaque_cursor_is_refused_with_other_filters(
-    simulator: StartSimulator, http: aiohttp.ClientSession
+    signed_in: SignIn, http: aiohttp.ClientSession
 ) -> None:
-    sim = await simulator(vulnerabilities=200, cursor_style="opaque")
-    token = await mint(http, sim)
+    sim, token = await signed_in(vulnerabilities=200, cursor_style="opaque")
     _, page, _ = await get(http, sim, "vulnerabilities", token, severity="MEDIUM")
     cursor = page["results"]["pageInfo"]["endCursor"]
     assert (await get(http, sim, "vulnerabilities", token, severity="MEDIUM", pageCursor=cursor))[0] == 200
