@@ -50,12 +50,24 @@ def ids(records: list[Record]) -> list[str]:
     return [r["id"] for r in records]
 
 
-@pytest.mark.parametrize("style", ["arrayconnection", "opaque"])
-async def test_deletions_before_the_cursor_make_the_next_page_skip_as_many_records(
-    signed_in: SignIn, http: aiohttp.ClientSession, style: str
-) -> None:
-    sim, token = await signed_in(vulnerabilities=400, cursor_style=style, churn_seed=5)
+HalfWalk = tuple[Simulator, str, list[Record], str]
+
+
+@pytest.fixture(params=["arrayconnection", "opaque"])
+async def half_walk(
+    request: pytest.FixtureRequest, signed_in: SignIn, http: aiohttp.ClientSession
+) -> HalfWalk:
+    """A tenant (either cursor style) whose remediations a client has listed up to OFFSET: the simulator,
+    the token, the records seen and the cursor it stopped at."""
+    sim, token = await signed_in(vulnerabilities=400, cursor_style=request.param, churn_seed=5)
     seen, cursor = await walk_to_offset(http, sim, token)
+    return sim, token, seen, cursor
+
+
+async def test_deletions_before_the_cursor_make_the_next_page_skip_as_many_records(
+    half_walk: HalfWalk, http: aiohttp.ClientSession
+) -> None:
+    sim, token, seen, cursor = half_walk
     old = sim.dataset.records(REMEDIATIONS)
     assert ids(seen) == ids(old[:OFFSET])
 
@@ -72,12 +84,10 @@ async def test_deletions_before_the_cursor_make_the_next_page_skip_as_many_recor
     assert missed == set(survivors_after[:deleted_before])
 
 
-@pytest.mark.parametrize("style", ["arrayconnection", "opaque"])
 async def test_insertions_before_the_cursor_make_the_next_page_repeat_as_many_records(
-    signed_in: SignIn, http: aiohttp.ClientSession, style: str
+    half_walk: HalfWalk, http: aiohttp.ClientSession
 ) -> None:
-    sim, token = await signed_in(vulnerabilities=400, cursor_style=style, churn_seed=5)
-    seen, cursor = await walk_to_offset(http, sim, token)
+    sim, token, seen, cursor = half_walk
 
     event = sim.burst(delete=0, insert=4, resource=REMEDIATIONS)
     assert event is not None
