@@ -46,9 +46,22 @@ async def session() -> AsyncIterator[aiohttp.ClientSession]:
         yield http
 
 
-def client_for(sim: Simulator, http: aiohttp.ClientSession) -> VantaClient:
-    tokens = InProcessTokenProvider(token_fetcher(http, sim.auth_url, sim.client_id, sim.client_secret))
-    return VantaClient(http, sim.base_url, tokens=tokens, limiter=NoRateLimit())
+VantaFactory = Callable[..., Awaitable[tuple[Simulator, VantaClient]]]
+
+
+@pytest.fixture
+def vanta(simulator: SimulatorFactory, session: aiohttp.ClientSession) -> VantaFactory:
+    """Factory: `sim, client = await vanta(vulnerabilities=900, seed=9)` starts a simulator with these
+    settings and gives a client on it (its own tokens, no rate limit)."""
+
+    async def start(**settings: Any) -> tuple[Simulator, VantaClient]:
+        sim = await simulator(**settings)
+        fetch = token_fetcher(session, sim.auth_url, sim.client_id, sim.client_secret)
+        return sim, VantaClient(
+            session, sim.base_url, tokens=InProcessTokenProvider(fetch), limiter=NoRateLimit()
+        )
+
+    return start
 
 
 async def fetch_range(client: VantaClient, p: PageRange) -> list[dict[str, Any]]:
@@ -68,16 +81,23 @@ async def fetch_range(client: VantaClient, p: PageRange) -> list[dict[str, Any]]
         cursor = page.end_cursor
 
 
+async def fetch_plan(client: VantaClient, plan: list[PageRange]) -> list[str]:
+    """The ids of every range's records, range after range in the plan's order."""
+    fetched: list[str] = []
+    for p in plan:
+        fetched += ids(await fetch_range(client, p))
+    return fetched
+
+
 def ids(records: list[dict[str, Any]]) -> list[str]:
     return [str(r["id"]) for r in records]
 
 
 @pytest.mark.parametrize("resource", ["vulnerabilities", "vulnerability-remediations", "vulnerable-assets"])
 async def test_shards_cover_the_unfiltered_list_exactly_once_when_cursors_are_opaque(
-    simulator: SimulatorFactory, session: aiohttp.ClientSession, resource: str
+    vanta: VantaFactory, resource: str
 ) -> None:
-    sim = await simulator(vulnerabilities=1200, cursor_style="opaque", seed=7)
-    client = client_for(sim, session)
+    sim, client = await vanta(vulnerabilities=1200, cursor_style="opaque", seed=7)
     plan = await plan_resource(
         client,
         RUN_ID,
@@ -89,19 +109,14 @@ async def test_shards_cover_the_unfiltered_list_exactly_once_when_cursors_are_op
     )
     assert len(plan) > 1
     assert all(p.offset is None for p in plan)
-    fetched: list[str] = []
-    for p in plan:
-        fetched += ids(await fetch_range(client, p))
+    fetched = await fetch_plan(client, plan)
     expected = ids(sim.dataset.records(resource))
     assert len(fetched) == len(set(fetched)), "a record is in two shards"
     assert sorted(fetched) == sorted(expected), "the shards' union is not the full list"
 
 
-async def test_targeted_resync_shards_within_its_filter(
-    simulator: SimulatorFactory, session: aiohttp.ClientSession
-) -> None:
-    sim = await simulator(vulnerabilities=800, cursor_style="opaque", seed=3)
-    client = client_for(sim, session)
+async def test_targeted_resync_shards_within_its_filter(vanta: VantaFactory) -> None:
+    sim, client = await vanta(vulnerabilities=800, cursor_style="opaque", seed=3)
     filters = validate_filters("vulnerabilities", {"severity": "CRITICAL"})
     plan = await plan_resource(
         client, RUN_ID, "vulnerabilities", filters, previous_count=None, page_budget=5, page_size=100
@@ -112,18 +127,15 @@ async def test_targeted_resync_shards_within_its_filter(
         "deactivated-fixable",
         "deactivated-nofix",
     }
-    fetched: list[dict[str, Any]] = []
-    for p in plan:
-        fetched += await fetch_range(client, p)
+    fetched = await fetch_plan(client, plan)
     expected = [r for r in sim.dataset.records("vulnerabilities") if r["severity"] == "CRITICAL"]
-    assert sorted(ids(fetched)) == sorted(ids(expected))
+    assert sorted(fetched) == sorted(ids(expected))
 
 
 async def test_offset_ranges_tile_the_list_in_order_when_cursors_are_arrayconnection(
-    simulator: SimulatorFactory, session: aiohttp.ClientSession
+    vanta: VantaFactory,
 ) -> None:
-    sim = await simulator(vulnerabilities=2345, seed=5)
-    client = client_for(sim, session)
+    sim, client = await vanta(vulnerabilities=2345, seed=5)
     filters = validate_filters("vulnerabilities", {})
     plan = await plan_resource(
         client,
@@ -138,17 +150,12 @@ async def test_offset_ranges_tile_the_list_in_order_when_cursors_are_arrayconnec
     assert len(plan) == 4
     assert all(p.offset is not None for p in plan)
     assert plan[-1].end_offset is None  # the last range runs to the end of the list
-    fetched: list[str] = []
-    for p in plan:
-        fetched += ids(await fetch_range(client, p))
+    fetched = await fetch_plan(client, plan)
     assert fetched == ids(sim.dataset.records("vulnerabilities"))
 
 
-async def test_last_offset_range_reads_records_added_since_the_previous_count(
-    simulator: SimulatorFactory, session: aiohttp.ClientSession
-) -> None:
-    sim = await simulator(vulnerabilities=900, seed=9)
-    client = client_for(sim, session)
+async def test_last_offset_range_reads_records_added_since_the_previous_count(vanta: VantaFactory) -> None:
+    sim, client = await vanta(vulnerabilities=900, seed=9)
     filters = validate_filters("vulnerable-assets", {})
     plan = offset_ranges(
         RUN_ID,
@@ -159,9 +166,7 @@ async def test_last_offset_range_reads_records_added_since_the_previous_count(
         page_budget=2,
         page_size=10,
     )
-    fetched: list[str] = []
-    for p in plan:
-        fetched += ids(await fetch_range(client, p))
+    fetched = await fetch_plan(client, plan)
     assert fetched == ids(sim.dataset.records("vulnerable-assets"))  # 90 records, planned for 40
 
 
@@ -200,11 +205,8 @@ def test_ranges_fill_the_fleets_slots_once_and_the_longest_is_as_short_as_can_be
                 assert longest(moved) >= longest(counts)
 
 
-async def test_a_run_surveys_its_resources_at_once_and_fills_the_slots(
-    simulator: SimulatorFactory, session: aiohttp.ClientSession
-) -> None:
-    sim = await simulator(vulnerabilities=6000, seed=3, latency_seconds=0.05)
-    client = client_for(sim, session)
+async def test_a_run_surveys_its_resources_at_once_and_fills_the_slots(vanta: VantaFactory) -> None:
+    sim, client = await vanta(vulnerabilities=6000, seed=3, latency_seconds=0.05)
     requests = [
         ListingRequest(resource, validate_filters(resource, {}))
         for resource in ("vulnerabilities", "vulnerability-remediations", "vulnerable-assets")
@@ -216,9 +218,7 @@ async def test_a_run_surveys_its_resources_at_once_and_fills_the_slots(
     for resource in ("vulnerabilities", "vulnerability-remediations", "vulnerable-assets"):
         records = sim.dataset.records(resource)
         mine = [p for p in plan if p.resource == resource]
-        fetched: list[str] = []
-        for p in mine:
-            fetched += ids(await fetch_range(client, p))
+        fetched = await fetch_plan(client, mine)
         assert fetched == ids(records)
         # the probes' estimate is close: at most one range starts past the end of the list
         assert sum(1 for p in mine if (p.offset or 0) >= len(records)) <= 1
