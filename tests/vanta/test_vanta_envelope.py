@@ -6,7 +6,7 @@ first requests with JSON that is not a page, then with a real page.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import aiohttp
 import pytest
@@ -28,9 +28,13 @@ class StaticToken:
         return None
 
 
+FlakyVanta = Callable[..., VantaClient]
+
+
 @pytest.fixture
-async def flaky_vanta() -> AsyncIterator[tuple[str, list[int]]]:
-    """Base URL of an API whose first `bad[0]` answers are `{"error": ...}` with status 200."""
+async def flaky_vanta(http: aiohttp.ClientSession) -> AsyncIterator[FlakyVanta]:
+    """Factory: `client = flaky_vanta(bad_answers=2, attempts=5)`, a client on an API whose next
+    `bad_answers` answers are `{"error": ...}` with status 200, then a page; it tries `attempts` times."""
     bad = [0]
 
     async def vulnerabilities(request: web.Request) -> web.Response:
@@ -43,21 +47,23 @@ async def flaky_vanta() -> AsyncIterator[tuple[str, list[int]]]:
     app.router.add_get("/v1/vulnerabilities", vulnerabilities)
     server = TestServer(app, host="127.0.0.1")
     await server.start_server()
-    yield f"http://127.0.0.1:{server.port}/v1", bad
+
+    def client(*, bad_answers: int, attempts: int) -> VantaClient:
+        bad[0] = bad_answers
+        retry = RetryPolicy(base=0.001, cap=0.01, attempts=attempts, total_seconds=10)
+        base_url = f"http://127.0.0.1:{server.port}/v1"
+        return VantaClient(
+            http, base_url, tokens=StaticToken(), limiter=NoRateLimit(), retry=retry, timeout=2.0
+        )
+
+    yield client
     await server.close()
 
 
-def _client(http: aiohttp.ClientSession, base_url: str, attempts: int) -> VantaClient:
-    retry = RetryPolicy(base=0.001, cap=0.01, attempts=attempts, total_seconds=10)
-    return VantaClient(http, base_url, tokens=StaticToken(), limiter=NoRateLimit(), retry=retry, timeout=2.0)
-
-
 async def test_page_without_envelope_is_retried_when_the_next_answer_is_a_page(
-    http: aiohttp.ClientSession, flaky_vanta: tuple[str, list[int]]
+    flaky_vanta: FlakyVanta,
 ) -> None:
-    base_url, bad = flaky_vanta
-    bad[0] = 2
-    client = _client(http, base_url, attempts=5)
+    client = flaky_vanta(bad_answers=2, attempts=5)
 
     page = await client.fetch_page("vulnerabilities", {})
 
@@ -67,11 +73,9 @@ async def test_page_without_envelope_is_retried_when_the_next_answer_is_a_page(
 
 
 async def test_page_without_envelope_fails_with_protocol_error_when_it_persists(
-    http: aiohttp.ClientSession, flaky_vanta: tuple[str, list[int]]
+    flaky_vanta: FlakyVanta,
 ) -> None:
-    base_url, bad = flaky_vanta
-    bad[0] = 100
-    client = _client(http, base_url, attempts=3)
+    client = flaky_vanta(bad_answers=100, attempts=3)
 
     with pytest.raises(ProtocolError, match=r"lacks results\.data.*gave up after 3 attempts"):
         await client.fetch_page("vulnerabilities", {})
