@@ -3,7 +3,8 @@
 Only what the state table stores: str, int, bool, None, lists, string-keyed maps (and string sets,
 read only). Written here rather
 than taken from boto3 (`boto3.dynamodb.types`) because the Lambda package ships aiobotocore, not boto3.
-`every_item` reads a whole Query or Scan, page after page, into such values.
+`every_item` reads a whole Query or Scan, page after page, into such values; `conditional_write` makes
+a write that may be refused by its condition.
 """
 
 from __future__ import annotations
@@ -11,6 +12,10 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping
 from decimal import Decimal
 from typing import Any
+
+from botocore.exceptions import ClientError
+
+from vanta_vuln_sync.aws import condition_failed
 
 AttributeValue = dict[str, Any]
 Item = dict[str, AttributeValue]
@@ -73,3 +78,15 @@ async def every_item(read: Callable[..., Awaitable[Any]], **request: Any) -> lis
         if not start:
             return items
         request = {**request, "ExclusiveStartKey": start}
+
+
+async def conditional_write(write: Callable[..., Awaitable[Any]], **request: Any) -> dict[str, Any] | None:
+    """Make a conditional write (`write`: the client's `put_item` or `update_item`, called with
+    `request`) and return its reply; None when DynamoDB refused it because its condition did not hold.
+    Raises any other ClientError."""
+    try:
+        return dict(await write(**request))
+    except ClientError as exc:
+        if condition_failed(exc):
+            return None
+        raise

@@ -23,14 +23,11 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from botocore.exceptions import ClientError
-
-from vanta_vuln_sync.aws import condition_failed
 from vanta_vuln_sync.messages import PageRange
 from vanta_vuln_sync.store.checkpoints import ChainCheckpoints
 from vanta_vuln_sync.store.checkpoints import from_text as checkpoints_from_text
 from vanta_vuln_sync.store.checkpoints import to_text as checkpoints_text
-from vanta_vuln_sync.store.dynamo import every_item, from_item, to_attr, to_item
+from vanta_vuln_sync.store.dynamo import conditional_write, every_item, from_item, to_attr, to_item
 from vanta_vuln_sync.store.keys import (
     ADMISSION_KEY,
     PLAN_SK,
@@ -94,45 +91,37 @@ class RunStore:
         """Make `run_id` the scope's running run unless another run holds it (claimed less than
         `stale_after` seconds ago). True when `run_id` holds the scope afterwards."""
         now = int(self._clock())
-        try:
-            await self._ddb.update_item(
-                TableName=self._table,
-                Key=scope_key(scope),
-                UpdateExpression="SET running_run_id = :me, running_since = :now",
-                ConditionExpression=(
-                    "attribute_not_exists(running_run_id) OR running_run_id = :me OR running_since < :stale"
-                ),
-                ExpressionAttributeValues={
-                    ":me": {"S": run_id},
-                    ":now": {"N": str(now)},
-                    ":stale": {"N": str(int(now - stale_after))},
-                },
-            )
-        except ClientError as exc:
-            if condition_failed(exc):
-                return False
-            raise
-        return True
+        written = await conditional_write(
+            self._ddb.update_item,
+            TableName=self._table,
+            Key=scope_key(scope),
+            UpdateExpression="SET running_run_id = :me, running_since = :now",
+            ConditionExpression=(
+                "attribute_not_exists(running_run_id) OR running_run_id = :me OR running_since < :stale"
+            ),
+            ExpressionAttributeValues={
+                ":me": {"S": run_id},
+                ":now": {"N": str(now)},
+                ":stale": {"N": str(int(now - stale_after))},
+            },
+        )
+        return written is not None
 
     async def take_over_scope(self, scope: str, run_id: str, previous: str) -> bool:
         """Replace a finished run's leftover claim on the scope with `run_id`; True on success."""
-        try:
-            await self._ddb.update_item(
-                TableName=self._table,
-                Key=scope_key(scope),
-                UpdateExpression="SET running_run_id = :me, running_since = :now",
-                ConditionExpression="running_run_id = :previous",
-                ExpressionAttributeValues={
-                    ":me": {"S": run_id},
-                    ":now": {"N": str(int(self._clock()))},
-                    ":previous": {"S": previous},
-                },
-            )
-        except ClientError as exc:
-            if condition_failed(exc):
-                return False
-            raise
-        return True
+        written = await conditional_write(
+            self._ddb.update_item,
+            TableName=self._table,
+            Key=scope_key(scope),
+            UpdateExpression="SET running_run_id = :me, running_since = :now",
+            ConditionExpression="running_run_id = :previous",
+            ExpressionAttributeValues={
+                ":me": {"S": run_id},
+                ":now": {"N": str(int(self._clock()))},
+                ":previous": {"S": previous},
+            },
+        )
+        return written is not None
 
     async def get_scope(self, scope: str) -> ScopeState:
         """The scope's state (empty when it never ran)."""
@@ -163,40 +152,34 @@ class RunStore:
         Idempotent: a finalize that is replayed writes the same values again.
         """
         key = scope_key(scope)
-        try:
-            await self._ddb.update_item(
-                TableName=self._table,
-                Key=key,
-                UpdateExpression="REMOVE running_run_id, running_since",
-                ConditionExpression="running_run_id = :me",
-                ExpressionAttributeValues={":me": {"S": run_id}},
-            )
-        except ClientError as exc:
-            if not condition_failed(exc):
-                raise
+        await conditional_write(
+            self._ddb.update_item,
+            TableName=self._table,
+            Key=key,
+            UpdateExpression="REMOVE running_run_id, running_since",
+            ConditionExpression="running_run_id = :me",
+            ExpressionAttributeValues={":me": {"S": run_id}},
+        )
         if counts is None:
             return
-        try:
-            # Only a newer run may move the watermark (two runs of one scope can finish out of order
-            # only after a stale claim was taken over).
-            await self._ddb.update_item(
-                TableName=self._table,
-                Key=key,
-                UpdateExpression=(
-                    "SET last_success_run_id = :me, last_success_started_at = :started, counts = :counts"
-                ),
-                ConditionExpression=(
-                    "attribute_not_exists(last_success_started_at) OR last_success_started_at <= :started"
-                ),
-                ExpressionAttributeValues={
-                    ":me": {"S": run_id},
-                    ":started": {"S": iso(started_at)},
-                    ":counts": to_attr(counts),
-                },
-            )
-        except ClientError as exc:
-            if not condition_failed(exc):
-                raise
+        # Only a newer run may move the watermark (two runs of one scope can finish out of order
+        # only after a stale claim was taken over).
+        await conditional_write(
+            self._ddb.update_item,
+            TableName=self._table,
+            Key=key,
+            UpdateExpression=(
+                "SET last_success_run_id = :me, last_success_started_at = :started, counts = :counts"
+            ),
+            ConditionExpression=(
+                "attribute_not_exists(last_success_started_at) OR last_success_started_at <= :started"
+            ),
+            ExpressionAttributeValues={
+                ":me": {"S": run_id},
+                ":started": {"S": iso(started_at)},
+                ":counts": to_attr(counts),
+            },
+        )
 
     async def create_run(self, run: RunState) -> RunState:
         """Store a new run with its plan; if the run already exists (a redelivered request), the stored
@@ -238,13 +221,12 @@ class RunStore:
 
     async def _put_once(self, values: dict[str, Any]) -> None:
         """Put an item unless one with its key exists (then leave that one as it is)."""
-        try:
-            await self._ddb.put_item(
-                TableName=self._table, Item=to_item(values), ConditionExpression="attribute_not_exists(pk)"
-            )
-        except ClientError as exc:
-            if not condition_failed(exc):
-                raise
+        await conditional_write(
+            self._ddb.put_item,
+            TableName=self._table,
+            Item=to_item(values),
+            ConditionExpression="attribute_not_exists(pk)",
+        )
 
     async def get_plan(self, run_id: str) -> list[PageRange]:
         """The run's planned ranges, as the scheduler stored them (empty if there is no plan item)."""
@@ -315,51 +297,47 @@ class RunStore:
             head_set += ", #checkpoints = :checkpoints"
             names += ("checkpoints",)
             head_values[":checkpoints"] = {"S": checkpoints_text(step.checkpoints)}
-        try:
-            await self._ddb.update_item(
-                TableName=self._table,
-                Key=run_key(p.run_id, range_sk(p.resource, p.shard)),
-                UpdateExpression=(
-                    "SET #next_seq = :next, #status = :status, #next_cursor = :cursor, "
-                    "#next_offset = :offset, #resource = :resource, #shard = :shard, "
-                    "#objects = list_append(if_not_exists(#objects, :empty), :objects), #ttl = :ttl, "
-                    "#next_anchors = :anchors, #next_verify = :verify, #end_offset = :end_offset, "
-                    "#next_shard = :next_shard, #next_page_index = :page_index, "
-                    "#next_stop_ids = :stop_ids, #next_end_page = :end_page"
-                    + head_set
-                    + ", "
-                    + ", ".join(f"#{c} = if_not_exists(#{c}, :zero) + :{c}" for c in counters)
-                ),
-                ConditionExpression=condition,
-                ExpressionAttributeNames={f"#{name}": name for name in (*names, *counters)},
-                ExpressionAttributeValues={
-                    ":next": {"N": str(step.seq + 1)},
-                    ":status": {"S": DONE if step.done else OPEN},
-                    ":cursor": to_attr(step.next_cursor),
-                    ":offset": to_attr(step.next_offset),
-                    ":resource": {"S": p.resource},
-                    ":shard": {"S": p.shard},
-                    ":empty": {"L": []},
-                    ":objects": to_attr(objects),
-                    ":zero": {"N": "0"},
-                    ":ttl": {"N": str(int(self._clock()) + _RUN_TTL_SECONDS)},
-                    **{f":{c}": {"N": str(getattr(step, c))} for c in counters},
-                    ":anchors": to_attr(list(step.next_anchors)),
-                    ":verify": to_attr(step.next_verify),
-                    ":end_offset": to_attr(step.end_offset),
-                    ":next_shard": to_attr(step.next_shard),
-                    ":page_index": {"N": str(step.next_page_index)},
-                    ":stop_ids": to_attr(list(step.next_stop_ids)),
-                    ":end_page": to_attr(step.next_end_page),
-                    **head_values,
-                    **seq_values,
-                },
-            )
-        except ClientError as exc:
-            if condition_failed(exc):
-                return False
-            raise
-        return True
+        written = await conditional_write(
+            self._ddb.update_item,
+            TableName=self._table,
+            Key=run_key(p.run_id, range_sk(p.resource, p.shard)),
+            UpdateExpression=(
+                "SET #next_seq = :next, #status = :status, #next_cursor = :cursor, "
+                "#next_offset = :offset, #resource = :resource, #shard = :shard, "
+                "#objects = list_append(if_not_exists(#objects, :empty), :objects), #ttl = :ttl, "
+                "#next_anchors = :anchors, #next_verify = :verify, #end_offset = :end_offset, "
+                "#next_shard = :next_shard, #next_page_index = :page_index, "
+                "#next_stop_ids = :stop_ids, #next_end_page = :end_page"
+                + head_set
+                + ", "
+                + ", ".join(f"#{c} = if_not_exists(#{c}, :zero) + :{c}" for c in counters)
+            ),
+            ConditionExpression=condition,
+            ExpressionAttributeNames={f"#{name}": name for name in (*names, *counters)},
+            ExpressionAttributeValues={
+                ":next": {"N": str(step.seq + 1)},
+                ":status": {"S": DONE if step.done else OPEN},
+                ":cursor": to_attr(step.next_cursor),
+                ":offset": to_attr(step.next_offset),
+                ":resource": {"S": p.resource},
+                ":shard": {"S": p.shard},
+                ":empty": {"L": []},
+                ":objects": to_attr(objects),
+                ":zero": {"N": "0"},
+                ":ttl": {"N": str(int(self._clock()) + _RUN_TTL_SECONDS)},
+                **{f":{c}": {"N": str(getattr(step, c))} for c in counters},
+                ":anchors": to_attr(list(step.next_anchors)),
+                ":verify": to_attr(step.next_verify),
+                ":end_offset": to_attr(step.end_offset),
+                ":next_shard": to_attr(step.next_shard),
+                ":page_index": {"N": str(step.next_page_index)},
+                ":stop_ids": to_attr(list(step.next_stop_ids)),
+                ":end_page": to_attr(step.next_end_page),
+                **head_values,
+                **seq_values,
+            },
+        )
+        return written is not None
 
     async def hand_over(self, run_id: str, resource: str, shard: str, *, by: str) -> RangeState | None:
         """Claim range `shard` for the range `by` before it, which stops where `shard` was to begin: only
@@ -367,29 +345,27 @@ class RunStore:
         committed progress ends, once `by` has committed its last step (never from a place an
         uncommitted delivery saw). None when claimed (or claimed already); otherwise the range's
         progress, whose head is then known (or which stepped aside)."""
-        try:
-            await self._ddb.update_item(
-                TableName=self._table,
-                Key=run_key(run_id, range_sk(resource, shard)),
-                UpdateExpression="SET #handed_by = :by, #resource = :resource, #shard = :shard, #ttl = :ttl",
-                ConditionExpression="attribute_not_exists(#head)",
-                ExpressionAttributeNames={
-                    "#handed_by": "handed_by",
-                    "#resource": "resource",
-                    "#shard": "shard",
-                    "#ttl": "ttl",
-                    "#head": "head",
-                },
-                ExpressionAttributeValues={
-                    ":by": {"S": by},
-                    ":resource": {"S": resource},
-                    ":shard": {"S": shard},
-                    ":ttl": {"N": str(int(self._clock()) + _RUN_TTL_SECONDS)},
-                },
-            )
-        except ClientError as exc:
-            if not condition_failed(exc):
-                raise
+        written = await conditional_write(
+            self._ddb.update_item,
+            TableName=self._table,
+            Key=run_key(run_id, range_sk(resource, shard)),
+            UpdateExpression="SET #handed_by = :by, #resource = :resource, #shard = :shard, #ttl = :ttl",
+            ConditionExpression="attribute_not_exists(#head)",
+            ExpressionAttributeNames={
+                "#handed_by": "handed_by",
+                "#resource": "resource",
+                "#shard": "shard",
+                "#ttl": "ttl",
+                "#head": "head",
+            },
+            ExpressionAttributeValues={
+                ":by": {"S": by},
+                ":resource": {"S": resource},
+                ":shard": {"S": shard},
+                ":ttl": {"N": str(int(self._clock()) + _RUN_TTL_SECONDS)},
+            },
+        )
+        if written is None:
             return await self.get_range(run_id, resource, shard)
         return None
 
@@ -399,42 +375,38 @@ class RunStore:
         if the piece before has not handed over to it; False when it has (start from there instead).
         The head is set empty, so no later hand-over can succeed."""
         p = page_range
-        try:
-            await self._ddb.update_item(
-                TableName=self._table,
-                Key=run_key(p.run_id, range_sk(p.resource, p.shard)),
-                UpdateExpression="SET #void = :true, #head = if_not_exists(#head, :empty), "
-                "#void_next = :next, #void_stop_ids = :stop, #void_end_page = :end, "
-                "#resource = :resource, #shard = :shard, #ttl = :ttl",
-                ConditionExpression="attribute_not_exists(#handed_by) AND "
-                "(attribute_not_exists(#head) OR #void = :true)",
-                ExpressionAttributeNames={
-                    "#void": "void",
-                    "#head": "head",
-                    "#void_next": "void_next",
-                    "#void_stop_ids": "void_stop_ids",
-                    "#void_end_page": "void_end_page",
-                    "#handed_by": "handed_by",
-                    "#resource": "resource",
-                    "#shard": "shard",
-                    "#ttl": "ttl",
-                },
-                ExpressionAttributeValues={
-                    ":true": {"BOOL": True},
-                    ":empty": {"L": []},
-                    ":next": to_attr(p.next_shard),
-                    ":stop": to_attr(list(p.stop_ids)),
-                    ":end": to_attr(p.end_page),
-                    ":resource": {"S": p.resource},
-                    ":shard": {"S": p.shard},
-                    ":ttl": {"N": str(int(self._clock()) + _RUN_TTL_SECONDS)},
-                },
-            )
-        except ClientError as exc:
-            if condition_failed(exc):
-                return False
-            raise
-        return True
+        written = await conditional_write(
+            self._ddb.update_item,
+            TableName=self._table,
+            Key=run_key(p.run_id, range_sk(p.resource, p.shard)),
+            UpdateExpression="SET #void = :true, #head = if_not_exists(#head, :empty), "
+            "#void_next = :next, #void_stop_ids = :stop, #void_end_page = :end, "
+            "#resource = :resource, #shard = :shard, #ttl = :ttl",
+            ConditionExpression="attribute_not_exists(#handed_by) AND "
+            "(attribute_not_exists(#head) OR #void = :true)",
+            ExpressionAttributeNames={
+                "#void": "void",
+                "#head": "head",
+                "#void_next": "void_next",
+                "#void_stop_ids": "void_stop_ids",
+                "#void_end_page": "void_end_page",
+                "#handed_by": "handed_by",
+                "#resource": "resource",
+                "#shard": "shard",
+                "#ttl": "ttl",
+            },
+            ExpressionAttributeValues={
+                ":true": {"BOOL": True},
+                ":empty": {"L": []},
+                ":next": to_attr(p.next_shard),
+                ":stop": to_attr(list(p.stop_ids)),
+                ":end": to_attr(p.end_page),
+                ":resource": {"S": p.resource},
+                ":shard": {"S": p.shard},
+                ":ttl": {"N": str(int(self._clock()) + _RUN_TTL_SECONDS)},
+            },
+        )
+        return written is not None
 
     async def save_checkpoints(self, scope: str, run_id: str, chains: list[ChainCheckpoints]) -> None:
         """Store the chains' checkpoints of a successful run of `scope` (one item per chain, replaced;
@@ -489,19 +461,16 @@ class RunStore:
     async def mark_handed_on(self, run_id: str, resource: str, shard: str, seq: int) -> None:
         """Note that step `seq`'s continuation was enqueued, so a redelivered step `seq` does not enqueue
         it again (without the note every duplicate would beget a duplicate of the next step)."""
-        try:
-            await self._ddb.update_item(
-                TableName=self._table,
-                Key=run_key(run_id, range_sk(resource, shard)),
-                UpdateExpression="SET #handed_on = :seq",
-                ConditionExpression="attribute_exists(#next_seq) AND "
-                "(attribute_not_exists(#handed_on) OR #handed_on < :seq)",
-                ExpressionAttributeNames={"#handed_on": "handed_on", "#next_seq": "next_seq"},
-                ExpressionAttributeValues={":seq": {"N": str(seq)}},
-            )
-        except ClientError as exc:
-            if not condition_failed(exc):
-                raise
+        await conditional_write(
+            self._ddb.update_item,
+            TableName=self._table,
+            Key=run_key(run_id, range_sk(resource, shard)),
+            UpdateExpression="SET #handed_on = :seq",
+            ConditionExpression="attribute_exists(#next_seq) AND "
+            "(attribute_not_exists(#handed_on) OR #handed_on < :seq)",
+            ExpressionAttributeNames={"#handed_on": "handed_on", "#next_seq": "next_seq"},
+            ExpressionAttributeValues={":seq": {"N": str(seq)}},
+        )
 
     async def mark_finalize_sent(self, run_id: str) -> None:
         """Note that the run's Finalize was enqueued (a replayed last step then sends no second one)."""
@@ -519,29 +488,27 @@ class RunStore:
         call left it, or None when the range was already counted or the run is no longer running (so
         exactly one call sees the last range counted)."""
         name = f"{resource}#{shard}"
-        try:
-            reply = await self._ddb.update_item(
-                TableName=self._table,
-                Key=run_key(run_id),
-                UpdateExpression="ADD #ranges_done :one, #done_ranges :name",
-                ConditionExpression="#status = :running AND NOT contains(#done_ranges, :name_value)",
-                ExpressionAttributeNames={
-                    "#ranges_done": "ranges_done",
-                    "#done_ranges": "done_ranges",
-                    "#status": "status",
-                },
-                ExpressionAttributeValues={
-                    ":one": {"N": "1"},
-                    ":name": {"SS": [name]},
-                    ":name_value": {"S": name},
-                    ":running": {"S": RUNNING},
-                },
-                ReturnValues="ALL_NEW",
-            )
-        except ClientError as exc:
-            if condition_failed(exc):
-                return None
-            raise
+        reply = await conditional_write(
+            self._ddb.update_item,
+            TableName=self._table,
+            Key=run_key(run_id),
+            UpdateExpression="ADD #ranges_done :one, #done_ranges :name",
+            ConditionExpression="#status = :running AND NOT contains(#done_ranges, :name_value)",
+            ExpressionAttributeNames={
+                "#ranges_done": "ranges_done",
+                "#done_ranges": "done_ranges",
+                "#status": "status",
+            },
+            ExpressionAttributeValues={
+                ":one": {"N": "1"},
+                ":name": {"SS": [name]},
+                ":name_value": {"S": name},
+                ":running": {"S": RUNNING},
+            },
+            ReturnValues="ALL_NEW",
+        )
+        if reply is None:
+            return None
         return run_from_item(run_id, from_item(reply["Attributes"]))
 
     async def finish_run(self, run_id: str, status: str, *, failure: str | None = None) -> bool:
@@ -553,24 +520,20 @@ class RunStore:
             ":finished": {"S": iso(datetime.fromtimestamp(self._clock(), UTC))},
             ":failure": to_attr(failure),
         }
-        try:
-            await self._ddb.update_item(
-                TableName=self._table,
-                Key=run_key(run_id),
-                UpdateExpression="SET #status = :status, #finished_at = :finished, #failure = :failure",
-                ConditionExpression="#status = :running",
-                ExpressionAttributeNames={
-                    "#status": "status",
-                    "#finished_at": "finished_at",
-                    "#failure": "failure",
-                },
-                ExpressionAttributeValues=values,
-            )
-        except ClientError as exc:
-            if condition_failed(exc):
-                return False
-            raise
-        return True
+        written = await conditional_write(
+            self._ddb.update_item,
+            TableName=self._table,
+            Key=run_key(run_id),
+            UpdateExpression="SET #status = :status, #finished_at = :finished, #failure = :failure",
+            ConditionExpression="#status = :running",
+            ExpressionAttributeNames={
+                "#status": "status",
+                "#finished_at": "finished_at",
+                "#failure": "failure",
+            },
+            ExpressionAttributeValues=values,
+        )
+        return written is not None
 
     async def finish_run_once(
         self, run_id: str, status: str, *, finisher: str, failure: str | None = None
@@ -586,58 +549,49 @@ class RunStore:
             ":failure": to_attr(failure),
             ":by": {"S": finisher},
         }
-        try:
-            await self._ddb.update_item(
-                TableName=self._table,
-                Key=run_key(run_id),
-                UpdateExpression=(
-                    "SET #status = :status, #finished_at = :finished, #failure = :failure, #by = :by"
-                ),
-                ConditionExpression="#status = :running",
-                ExpressionAttributeNames={
-                    "#status": "status",
-                    "#finished_at": "finished_at",
-                    "#failure": "failure",
-                    "#by": "finished_by",
-                },
-                ExpressionAttributeValues=values,
-            )
-        except ClientError as exc:
-            if not condition_failed(exc):
-                raise
-            reply = await self._ddb.get_item(TableName=self._table, Key=run_key(run_id), ConsistentRead=True)
-            item = from_item(reply.get("Item") or {})
-            return item.get("finished_by") == finisher and item.get("status") == status
-        return True
+        written = await conditional_write(
+            self._ddb.update_item,
+            TableName=self._table,
+            Key=run_key(run_id),
+            UpdateExpression=(
+                "SET #status = :status, #finished_at = :finished, #failure = :failure, #by = :by"
+            ),
+            ConditionExpression="#status = :running",
+            ExpressionAttributeNames={
+                "#status": "status",
+                "#finished_at": "finished_at",
+                "#failure": "failure",
+                "#by": "finished_by",
+            },
+            ExpressionAttributeValues=values,
+        )
+        if written is not None:
+            return True
+        reply = await self._ddb.get_item(TableName=self._table, Key=run_key(run_id), ConsistentRead=True)
+        item = from_item(reply.get("Item") or {})
+        return item.get("finished_by") == finisher and item.get("status") == status
 
     async def admit_run(self, run_id: str, *, cap: int) -> bool:
         """Take one of the `cap` run slots for `run_id` (or find it holds one already); False when all
         are held. Slots are the keys of one map item, each valued with when it was taken; a slot is
         given back only by `drop_run_slots` (the scheduler drops the slots of runs that ended)."""
         key = ADMISSION_KEY
-        try:
-            await self._ddb.put_item(
-                TableName=self._table,
-                Item={**key, "slots": {"M": {}}},
-                ConditionExpression="attribute_not_exists(pk)",
-            )
-        except ClientError as exc:
-            if not condition_failed(exc):
-                raise
-        try:
-            await self._ddb.update_item(
-                TableName=self._table,
-                Key=key,
-                UpdateExpression="SET #slots.#run = if_not_exists(#slots.#run, :now)",
-                ConditionExpression="size(#slots) < :cap OR attribute_exists(#slots.#run)",
-                ExpressionAttributeNames={"#slots": "slots", "#run": run_id},
-                ExpressionAttributeValues={":now": {"N": str(int(self._clock()))}, ":cap": {"N": str(cap)}},
-            )
-        except ClientError as exc:
-            if condition_failed(exc):
-                return False
-            raise
-        return True
+        await conditional_write(
+            self._ddb.put_item,
+            TableName=self._table,
+            Item={**key, "slots": {"M": {}}},
+            ConditionExpression="attribute_not_exists(pk)",
+        )
+        written = await conditional_write(
+            self._ddb.update_item,
+            TableName=self._table,
+            Key=key,
+            UpdateExpression="SET #slots.#run = if_not_exists(#slots.#run, :now)",
+            ConditionExpression="size(#slots) < :cap OR attribute_exists(#slots.#run)",
+            ExpressionAttributeNames={"#slots": "slots", "#run": run_id},
+            ExpressionAttributeValues={":now": {"N": str(int(self._clock()))}, ":cap": {"N": str(cap)}},
+        )
+        return written is not None
 
     async def run_slots(self) -> dict[str, int]:
         """The runs holding a slot, each with when it took it (epoch seconds)."""
@@ -654,17 +608,14 @@ class RunStore:
         if not run_ids:
             return
         names = {f"#r{i}": run_id for i, run_id in enumerate(run_ids)}
-        try:
-            await self._ddb.update_item(
-                TableName=self._table,
-                Key=ADMISSION_KEY,
-                UpdateExpression="REMOVE " + ", ".join(f"#slots.{name}" for name in names),
-                ConditionExpression="attribute_exists(#slots)",
-                ExpressionAttributeNames={"#slots": "slots", **names},
-            )
-        except ClientError as exc:
-            if not condition_failed(exc):
-                raise
+        await conditional_write(
+            self._ddb.update_item,
+            TableName=self._table,
+            Key=ADMISSION_KEY,
+            UpdateExpression="REMOVE " + ", ".join(f"#slots.{name}" for name in names),
+            ConditionExpression="attribute_exists(#slots)",
+            ExpressionAttributeNames={"#slots": "slots", **names},
+        )
 
 
 # The run slots of admission control (see `RunStore.admit_run`): one item for the whole fleet.

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from botocore.exceptions import ClientError as BotoClientError
 
-from vanta_vuln_sync.aws import condition_failed
+from vanta_vuln_sync.store.dynamo import conditional_write
 from vanta_vuln_sync.store.keys import TOKEN_KEY
 from vanta_vuln_sync.vanta.auth import MINTS_PER_MINUTE, CachedToken, Token, TokenFetch
 from vanta_vuln_sync.vanta.errors import TokenUnavailableError
@@ -311,20 +311,16 @@ class TokenBroker:
 
     async def _conditional_update(self, update: str, condition: str, values: dict[str, Any]) -> bool:
         names = {k: v for k, v in _NAMES.items() if k in update or k in condition}
-        try:
-            await self._ddb.update_item(
-                TableName=self._table,
-                Key=TOKEN_KEY,
-                UpdateExpression=update,
-                ConditionExpression=condition,
-                ExpressionAttributeNames=names,
-                ExpressionAttributeValues=values,
-            )
-        except BotoClientError as exc:
-            if condition_failed(exc):
-                return False
-            raise
-        return True
+        written = await conditional_write(
+            self._ddb.update_item,
+            TableName=self._table,
+            Key=TOKEN_KEY,
+            UpdateExpression=update,
+            ConditionExpression=condition,
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=values,
+        )
+        return written is not None
 
 
 def _n(value: float) -> str:
