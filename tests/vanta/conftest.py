@@ -15,6 +15,7 @@ from aiobotocore.session import get_session
 from vanta_helpers import VirtualClock
 
 from state_table import STATE_TABLE_SHAPE
+from vanta_vuln_sync.vanta import LocalRateLimiter
 
 
 @pytest.fixture
@@ -25,6 +26,15 @@ async def virtual_clock() -> AsyncIterator[VirtualClock]:
     driver.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await driver
+
+
+@pytest.fixture
+async def spent_limiter(virtual_clock: VirtualClock) -> LocalRateLimiter:
+    """A local limiter of 1 request a minute on the virtual clock, whose one start this minute is taken
+    (the next slot is 60.5 s on)."""
+    limiter = LocalRateLimiter(1, clock=virtual_clock, sleep=virtual_clock.sleep)
+    await limiter.acquire()
+    return limiter
 
 
 @pytest.fixture

@@ -352,13 +352,14 @@ async def test_client_gives_up_with_server_error_when_vanta_cannot_be_reached(
 
 
 async def test_a_request_whose_rate_slot_comes_after_the_deadline_is_not_sent_and_nothing_waits(
-    virtual_sim: Any, virtual_clock: VirtualClock, http: aiohttp.ClientSession
+    virtual_sim: Any,
+    virtual_clock: VirtualClock,
+    spent_limiter: LocalRateLimiter,
+    http: aiohttp.ClientSession,
 ) -> None:
     # Given a limiter of 1 request/min whose start this minute is already taken
     sim = await virtual_sim(vulnerabilities=50)
-    limiter = LocalRateLimiter(1, clock=virtual_clock, sleep=virtual_clock.sleep)
-    await limiter.acquire()
-    client, _ = make_client(http, sim, limiter=limiter, **virtual_clock.client_options())
+    client, _ = make_client(http, sim, limiter=spent_limiter, **virtual_clock.client_options())
     start = virtual_clock()
     # When the request must end within 40 s (its slot is 60.5 s away)
     with pytest.raises(DeadlineReached):

@@ -135,32 +135,28 @@ async def test_local_limiter_never_exceeds_limit_in_any_60s_window_and_uses_over
 
 
 async def test_local_slot_past_the_deadline_raises_without_sleeping_or_using_the_slot(
-    virtual_clock: VirtualClock,
+    virtual_clock: VirtualClock, spent_limiter: LocalRateLimiter
 ) -> None:
     # Given a 1/min limit whose one start this minute is taken
-    limiter = LocalRateLimiter(1, clock=virtual_clock, sleep=virtual_clock.sleep)
-    await limiter.acquire()
     start = virtual_clock()
     # When a caller must start within 30 s
     with pytest.raises(DeadlineReached, match="past the deadline"):
-        await limiter.acquire(deadline=start + 30)
+        await spent_limiter.acquire(deadline=start + 30)
     # Then no time passed, and the next slot (60.5 s on) is still free for a caller who can wait
     assert virtual_clock() == start
-    await limiter.acquire(deadline=start + 61)
+    await spent_limiter.acquire(deadline=start + 61)
     assert virtual_clock() == pytest.approx(start + 60.5)
 
 
 async def test_local_penalty_delays_callers_already_waiting_for_their_slot(
-    virtual_clock: VirtualClock,
+    virtual_clock: VirtualClock, spent_limiter: LocalRateLimiter
 ) -> None:
     # Given a caller asleep until its slot 60.5 s away
-    limiter = LocalRateLimiter(1, clock=virtual_clock, sleep=virtual_clock.sleep)
-    await limiter.acquire()
     start = virtual_clock()
-    waiting = asyncio.ensure_future(limiter.acquire())
+    waiting = asyncio.ensure_future(spent_limiter.acquire())
     await asyncio.sleep(0)
     # When a 429 asks for 90 s of quiet
-    await limiter.penalize(90.0)
+    await spent_limiter.penalize(90.0)
     await waiting
     # Then the caller starts only after the pause
     assert virtual_clock() >= start + 90.0
