@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import os
 import statistics
 import time
 from dataclasses import dataclass, field
@@ -25,7 +24,7 @@ import orjson
 from botocore.config import Config
 
 from loadtest.deadlines import apply_deadlines
-from loadtest.metering import HARNESS_USER_AGENT, MeteredMotoServer, RssSampler
+from loadtest.metering import HARNESS_USER_AGENT, RequestMeter, RssSampler
 from loadtest.points import RESOURCES, Point
 from loadtest.pricing import billed_gb_seconds, estimate_cost
 
@@ -164,14 +163,11 @@ def run_point(
 
     Raises RuntimeError only when the world cannot start (simulator, moto, template, handlers).
     """
-    from vanta_vuln_sync.handlers.container import shutdown_container
-    from vanta_vuln_sync.local.embedded_aws import EmbeddedAws
-    from vanta_vuln_sync.local.poller import Poller
-    from vanta_vuln_sync.local.runtime import container_loop
-    from vanta_vuln_sync.local.simulator_thread import SimulatorThread
+    from vanta_vuln_sync.local.world import World
     from vanta_vuln_sync.simulator import SimulatorConfig
 
-    simulator = SimulatorThread(
+    meter = RequestMeter()
+    world = World(
         SimulatorConfig(
             seed=point.seed,
             vulnerabilities=point.vulnerabilities,
@@ -179,30 +175,24 @@ def run_point(
             rate_limit_per_minute=point.simulated_rate,
             latency_seconds=point.simulated_latency,
             latency_jitter=point.simulated_latency / 4,
-        )
+        ),
+        middlewares=[meter.wrap],
+        simulator_start_timeout=300.0,
     )
-    moto = MeteredMotoServer()
-    saved_environment = dict(os.environ)
-    poller: Any = None
-    try:
-        sim = simulator.start(timeout=300.0)
-        embedded = EmbeddedAws(endpoint_url=moto.start())
-        embedded.start()
-        stack = embedded.deploy(
-            client_id=sim.client_id,
-            client_secret=sim.client_secret,
-            parameters={
-                "VantaBaseUrl": sim.base_url,
-                "VantaAuthUrl": sim.auth_url,
+    with world:
+        assert world.moto is not None
+        world.moto.reset()  # moto's backends are global to the process: start every point empty
+        stack = world.deploy(
+            {
                 "VantaRateLimitPerMinute": point.fleet_limit,
                 # AWS's MaximumConcurrency starts at 2: one worker is reserved concurrency 1 (below).
                 "WorkerMaxConcurrency": max(2, point.concurrency),
                 "RangesInFlight": point.ranges_in_flight,
                 "PageBudget": point.page_budget,
                 "LogLevel": "ERROR",
-            },
+            }
         )
-        lambda_client = embedded.client("lambda")
+        lambda_client = world.client("lambda")
         memory: dict[str, int] = {}
         for function in stack.function_names:
             role = next((r for r in _SHIMS if function.endswith(f"-{r}")), "scheduler")
@@ -212,44 +202,31 @@ def run_point(
             memory[role] = configured if role == "finalize" else worker_memory_mb or configured
             if role == "worker" and point.concurrency == 1:
                 lambda_client.put_function_concurrency(FunctionName=function, ReservedConcurrentExecutions=1)
-        apply_deadlines(lambda_client, embedded.client("sqs"), stack.outputs, point.deadlines)
-        for name in ("VANTA_CLIENT_ID", "VANTA_CLIENT_SECRET"):
-            os.environ.pop(name, None)
-        poller = Poller(
-            only_functions=stack.function_names,
-            container_teardown=shutdown_container,
-            container_setup=container_loop,
-            # None: a failed batch comes back after its queue's (scaled) visibility timeout, as in AWS.
-            failed_visibility_timeout=None,
-            environment_overrides={
-                "POWERTOOLS_TRACE_DISABLED": "true",
-                "POWERTOOLS_METRICS_DISABLED": "true",
-            },
-        )
-        poller.start()
+        apply_deadlines(lambda_client, world.client("sqs"), stack.outputs, point.deadlines)
+        # None: a failed batch comes back after its queue's (scaled) visibility timeout, as in AWS.
+        poller = world.start_poller(failed_visibility_timeout=None)
         # Only now: the shim imports the handlers, whose Powertools objects read the environment the
         # poller has just applied (as in Lambda, where it is set before the import).
         from loadtest import shim
 
         for _ in range(runs - 1):
             _sync(stack.outputs, time.monotonic() + timeout)
-        earlier, _ = _simulator_view(simulator)
+        earlier, _ = _simulator_view(world.simulator)
         shim.take_durations()
         shim.take_spans()
         shim.take_finalize_seconds()
         rss = RssSampler()
         rss.start()
-        moto.meter.reset()
+        meter.reset()
         started = time.monotonic()
         run, timed_out = _sync(stack.outputs, started + timeout)
         wall = time.monotonic() - started
         rss_growth = rss.stop()
-        poller.stop()
+        world.stop_poller()
         poller_stats = poller.stats()
-        poller = None
-        aws_requests = moto.meter.snapshot()
-        published = _published(embedded.client("s3"), stack.outputs["DataBucketName"], run)
-        counters, accepted = _simulator_view(simulator)
+        aws_requests = meter.snapshot()
+        published = _published(world.client("s3"), stack.outputs["DataBucketName"], run)
+        counters, accepted = _simulator_view(world.simulator)
         if runs > 1:
             # Only the measured run's requests (the 60 s maximum may still span the earlier run's end).
             counters = {
@@ -257,13 +234,6 @@ def run_point(
                 for k, v in counters.items()
             }
             accepted = [t for t in accepted if t >= started]
-    finally:
-        if poller is not None:
-            poller.stop()
-        simulator.stop()
-        moto.stop()
-        os.environ.clear()
-        os.environ.update(saved_environment)
     from loadtest import shim
 
     durations = shim.take_durations()

@@ -1,23 +1,19 @@
 """What a sync costs in AWS requests and memory, measured while it runs.
 
-`MeteredMotoServer` is moto server (the same WSGI app `ThreadedMotoServer` serves) behind a middleware
-that counts every request by service and billable action, so the cost estimate rests on the requests
-the real handlers made, not on a model of them. Requests carrying `HARNESS_USER_AGENT` (the harness's
+`RequestMeter.wrap` is a middleware for the embedded moto server (`MotoServer(middlewares=[...])`) that
+counts every request by service and billable action, so the cost estimate rests on the requests the
+real handlers made, not on a model of them. Requests carrying `HARNESS_USER_AGENT` (the harness's
 own state-table polling) are left out. `RssSampler` samples this process's resident set size.
 """
 
 from __future__ import annotations
 
-import logging
 import os
 import threading
-import urllib.request
 from collections import Counter
 from collections.abc import Callable, Iterable
 from typing import Any
 from urllib.parse import urlsplit
-
-from werkzeug.serving import BaseWSGIServer, make_server
 
 # Added to the harness's own clients (botocore `user_agent_extra`) so their calls are not billed.
 HARNESS_USER_AGENT = "vuln-sync-loadtest-harness"
@@ -79,73 +75,6 @@ class RequestMeter:
             return app(environ, start_response)
 
         return metered
-
-
-def _serialized(app: WsgiApp) -> WsgiApp:
-    """`app` serving one DynamoDB request at a time (the whole response is produced under the lock).
-    Only DynamoDB: an SQS long poll waits inside moto and would hold everything else up."""
-    lock = threading.Lock()
-
-    def serialized(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        if not environ.get("HTTP_X_AMZ_TARGET", "").startswith("DynamoDB_"):
-            return app(environ, start_response)
-        with lock:
-            return list(app(environ, start_response))
-
-    return serialized
-
-
-class MeteredMotoServer:
-    """moto server on a free loopback port, its requests counted by `meter`. `start()` returns the URL.
-
-    DynamoDB requests are served one at a time: moto's DynamoDB applies an UpdateItem as read-modify-write
-    without a lock, so two concurrent `ADD ranges_done :one` can lose one (seen in the sweep: a run at
-    79 of 80 ranges with every range item done, never finalized). DynamoDB applies each update
-    atomically; serializing moto restores that, at the cost of some throughput.
-    """
-
-    def __init__(self, *, serialize: bool = True) -> None:
-        self.meter = RequestMeter()
-        self._serialize = serialize
-        self._server: BaseWSGIServer | None = None
-        self._thread: threading.Thread | None = None
-        self.endpoint_url = ""
-
-    def start(self) -> str:
-        from moto.moto_server.werkzeug_app import (
-            DomainDispatcherApplication,
-            MotoRequestHandler,
-            create_backend_app,
-        )
-
-        logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request otherwise
-        app = self.meter.wrap(DomainDispatcherApplication(create_backend_app))
-        if self._serialize:
-            app = _serialized(app)
-        self._server = make_server("127.0.0.1", 0, app, True, request_handler=MotoRequestHandler)
-        self._thread = threading.Thread(target=self._server.serve_forever, name="moto-metered", daemon=True)
-        self._thread.start()
-        host, port = self._server.server_address[:2]
-        self.endpoint_url = f"http://{host!s}:{port}"
-        # moto's backends are global to the process: start every world empty.
-        self.reset()
-        return self.endpoint_url
-
-    def reset(self) -> None:
-        """Empty every moto backend (moto's own `/moto-api/reset`)."""
-        request = urllib.request.Request(f"{self.endpoint_url}/moto-api/reset", method="POST")
-        with urllib.request.urlopen(request, timeout=30) as reply:
-            reply.read()
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self.reset()
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-        if self._thread is not None:
-            self._thread.join(10.0)
-            self._thread = None
 
 
 def rss_bytes() -> int:

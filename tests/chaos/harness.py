@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import os
 import random
 import sys
 import threading
@@ -24,11 +23,9 @@ from typing import Any
 
 import orjson
 
-from vanta_vuln_sync.local.embedded_aws import EmbeddedAws, EmbeddedStack
+from vanta_vuln_sync.local.embedded_aws import MotoServer
 from vanta_vuln_sync.local.faults import AppliedCall, AwsFaultInjector, AwsFaults
-from vanta_vuln_sync.local.poller import Poller
-from vanta_vuln_sync.local.runtime import container_loop
-from vanta_vuln_sync.local.simulator_thread import SimulatorThread
+from vanta_vuln_sync.local.world import WORK_QUEUES, World
 from vanta_vuln_sync.simulator import Simulator, SimulatorConfig
 
 from .checks import Verdict, verify
@@ -181,53 +178,36 @@ def _sent_messages(call: AppliedCall) -> list[tuple[str, str]]:
 
 
 class ChaosBench:
-    """One moto server with the embedded runtime's environment, shared by the scenarios of a session
-    (each deploys its own stack into it: the first deploy costs seconds, later ones about one)."""
+    """One moto server shared by the scenarios of a session (each builds its world on it and deploys
+    its own stack: the first deploy costs seconds, later ones about one)."""
 
     def __init__(self) -> None:
-        self.embedded = EmbeddedAws()
-        self.environment: dict[str, str] = {}
+        self.moto = MotoServer()
 
     def start(self) -> None:
-        saved = dict(os.environ)
-        self.embedded.start()
-        self.environment = {k: v for k, v in os.environ.items() if k.startswith("AWS_")}
-        os.environ.clear()
-        os.environ.update(saved)
+        self.moto.start()
 
     def stop(self) -> None:
-        self.embedded.stop()
+        self.moto.stop()
 
     def run(self, scenario: Scenario) -> Outcome:
         """Deploy, sync under `scenario`'s faults, settle, verify. Leaves os.environ as it found it."""
-        saved = dict(os.environ)
-        simulator = SimulatorThread(SimulatorConfig(**scenario.sim))
-        try:
-            os.environ.update(self.environment)
-            for name in ("VANTA_CLIENT_ID", "VANTA_CLIENT_SECRET"):
-                os.environ.pop(name, None)
-            kills = bool(scenario.aws.crash_rate or scenario.aws.hang_rate)
-            with warnings.catch_warnings(), _leftovers_of_killed_containers(kills) as leftovers:
-                # Each invocation that adds no metric says so; metrics are off here anyway.
-                warnings.filterwarnings("ignore", message="No application metrics", category=UserWarning)
-                outcome = self._run(scenario, simulator)
-                gc.collect()
-            outcome.leftovers = len(leftovers)
-            return outcome
-        finally:
-            simulator.stop()
-            os.environ.clear()
-            os.environ.update(saved)
+        kills = bool(scenario.aws.crash_rate or scenario.aws.hang_rate)
+        world = World(SimulatorConfig(**scenario.sim), endpoint_url=self.moto.endpoint_url)
+        with world, _leftovers_of_killed_containers(kills) as leftovers:
+            outcome = self._run(scenario, world)
+            gc.collect()
+        outcome.leftovers = len(leftovers)
+        return outcome
 
-    def _run(self, scenario: Scenario, simulator: SimulatorThread) -> Outcome:
-        sim = simulator.start()
+    def _run(self, scenario: Scenario, world: World) -> Outcome:
         proxy = None
-        base_url = sim.base_url
+        base_url = world.sim.base_url
         if scenario.malformed_rate:
-            proxy = MalformingProxy(sim.origin, scenario.malformed_rate, seed=sim.config.seed)
+            proxy = MalformingProxy(world.sim.origin, scenario.malformed_rate, seed=world.sim.config.seed)
             base_url = proxy.start() + "/v1"
         try:
-            outcome = self._sync(scenario, simulator, sim, base_url)
+            outcome = self._sync(scenario, world, base_url)
         finally:
             if proxy is not None:
                 proxy.stop()
@@ -235,84 +215,64 @@ class ChaosBench:
             outcome.sim["malformed"] = proxy.malformed
         return outcome
 
-    def _sync(self, scenario: Scenario, simulator: SimulatorThread, sim: Simulator, base_url: str) -> Outcome:
-        stack = self.embedded.deploy(
-            client_id=sim.client_id,
-            client_secret=sim.client_secret,
-            stack_name=f"chaos-{uuid.uuid4().hex[:8]}",
-            parameters={
-                "VantaBaseUrl": base_url,
-                "VantaAuthUrl": sim.auth_url,
+    def _sync(self, scenario: Scenario, world: World, base_url: str) -> Outcome:
+        stack = world.deploy(
+            {
                 "VantaRateLimitPerMinute": scenario.rate_limit,
                 "WorkerMaxConcurrency": scenario.workers,
                 "PageBudget": scenario.page_budget,
                 "LogLevel": "CRITICAL",
             },
+            stack_name=f"chaos-{uuid.uuid4().hex[:8]}",
+            base_url=base_url,
         )
-        lambda_client, sqs = self.embedded.client("lambda"), self.embedded.client("sqs")
+        sqs = world.client("sqs")
         if scenario.worker_timeout is not None:
-            lambda_client.update_function_configuration(
-                FunctionName=stack.outputs["WorkerFunctionName"], Timeout=scenario.worker_timeout
-            )
             # A timed-out batch comes back after the visibility timeout, as in AWS (the poller kills the
             # invocation): shortened with the worker's timeout (just above it), so the scenario does not
             # wait out the template's 30 minutes.
-            sqs.set_queue_attributes(
-                QueueUrl=stack.outputs["PageQueueUrl"],
-                Attributes={"VisibilityTimeout": str(scenario.worker_timeout + 3)},
-            )
-        overrides = {
-            "POWERTOOLS_TRACE_DISABLED": "true",
-            "POWERTOOLS_METRICS_DISABLED": "true",
-            "PAGE_SIZE": str(scenario.page_size),
-        }
+            world.set_worker_timeout(scenario.worker_timeout, visibility_timeout=scenario.worker_timeout + 3)
+        overrides = {"PAGE_SIZE": str(scenario.page_size)}
         if scenario.request_timeout is not None:
             overrides["VANTA_REQUEST_TIMEOUT"] = str(scenario.request_timeout)
         injector = AwsFaultInjector(scenario.aws)
-        work_queues = {
-            stack.outputs[k].rsplit("/", 1)[-1]
-            for k in ("RequestQueueUrl", "PageQueueUrl", "FinalizeQueueUrl")
-        }
+        work_queues = {stack.outputs[k].rsplit("/", 1)[-1] for k in WORK_QUEUES}
         duplicator = Duplicator(injector, sqs, scenario.duplicate_rate, scenario.aws.seed, work_queues)
-        poller = Poller(
-            only_functions=stack.function_names,
-            container_teardown=_close_container,
-            container_setup=container_loop,
-            failed_visibility_timeout=1,
-            environment_overrides=overrides,
-        )
         started = time.monotonic()
         with _quiet_stdout(), injector.installed():
-            with poller:
+            poller = world.start_poller(environment=overrides, failed_visibility_timeout=1)
+            try:
                 if scenario.poison:
-                    sqs.send_message(QueueUrl=stack.outputs["RequestQueueUrl"], MessageBody=POISON["request"])
-                    sqs.send_message(QueueUrl=stack.outputs["PageQueueUrl"], MessageBody=POISON["page"])
-                    sqs.send_message(
-                        QueueUrl=stack.outputs["FinalizeQueueUrl"], MessageBody=POISON["finalize"]
-                    )
-                sqs.send_message(QueueUrl=stack.outputs["RequestQueueUrl"], MessageBody=FULL_SYNC)
-                ended = _follow(scenario, stack, sim, poller, sqs, duplicator, started)
+                    world.send("RequestQueueUrl", POISON["request"])
+                    world.send("PageQueueUrl", POISON["page"])
+                    world.send("FinalizeQueueUrl", POISON["finalize"])
+                world.send("RequestQueueUrl", FULL_SYNC)
+                ended = _follow(scenario, world, duplicator, started)
                 if ended != "stalled":
-                    _settle(stack, sqs, poller, deadline=time.monotonic() + 45.0)
+                    world.settle(timeout=45.0)
                 seconds = time.monotonic() - started
                 stats = poller.stats()
+            finally:
+                world.stop_poller()
             # Still installed: a hung container wakes up dead and must not reach AWS or print its crash.
             _bury(injector, scenario.aws.hang_seconds + 10.0)
+        assert world.embedded is not None
         verdict = verify(
             stack,
-            self.embedded,
-            sim,
+            world.embedded,
+            world.sim,
             injector,
             poison=POISON if scenario.poison else {},
             ended=ended,
             errors={name: s.last_error for name, s in stats.functions.items() if s.last_error},
         )
         counts = injector.counts
+        assert world.simulator is not None
         return Outcome(
             scenario=scenario.name,
             seconds=seconds,
             verdict=verdict,
-            sim=simulator.counters(),
+            sim=world.simulator.counters(),
             aws={
                 "errors": counts.errors,
                 "throttles": counts.throttles,
@@ -331,34 +291,18 @@ class ChaosBench:
         )
 
 
-def _close_container() -> None:
-    # Imported late, as the local runtime does: the handlers' modules (Powertools objects) must be
-    # imported only after the poller has put the functions' environment in place.
-    from vanta_vuln_sync.handlers.container import shutdown_container
-
-    shutdown_container()
-
-
-def _follow(
-    scenario: Scenario,
-    stack: EmbeddedStack,
-    sim: Simulator,
-    poller: Poller,
-    sqs: Any,
-    duplicator: Duplicator,
-    started: float,
-) -> str | None:
+def _follow(scenario: Scenario, world: World, duplicator: Duplicator, started: float) -> str | None:
     """Apply the mid-run actions and the duplicates until the run ends; its status, "stalled" when it
     is running but nothing has been queued or running for `STALL_SECONDS`, or None on timeout."""
-    ddb = boto3_client("dynamodb")
-    table = stack.outputs["StateTableName"]
+    ddb = world.client("dynamodb")
+    table = world.stack.outputs["StateTableName"]
     pending = sorted(scenario.mid_run, key=lambda m: m.after)
     deadline = started + scenario.timeout
     idle_since: float | None = None
     while time.monotonic() < deadline:
         now = time.monotonic()
         while pending and now - started >= pending[0].after:
-            pending.pop(0).action(sim)
+            pending.pop(0).action(world.sim)
         duplicator.tick(now)
         status = _run_status(ddb, table)
         if status in ("succeeded", "failed"):
@@ -367,7 +311,7 @@ def _follow(
                 time.sleep(0.2)
                 duplicator.tick(time.monotonic())
             return status
-        if status == "running" and not pending and _idle(stack, sqs, poller):
+        if status == "running" and not pending and world.idle():
             idle_since = idle_since or now
             if now - idle_since >= STALL_SECONDS:
                 return "stalled"
@@ -388,26 +332,6 @@ def _run_status(ddb: Any, table: str) -> str | None:
     return statuses[0] if len(statuses) == 1 else ("several runs" if statuses else None)
 
 
-def _idle(stack: EmbeddedStack, sqs: Any, poller: Poller) -> bool:
-    """No message waits, is in flight or is delayed on either queue, and no invocation runs."""
-    names = [
-        "ApproximateNumberOfMessages",
-        "ApproximateNumberOfMessagesNotVisible",
-        "ApproximateNumberOfMessagesDelayed",
-    ]
-    busy = poller.stats().in_flight
-    for url in (stack.outputs[k] for k in ("RequestQueueUrl", "PageQueueUrl", "FinalizeQueueUrl")):
-        attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=names)["Attributes"]
-        busy += sum(int(attributes.get(n, 0)) for n in names)
-    return busy == 0
-
-
-def _settle(stack: EmbeddedStack, sqs: Any, poller: Poller, deadline: float) -> None:
-    """Wait until the queues are idle (stragglers and duplicates processed)."""
-    while time.monotonic() < deadline and not _idle(stack, sqs, poller):
-        time.sleep(0.5)
-
-
 def _bury(injector: AwsFaultInjector, timeout: float) -> None:
     """Wait for killed containers' threads to end, then collect what they left unclosed.
 
@@ -420,12 +344,6 @@ def _bury(injector: AwsFaultInjector, timeout: float) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ResourceWarning)
         gc.collect()
-
-
-def boto3_client(service: str) -> Any:
-    import boto3
-
-    return boto3.client(service)
 
 
 class _LockedText:

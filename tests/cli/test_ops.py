@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
 import time
 import uuid
@@ -16,11 +15,8 @@ import pytest
 from aiobotocore.session import get_session
 
 from vanta_vuln_sync.cli import main
-from vanta_vuln_sync.handlers.container import shutdown_container
 from vanta_vuln_sync.local.embedded_aws import EmbeddedAws, EmbeddedStack
-from vanta_vuln_sync.local.poller import Poller
-from vanta_vuln_sync.local.runtime import container_loop
-from vanta_vuln_sync.local.simulator_thread import SimulatorThread
+from vanta_vuln_sync.local.world import World
 from vanta_vuln_sync.messages import SYNC_RESOURCES, PageRange
 from vanta_vuln_sync.simulator import SimulatorConfig
 from vanta_vuln_sync.store.state import RunState, RunStore
@@ -343,48 +339,16 @@ def test_redrive_says_so_when_dlq_is_empty(stack: EmbeddedStack, capsys: pytest.
     assert "RequestDLQ is empty" in capsys.readouterr().out
 
 
-LOCAL_OVERRIDES = {"POWERTOOLS_TRACE_DISABLED": "true", "POWERTOOLS_METRICS_DISABLED": "true"}
-
-
 @pytest.fixture
 def running_stack(moto_server: str) -> Iterator[EmbeddedStack]:
-    """A stack whose functions run (poller emulation) against a small simulator; the process
-    environment the poller sets for the handlers is restored afterwards."""
-    saved = dict(os.environ)
-    simulator = SimulatorThread(SimulatorConfig(vulnerabilities=200))
-    sim = simulator.start()
-    poller = None
-    try:
-        embedded = EmbeddedAws(endpoint_url=moto_server)
-        embedded.start()
-        deployed = embedded.deploy(
-            client_id=sim.client_id,
-            client_secret=sim.client_secret,
-            parameters={
-                "VantaBaseUrl": sim.base_url,
-                "VantaAuthUrl": sim.auth_url,
-                "VantaRateLimitPerMinute": 1000,
-                "LogLevel": "ERROR",
-            },
+    """A stack whose functions run (poller emulation) against a small simulator."""
+    with World(SimulatorConfig(vulnerabilities=200), endpoint_url=moto_server) as world:
+        world.deploy(
+            {"VantaRateLimitPerMinute": 1000, "LogLevel": "ERROR"},
             stack_name=f"ops-run-{uuid.uuid4().hex[:8]}",
         )
-        poller = Poller(
-            only_functions=deployed.function_names,
-            container_teardown=shutdown_container,
-            container_setup=container_loop,
-            environment_overrides={
-                "POWERTOOLS_TRACE_DISABLED": "true",
-                "POWERTOOLS_METRICS_DISABLED": "true",
-            },
-        )
-        poller.start()
-        yield deployed
-    finally:
-        if poller is not None:
-            poller.stop()
-        simulator.stop()
-        os.environ.clear()
-        os.environ.update(saved)
+        world.start_poller(failed_visibility_timeout=None)
+        yield world.stack
 
 
 @pytest.mark.filterwarnings("ignore:No application metrics:UserWarning")

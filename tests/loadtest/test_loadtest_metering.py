@@ -3,22 +3,33 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import NamedTuple
 
 import boto3
 import pytest
 from botocore.config import Config
-from loadtest.metering import HARNESS_USER_AGENT, MeteredMotoServer, RssSampler, classify
+from loadtest.metering import HARNESS_USER_AGENT, RequestMeter, RssSampler, classify
+
+from vanta_vuln_sync.local.embedded_aws import MotoServer
+
+
+class Metered(NamedTuple):
+    endpoint_url: str
+    meter: RequestMeter
 
 
 @pytest.fixture
-def metered() -> Iterator[MeteredMotoServer]:
-    server = MeteredMotoServer()
-    server.start()
-    yield server
+def metered() -> Iterator[Metered]:
+    """The embedded moto server with the load test's request meter as its middleware."""
+    meter = RequestMeter()
+    server = MotoServer(middlewares=[meter.wrap])
+    url = server.start()
+    server.reset()
+    yield Metered(url, meter)
     server.stop()
 
 
-def test_requests_are_counted_by_billable_kind_when_made_through_boto3(metered: MeteredMotoServer) -> None:
+def test_requests_are_counted_by_billable_kind_when_made_through_boto3(metered: Metered) -> None:
     def client(service: str, config: Config | None = None) -> object:
         return boto3.client(
             service, endpoint_url=metered.endpoint_url, region_name="us-east-1", config=config

@@ -18,11 +18,9 @@ import contextlib
 import gzip
 import io
 import logging
-import os
 import threading
 import time
 import uuid
-import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,11 +29,7 @@ from typing import Any
 import botocore.handlers
 import pytest
 
-from vanta_vuln_sync.handlers.container import shutdown_container
-from vanta_vuln_sync.local.embedded_aws import EmbeddedAws
-from vanta_vuln_sync.local.poller import Poller
-from vanta_vuln_sync.local.runtime import container_loop
-from vanta_vuln_sync.local.simulator_thread import SimulatorThread
+from vanta_vuln_sync.local.world import World
 from vanta_vuln_sync.simulator import SimulatorConfig
 
 # Recognisable credentials: nothing else in a sync looks like these.
@@ -49,6 +43,7 @@ POISON = {
     "page": "not json at all",
     "finalize": '{"v": 1, "type": "Finalize"}',  # no run id
 }
+QUEUES = ("RequestQueue", "PageQueue", "FinalizeQueue", "RequestDLQ", "PageDLQ", "FinalizeDLQ")
 _PARAMS = "vvs_security_test_api_params"
 _CALL = "vvs_security_test_call"
 SERVICE_LOGGER = "vanta-vuln-sync"  # POWERTOOLS_SERVICE_NAME in the template: Powertools' logger name
@@ -278,10 +273,9 @@ def _s3_objects(s3: Any, bucket: str) -> dict[str, bytes]:
 @pytest.fixture(scope="session")
 def synced_stack() -> SyncedStack:
     """Deploy, run one full sync (plus two poison messages), gather everything, stop; see module doc."""
-    saved_environ = dict(os.environ)
     recorder, keep, stdout, service_log = CallRecorder(), _KeepRecords(), _LockedText(), _LockedText()
     stack_name = f"vvs-sec-{uuid.uuid4().hex[:8]}"
-    simulator = SimulatorThread(
+    world = World(
         SimulatorConfig(
             seed=5,
             vulnerabilities=VULNERABILITIES,
@@ -291,122 +285,92 @@ def synced_stack() -> SyncedStack:
             token_error_rate=0.3,
         )
     )
-    embedded = EmbeddedAws()
-    try:
-        with (
-            _recording(recorder),
-            _capturing_logs(keep),
-            contextlib.redirect_stdout(stdout),
-            warnings.catch_warnings(),
-        ):
-            # Invocations that only parked a poison message have no metrics; Powertools warns.
-            warnings.filterwarnings("ignore", message="No application metrics to publish")
-            sim = simulator.start()
-            embedded.start()
-            os.environ.pop("VANTA_CLIENT_ID", None)
-            os.environ.pop("VANTA_CLIENT_SECRET", None)
-            parameters: dict[str, str | int] = {
-                "VantaBaseUrl": sim.base_url,
-                "VantaAuthUrl": sim.auth_url,
+    with _recording(recorder), _capturing_logs(keep), contextlib.redirect_stdout(stdout), world:
+        parameters: dict[str, str | int] = {
+            "VantaRateLimitPerMinute": 1000,
+            "WorkerMaxConcurrency": 2,
+            "PageBudget": 2,
+            "LogLevel": "DEBUG",
+        }
+        deployed = world.deploy(parameters, stack_name=stack_name)
+        cfn, sqs, ddb, s3 = (world.client(name) for name in ("cloudformation", "sqs", "dynamodb", "s3"))
+        resources = {
+            r["LogicalResourceId"]: r.get("PhysicalResourceId", "")
+            for page in cfn.get_paginator("list_stack_resources").paginate(StackName=stack_name)
+            for r in page["StackResourceSummaries"]
+        }
+        outputs = deployed.outputs
+        queue_arns = {
+            url: sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+            for url in (
+                resources[q]
+                for q in (
+                    "RequestQueue",
+                    "PageQueue",
+                    "FinalizeQueue",
+                    "RequestDLQ",
+                    "PageDLQ",
+                    "FinalizeDLQ",
+                )
+            )
+        }
+        # EMF to stdout, to be searched.
+        poller = world.start_poller(environment={"POWERTOOLS_METRICS_DISABLED": "false"})
+        with _capturing_service_log(service_log):
+            for queue, body in (
+                ("RequestQueueUrl", POISON["request"]),
+                ("PageQueueUrl", POISON["page"]),
+                ("FinalizeQueueUrl", POISON["finalize"]),
+                ("RequestQueueUrl", SCHEDULE_INPUT.read_text()),  # the schedule's own full sync
+            ):
+                world.send(queue, body)
+            run_id, status = _wait_for_run(ddb, outputs["StateTableName"], SYNC_TIMEOUT)
+            _wait_for_messages(
+                sqs,
+                [outputs["RequestDLQUrl"], outputs["PageDLQUrl"], outputs["FinalizeDLQUrl"]],
+                timeout=10.0,
+            )
+            stats = poller.stats()
+            world.stop_poller()
+        table_items = ddb.scan(TableName=outputs["StateTableName"], ConsistentRead=True)["Items"]
+        # The token as Vanta (the simulator) issued it, to search for; the table holds it sealed.
+        live = world.sim._token
+        token = live.value if live is not None else None
+        assert world.simulator is not None
+        counters = world.simulator.counters()
+        gathered = SyncedStack(
+            stack_name=stack_name,
+            function_names={
+                "scheduler": f"{stack_name}-scheduler",
+                "worker": f"{stack_name}-worker",
+                "finalize": f"{stack_name}-finalize",
+            },
+            parameters={
+                **{k: str(v) for k, v in parameters.items()},
+                "VantaBaseUrl": world.vanta.base_url,
+                "VantaAuthUrl": world.vanta.auth_url,
                 "AllowCustomVantaHost": "true",
-                "VantaRateLimitPerMinute": 1000,
-                "WorkerMaxConcurrency": 2,
-                "PageBudget": 2,
-                "LogLevel": "DEBUG",
-            }
-            deployed = embedded.deploy(
-                client_id=CLIENT_ID, client_secret=CLIENT_SECRET, parameters=parameters, stack_name=stack_name
-            )
-            cfn, sqs, ddb, s3 = (
-                embedded.client(name) for name in ("cloudformation", "sqs", "dynamodb", "s3")
-            )
-            resources = {
-                r["LogicalResourceId"]: r.get("PhysicalResourceId", "")
-                for page in cfn.get_paginator("list_stack_resources").paginate(StackName=stack_name)
-                for r in page["StackResourceSummaries"]
-            }
-            outputs = deployed.outputs
-            queue_arns = {
-                url: sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
-                    "QueueArn"
-                ]
-                for url in (
-                    resources[q]
-                    for q in (
-                        "RequestQueue",
-                        "PageQueue",
-                        "FinalizeQueue",
-                        "RequestDLQ",
-                        "PageDLQ",
-                        "FinalizeDLQ",
-                    )
-                )
-            }
-            poller = Poller(
-                only_functions=deployed.function_names,
-                container_teardown=shutdown_container,
-                container_setup=container_loop,
-                failed_visibility_timeout=1,
-                environment_overrides={
-                    "POWERTOOLS_TRACE_DISABLED": "true",  # no X-Ray daemon here
-                    "POWERTOOLS_METRICS_DISABLED": "false",  # EMF to stdout, to be searched
-                },
-            )
-            with poller, _capturing_service_log(service_log):
-                for queue, body in (
-                    ("RequestQueueUrl", POISON["request"]),
-                    ("PageQueueUrl", POISON["page"]),
-                    ("FinalizeQueueUrl", POISON["finalize"]),
-                    ("RequestQueueUrl", SCHEDULE_INPUT.read_text()),  # the schedule's own full sync
-                ):
-                    sqs.send_message(QueueUrl=outputs[queue], MessageBody=body)
-                run_id, status = _wait_for_run(ddb, outputs["StateTableName"], SYNC_TIMEOUT)
-                _wait_for_messages(
-                    sqs,
-                    [outputs["RequestDLQUrl"], outputs["PageDLQUrl"], outputs["FinalizeDLQUrl"]],
-                    timeout=10.0,
-                )
-                stats = poller.stats()
-            table_items = ddb.scan(TableName=outputs["StateTableName"], ConsistentRead=True)["Items"]
-            # The token as Vanta (the simulator) issued it, to search for; the table holds it sealed.
-            live = simulator.simulator._token
-            token = live.value if live is not None else None
-            counters = simulator.counters()
-            gathered = SyncedStack(
-                stack_name=stack_name,
-                function_names={
-                    "scheduler": f"{stack_name}-scheduler",
-                    "worker": f"{stack_name}-worker",
-                    "finalize": f"{stack_name}-finalize",
-                },
-                parameters={
-                    **{k: str(v) for k, v in parameters.items()},
-                    "VantaSecretArn": deployed.secret_arn,
-                },
-                resources=resources,
-                queue_arns=queue_arns,
-                secret_arn=deployed.secret_arn,
-                run_id=run_id,
-                run_status=status,
-                calls=list(recorder.calls),
-                log_lines=service_log.getvalue().splitlines() + list(keep.lines),
-                log_records=list(keep.records),
-                stdout=stdout.getvalue(),
-                s3_objects=_s3_objects(s3, outputs["DataBucketName"]),
-                table_items=table_items,
-                dlq_messages={
-                    "request": _drain(sqs, outputs["RequestDLQUrl"]),
-                    "page": _drain(sqs, outputs["PageDLQUrl"]),
-                    "finalize": _drain(sqs, outputs["FinalizeDLQUrl"]),
-                },
-                function_errors={n: s.last_error for n, s in stats.functions.items() if s.last_error},
-                token=token,
-                tokens_minted=int(counters["tokens_minted"]),
-                simulator_counters=counters,
-            )
-    finally:
-        simulator.stop()
-        embedded.stop()
-        os.environ.clear()
-        os.environ.update(saved_environ)
+                "VantaSecretArn": deployed.secret_arn,
+            },
+            resources=resources,
+            queue_arns=queue_arns,
+            secret_arn=deployed.secret_arn,
+            run_id=run_id,
+            run_status=status,
+            calls=list(recorder.calls),
+            log_lines=service_log.getvalue().splitlines() + list(keep.lines),
+            log_records=list(keep.records),
+            stdout=stdout.getvalue(),
+            s3_objects=_s3_objects(s3, outputs["DataBucketName"]),
+            table_items=table_items,
+            dlq_messages={
+                "request": _drain(sqs, outputs["RequestDLQUrl"]),
+                "page": _drain(sqs, outputs["PageDLQUrl"]),
+                "finalize": _drain(sqs, outputs["FinalizeDLQUrl"]),
+            },
+            function_errors={n: s.last_error for n, s in stats.functions.items() if s.last_error},
+            token=token,
+            tokens_minted=int(counters["tokens_minted"]),
+            simulator_counters=counters,
+        )
     return gathered

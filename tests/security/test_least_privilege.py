@@ -417,8 +417,13 @@ def lambda_code_operations() -> dict[tuple[str, str], list[str]]:
     operations = _operations()
     for module in sorted(seen):
         for node in ast.walk(ast.parse(modules[module].read_text())):
-            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
-                for key in operations.get(node.func.attr, []):
+            if not isinstance(node, ast.Call):
+                continue
+            # `ddb.query(...)`, and a client's method handed to a helper that calls it
+            # (`every_item(ddb.query, ...)`).
+            called = [node.func, *node.args]
+            for attribute in (a for a in called if isinstance(a, ast.Attribute)):
+                for key in operations.get(attribute.attr, []):
                     found.setdefault(key, []).append(f"{module}:{node.lineno}")
     return found
 

@@ -17,7 +17,7 @@ import os
 import threading
 import warnings
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,6 +38,11 @@ BOOTSTRAP_BUCKET = "vuln-sync-local-artifacts"
 # Loggers that narrate every request or every resource moto skips; the runtime reports those itself.
 _UNSUPPORTED_WARNING = ".*not supported by moto's CloudFormation"
 _NOISY_LOGGERS = ("werkzeug", "moto", "moto.cloudformation.parsing", "moto.awslambda.models")
+
+
+WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+# Wraps moto's WSGI app (a request meter, a fault injector): `MotoServer(middlewares=[...])`.
+Middleware = Callable[[WsgiApp], WsgiApp]
 
 
 class DeployError(RuntimeError):
@@ -186,15 +191,18 @@ def _access_denied(environ: dict[str, Any], start_response: Any, key: str, servi
 
 class MotoServer:
     """`moto.server.ThreadedMotoServer` behind `_Gate`: revoked container keys refused, DynamoDB and
-    SQS writes serialized.
+    SQS writes serialized. `middlewares` wrap moto's app inside the gate, innermost first (a request
+    meter sees only what reaches moto).
 
     Also what the tests run: moto evaluates a DynamoDB condition and applies the write without a lock,
     so two concurrent conditional writes can both succeed, which real DynamoDB never allows.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, middlewares: Sequence[Middleware] = ()) -> None:
+        self._middlewares = tuple(middlewares)
         self._server: Any = None
         self._thread: threading.Thread | None = None
+        self.endpoint_url = ""
 
     def start(self) -> str:
         from moto.moto_server.werkzeug_app import (
@@ -205,18 +213,29 @@ class MotoServer:
         from werkzeug.serving import make_server
 
         _cache_moto_module_list()
-        app = _Gate(DomainDispatcherApplication(create_backend_app), ACCESS_KEYS)
+        app: WsgiApp = DomainDispatcherApplication(create_backend_app)
+        for middleware in self._middlewares:
+            app = middleware(app)
+        gate = _Gate(app, ACCESS_KEYS)
 
         class QuietRequestHandler(MotoRequestHandler):
             def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
                 """No line per request: formatting them cost a twentieth of a sync's CPU here."""
 
-        self._server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=QuietRequestHandler)
+        self._server = make_server("127.0.0.1", 0, gate, threaded=True, request_handler=QuietRequestHandler)
         self._thread = threading.Thread(target=self._server.serve_forever, name="moto-server", daemon=True)
         self._thread.start()
         ACCESS_KEYS.add_guard()
         host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        self.endpoint_url = f"http://{host}:{port}"
+        return self.endpoint_url
+
+    def reset(self) -> None:
+        """Empty every moto backend (what moto's `/moto-api/reset` does): they are global to the process,
+        so a server started after another one in the same process starts with the other's data."""
+        from moto.moto_api._internal.models import moto_api_backend
+
+        moto_api_backend.reset()
 
     def stop(self) -> None:
         if self._server is not None:

@@ -12,7 +12,6 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 from aiobotocore.session import get_session
 
@@ -20,6 +19,7 @@ from vanta_vuln_sync.local.embedded_aws import EmbeddedStack
 from vanta_vuln_sync.local.poller import Poller
 from vanta_vuln_sync.local.progress import ProgressView, Snapshot
 from vanta_vuln_sync.local.simulator_thread import SimulatorThread
+from vanta_vuln_sync.local.world import WORK_QUEUES, queues_empty_async
 from vanta_vuln_sync.ops.requests import RequestMeter, started_by
 from vanta_vuln_sync.ops.runs import RunProgress, find_run, read_progress
 from vanta_vuln_sync.store.rate import read_rate_state
@@ -60,7 +60,7 @@ async def follow_run(
     meter = RequestMeter()
     deadline = time.monotonic() + give_up_after
     dlqs = {name: stack.outputs[f"{name}Url"] for name in DLQ_NAMES}
-    queues = [stack.outputs[f"{name}QueueUrl"] for name in ("Request", "Page", "Finalize")]
+    queues = [stack.outputs[name] for name in WORK_QUEUES]
     idle_since: float | None = None
     session = get_session()
     async with session.create_client("dynamodb") as ddb, session.create_client("sqs") as sqs:
@@ -90,7 +90,7 @@ async def follow_run(
                 return watch
             if any(watch.dlq_depth.values()):
                 return watch
-            if run is not None and poller.stats().in_flight == 0 and await _queues_empty(sqs, queues):
+            if run is not None and poller.stats().in_flight == 0 and await queues_empty_async(sqs, queues):
                 idle_since = idle_since or now
                 if now - idle_since >= _STALL_SECONDS:
                     watch.stalled = True
@@ -101,20 +101,6 @@ async def follow_run(
                 watch.timed_out = True
                 return watch
             await asyncio.sleep(_POLL_SECONDS)
-
-
-async def _queues_empty(sqs: Any, queue_urls: list[str]) -> bool:
-    """True when no message waits, is in flight or is delayed on any of the queues."""
-    names = [
-        "ApproximateNumberOfMessages",
-        "ApproximateNumberOfMessagesNotVisible",
-        "ApproximateNumberOfMessagesDelayed",
-    ]
-    for url in queue_urls:
-        attributes = (await sqs.get_queue_attributes(QueueUrl=url, AttributeNames=names))["Attributes"]
-        if any(int(attributes.get(name, 0)) for name in names):
-            return False
-    return True
 
 
 def _snapshot(

@@ -11,16 +11,13 @@ Lambda, they are imported after the function's environment is set (log level, se
 from __future__ import annotations
 
 import asyncio
-import os
 import time
-import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
 import boto3
-import orjson
 from rich.console import Console
 
 from vanta_vuln_sync.local.embedded_aws import EmbeddedAws, EmbeddedStack
@@ -28,6 +25,7 @@ from vanta_vuln_sync.local.follow import DLQ_NAMES, Watch, follow_run
 from vanta_vuln_sync.local.poller import FunctionStats, Poller
 from vanta_vuln_sync.local.progress import ProgressView, Snapshot, make_view, summary_table
 from vanta_vuln_sync.local.simulator_thread import SimulatorThread
+from vanta_vuln_sync.local.world import VantaTarget, World
 from vanta_vuln_sync.ops.outputs import copy_run_outputs, peek_dlq
 from vanta_vuln_sync.ops.runs import RunProgress, candidate_run_ids
 from vanta_vuln_sync.settings import VantaSettings
@@ -108,30 +106,36 @@ class LocalResult:
 
 @dataclass(slots=True)
 class LocalStack:
-    """The embedded system, running: moto with the stack deployed, the poller running the handlers, and
-    the simulator (None with the real Vanta). `stop()` ends them all, in that order reversed."""
+    """The embedded system, running (`world`: moto with the stack deployed, the poller running the
+    handlers, the simulator unless the real Vanta is used). `stop()` ends them all."""
 
-    embedded: EmbeddedAws
-    stack: EmbeddedStack
-    poller: Poller
-    simulator: SimulatorThread | None
+    world: World
     rate_limit: int
-    _poller_stopped: bool = False
+
+    @property
+    def stack(self) -> EmbeddedStack:
+        return self.world.stack
+
+    @property
+    def poller(self) -> Poller:
+        return self.world.poller
+
+    @property
+    def simulator(self) -> SimulatorThread | None:
+        return self.world.simulator
+
+    @property
+    def embedded(self) -> EmbeddedAws:
+        assert self.world.embedded is not None, "the world has stopped"
+        return self.world.embedded
 
     def stop_poller(self) -> None:
         """Stop polling and end the containers (once; `stop()` skips it afterwards)."""
-        if not self._poller_stopped:
-            self._poller_stopped = True
-            self.poller.stop()
+        self.world.stop_poller()
 
     def stop(self) -> None:
         """Stop the poller, the simulator and moto (its data is gone with it)."""
-        try:
-            self.stop_poller()
-        finally:
-            if self.simulator is not None:
-                self.simulator.stop()
-            self.embedded.stop()
+        self.world.stop()
 
 
 def start_local_stack(
@@ -139,75 +143,43 @@ def start_local_stack(
 ) -> LocalStack:
     """Start the simulator (unless `options.vanta`), moto with the template deployed, and the poller.
     Raises LocalRunError (having stopped whatever it had started) when any of them cannot start."""
-    simulator: SimulatorThread | None = None
-    embedded = EmbeddedAws()
+    if options.vanta is None:
+        world = World(options.simulator)
+        rate_limit = options.simulator.rate_limit_per_minute or _TEMPLATE_MAX_RATE
+    else:
+        vanta = options.vanta
+        if not (vanta.client_id and vanta.client_secret):
+            raise LocalRunError("VANTA_CLIENT_ID and VANTA_CLIENT_SECRET must both be set for the real API")
+        world = World(vanta=VantaTarget(vanta.base_url, vanta.auth_url, vanta.client_id, vanta.client_secret))
+        rate_limit = vanta.rate_limit_per_minute
     try:
-        if options.vanta is None:
-            simulator = SimulatorThread(options.simulator)
-            try:
-                sim = simulator.start()
-            except Exception as exc:
-                raise LocalRunError(f"the Vanta simulator did not start: {exc}") from exc
-            base_url, auth_url = sim.base_url, sim.auth_url
-            client_id, client_secret = sim.client_id, sim.client_secret
-            rate_limit = options.simulator.rate_limit_per_minute or _TEMPLATE_MAX_RATE
-        else:
-            vanta = options.vanta
-            if not (vanta.client_id and vanta.client_secret):
-                raise LocalRunError(
-                    "VANTA_CLIENT_ID and VANTA_CLIENT_SECRET must both be set for the real API"
-                )
-            base_url, auth_url = vanta.base_url, vanta.auth_url
-            client_id, client_secret = vanta.client_id, vanta.client_secret
-            rate_limit = vanta.rate_limit_per_minute
+        try:
+            world.start()
+        except Exception as exc:
+            raise LocalRunError(f"the Vanta simulator or the embedded AWS did not start: {exc}") from exc
         view.show(Snapshot(elapsed=time.monotonic() - started, phase="deploying template.yaml into moto"))
-        embedded.start()
         parameters: dict[str, str | int] = {
-            "VantaBaseUrl": base_url,
-            "VantaAuthUrl": auth_url,
-            # The simulator's loopback URLs: the template admits only Vanta's own unless this is set.
-            "AllowCustomVantaHost": "true",
             "VantaRateLimitPerMinute": min(rate_limit, _TEMPLATE_MAX_RATE),
             "LogLevel": "WARNING",
         }
         if options.workers is not None:
             parameters["WorkerMaxConcurrency"] = options.workers
         try:
-            stack = embedded.deploy(client_id=client_id, client_secret=client_secret, parameters=parameters)
+            stack = world.deploy(parameters)
         except Exception as exc:
             raise LocalRunError(str(exc)) from exc
         if stack.skipped:
             console.print(stack.skipped_summary(), markup=False, highlight=False, soft_wrap=True)
         if options.worker_timeout is not None:
-            embedded.client("lambda").update_function_configuration(
-                FunctionName=stack.outputs["WorkerFunctionName"], Timeout=options.worker_timeout
-            )
-        # The functions read the credentials from the stack's secret, as in AWS, not from this shell.
-        for name in ("VANTA_CLIENT_ID", "VANTA_CLIENT_SECRET"):
-            os.environ.pop(name, None)
-        # Each scheduler invocation would warn that it has no metrics: EMF is switched off locally anyway.
-        warnings.filterwarnings("ignore", message="No application metrics to publish", category=UserWarning)
-        poller = Poller(
-            only_functions=stack.function_names,
-            container_teardown=_close_container,
-            container_setup=container_loop,
-            failed_visibility_timeout=options.failed_visibility_timeout,
-            # No X-Ray daemon and no CloudWatch here: tracing off, EMF metrics not printed.
-            environment_overrides={
-                "POWERTOOLS_TRACE_DISABLED": "true",
-                "POWERTOOLS_METRICS_DISABLED": "true",
-            },
-        )
+            world.set_worker_timeout(options.worker_timeout)
         try:
-            poller.start()
+            world.start_poller(failed_visibility_timeout=options.failed_visibility_timeout)
         except Exception as exc:
             raise LocalRunError(f"the handlers could not be loaded: {exc}") from exc
     except BaseException:
-        if simulator is not None:
-            simulator.stop()
-        embedded.stop()
+        world.stop()
         raise
-    return LocalStack(embedded, stack, poller, simulator, rate_limit)
+    return LocalStack(world, rate_limit)
 
 
 def run_local(options: LocalOptions) -> LocalResult:
@@ -225,7 +197,7 @@ def run_local(options: LocalOptions) -> LocalResult:
                 watch = asyncio.run(
                     follow_run(
                         stack,
-                        lambda: enqueue_sync(stack, FULL_SYNC_REQUEST),
+                        lambda: enqueue_sync(running.world, FULL_SYNC_REQUEST),
                         poller,
                         simulator,
                         view,
@@ -251,31 +223,11 @@ def run_local(options: LocalOptions) -> LocalResult:
             running.stop()
 
 
-def container_loop() -> asyncio.AbstractEventLoop:
-    """`Poller(container_setup=...)` for the real handlers: run in each new container thread, it makes
-    the container's state (settings read at cold start, as in Lambda) and returns the loop its
-    invocations run on, whose tasks the poller cancels when one times out."""
-    from vanta_vuln_sync.handlers.container import current_container
-
-    return current_container().loop
-
-
-def _close_container() -> None:
-    # Imported when a container ends: the handlers' modules must be imported only after the poller has
-    # put the functions' environment in place (Powertools reads it when its objects are created).
-    from vanta_vuln_sync.handlers.container import shutdown_container
-
-    shutdown_container()
-
-
-def enqueue_sync(stack: EmbeddedStack, request: Mapping[str, Any]) -> list[str]:
+def enqueue_sync(world: World, request: Mapping[str, Any]) -> list[str]:
     """Send `request` (a SyncRequest as JSON) to RequestQueue; returns the run ids the scheduler may
     give it."""
-    sqs = boto3.client("sqs")
     before = time.time()
-    message_id = sqs.send_message(
-        QueueUrl=stack.outputs["RequestQueueUrl"], MessageBody=orjson.dumps(request).decode()
-    )["MessageId"]
+    message_id = world.send("RequestQueueUrl", request)
     return candidate_run_ids(message_id, before, time.time())
 
 
@@ -419,7 +371,6 @@ __all__ = [
     "LocalResult",
     "LocalRunError",
     "LocalStack",
-    "container_loop",
     "enqueue_sync",
     "run_local",
     "start_local_stack",

@@ -154,7 +154,7 @@ async def _serve(running: LocalStack, options: ServeOptions) -> None:
         store = RunStore(ddb, table)
         while True:
             if options.schedule_every > 0 and time.monotonic() >= next_schedule:
-                await asyncio.to_thread(enqueue_sync, stack, SCHEDULE_REQUEST)
+                await asyncio.to_thread(enqueue_sync, running.world, SCHEDULE_REQUEST)
                 next_schedule += options.schedule_every
                 _say(stream, f"{_now()} schedule: full sync sent to RequestQueue")
             for run_id in await list_run_ids(ddb, table):
