@@ -18,6 +18,7 @@ condition and changes nothing.
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -513,27 +514,9 @@ class RunStore:
 
     async def finish_run(self, run_id: str, status: str, *, failure: str | None = None) -> bool:
         """Move the run from running to `status` (succeeded or failed). True only for the one call that
-        made the move; every later call (replays, duplicates) gets False."""
-        values: dict[str, Any] = {
-            ":running": {"S": RUNNING},
-            ":status": {"S": status},
-            ":finished": {"S": iso(datetime.fromtimestamp(self._clock(), UTC))},
-            ":failure": to_attr(failure),
-        }
-        written = await conditional_write(
-            self._ddb.update_item,
-            TableName=self._table,
-            Key=run_key(run_id),
-            UpdateExpression="SET #status = :status, #finished_at = :finished, #failure = :failure",
-            ConditionExpression="#status = :running",
-            ExpressionAttributeNames={
-                "#status": "status",
-                "#finished_at": "finished_at",
-                "#failure": "failure",
-            },
-            ExpressionAttributeValues=values,
-        )
-        return written is not None
+        made the move; every later call (replays, duplicates) gets False. (`finish_run_once` with a
+        finisher of its own.)"""
+        return await self.finish_run_once(run_id, status, finisher=uuid.uuid4().hex, failure=failure)
 
     async def finish_run_once(
         self, run_id: str, status: str, *, finisher: str, failure: str | None = None
