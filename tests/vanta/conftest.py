@@ -1,4 +1,5 @@
-"""Fixtures for the Vanta client tests: a virtual clock, aiohttp sessions, a DynamoDB state table."""
+"""Fixtures for the Vanta client tests: a virtual clock, aiohttp sessions, a client on a simulator, a spent
+limiter, a DynamoDB state table."""
 
 from __future__ import annotations
 
@@ -12,9 +13,10 @@ from typing import Any
 import aiohttp
 import pytest
 from aiobotocore.session import get_session
-from vanta_helpers import VirtualClock
+from vanta_helpers import SimulatedVanta, VirtualClock, make_client
 
 from state_table import STATE_TABLE_SHAPE
+from vanta_vuln_sync.simulator import Simulator
 from vanta_vuln_sync.vanta import LocalRateLimiter
 
 
@@ -41,6 +43,21 @@ async def spent_limiter(virtual_clock: VirtualClock) -> LocalRateLimiter:
 async def http() -> AsyncIterator[aiohttp.ClientSession]:
     async with aiohttp.ClientSession() as session:
         yield session
+
+
+@pytest.fixture
+def simulated_vanta(
+    simulator: Callable[..., Awaitable[Simulator]], http: aiohttp.ClientSession
+) -> Callable[..., Awaitable[SimulatedVanta]]:
+    """Factory: `sim, client, tokens = await simulated_vanta(vulnerabilities=50)` starts a simulator with
+    these settings and makes `make_client`'s client on it; `client_options={...}` override make_client's."""
+
+    async def start(client_options: dict[str, Any] | None = None, **settings: Any) -> SimulatedVanta:
+        sim = await simulator(**settings)
+        client, tokens = make_client(http, sim, **(client_options or {}))
+        return sim, client, tokens
+
+    return start
 
 
 DdbFactory = Callable[[], Awaitable[Any]]

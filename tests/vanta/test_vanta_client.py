@@ -12,7 +12,7 @@ from typing import Any
 
 import aiohttp
 import pytest
-from vanta_helpers import VirtualClock, make_client, max_in_any_window
+from vanta_helpers import SimulatedVanta, VirtualClock, make_client, max_in_any_window
 
 from vanta_vuln_sync.simulator import Simulator
 from vanta_vuln_sync.vanta import (
@@ -33,6 +33,7 @@ from vanta_vuln_sync.vanta import (
 )
 
 SimulatorFactory = Callable[..., Awaitable[Simulator]]
+SimulatedVantaFactory = Callable[..., Awaitable[SimulatedVanta]]
 RESOURCE_NAMES = ("vulnerabilities", "vulnerability-remediations", "vulnerable-assets", "integrations")
 
 
@@ -169,10 +170,9 @@ async def test_client_replaces_an_expiring_token_before_vanta_rejects_it(
 
 
 async def test_client_recovers_when_the_token_is_revoked_mid_listing(
-    simulator: Any, http: aiohttp.ClientSession
+    simulated_vanta: SimulatedVantaFactory,
 ) -> None:
-    sim = await simulator(vulnerabilities=500)
-    client, tokens = make_client(http, sim)
+    sim, client, tokens = await simulated_vanta(vulnerabilities=500)
     records: list[dict[str, Any]] = []
     async for page in client.iter_pages("vulnerabilities", page_size=100):
         records.extend(page.records)
@@ -184,10 +184,9 @@ async def test_client_recovers_when_the_token_is_revoked_mid_listing(
 
 
 async def test_misspelled_filter_is_rejected_before_any_request(
-    simulator: Any, http: aiohttp.ClientSession
+    simulated_vanta: SimulatedVantaFactory,
 ) -> None:
-    sim = await simulator(vulnerabilities=50)
-    client, _ = make_client(http, sim)
+    sim, client, _ = await simulated_vanta(vulnerabilities=50)
     with pytest.raises(InvalidFilterError, match="slaDeadlineAfterDate"):
         client.iter_pages("vulnerabilities", {"slaDeadlineAfter": "2024-01-01T00:00:00Z"})
     with pytest.raises(InvalidFilterError, match="isRemediatedOnTime"):
@@ -198,11 +197,8 @@ async def test_misspelled_filter_is_rejected_before_any_request(
     assert sim.counters.token_requests == 0
 
 
-async def test_filters_reach_vanta_and_narrow_the_listing(
-    simulator: Any, http: aiohttp.ClientSession
-) -> None:
-    sim = await simulator(vulnerabilities=400)
-    client, _ = make_client(http, sim)
+async def test_filters_reach_vanta_and_narrow_the_listing(simulated_vanta: SimulatedVantaFactory) -> None:
+    sim, client, _ = await simulated_vanta(vulnerabilities=400)
     critical = await list_all(client, "vulnerabilities", {"severity": "critical"})
     expected = [r for r in sim.dataset.records("vulnerabilities") if r["severity"] == "CRITICAL"]
     assert critical == expected
@@ -210,10 +206,9 @@ async def test_filters_reach_vanta_and_narrow_the_listing(
 
 
 async def test_a_rejected_request_raises_client_error_without_retrying(
-    simulator: Any, http: aiohttp.ClientSession
+    simulated_vanta: SimulatedVantaFactory,
 ) -> None:
-    sim = await simulator(vulnerabilities=50, cursor_style="opaque")
-    client, _ = make_client(http, sim)
+    sim, client, _ = await simulated_vanta(vulnerabilities=50, cursor_style="opaque")
     with pytest.raises(RequestRejectedError, match="400") as caught:
         await client.fetch_page("vulnerabilities", cursor="forged-cursor")
     assert "not issued" in str(caught.value)  # Vanta's own message is passed on
@@ -221,10 +216,13 @@ async def test_a_rejected_request_raises_client_error_without_retrying(
 
 
 async def test_client_gives_up_with_server_error_when_vanta_keeps_failing(
-    simulator: Any, http: aiohttp.ClientSession
+    simulated_vanta: SimulatedVantaFactory,
 ) -> None:
-    sim = await simulator(vulnerabilities=50, error_rate=1.0)
-    client, _ = make_client(http, sim, retry=RetryPolicy(base=0.001, cap=0.01, attempts=3, total_seconds=10))
+    sim, client, _ = await simulated_vanta(
+        vulnerabilities=50,
+        error_rate=1.0,
+        client_options={"retry": RetryPolicy(base=0.001, cap=0.01, attempts=3, total_seconds=10)},
+    )
     with pytest.raises(ServerError, match="gave up after 3 attempts"):
         await client.fetch_page("vulnerabilities")
     assert sim.counters.requests == 3
@@ -232,10 +230,11 @@ async def test_client_gives_up_with_server_error_when_vanta_keeps_failing(
 
 
 async def test_client_retries_requests_that_stall_past_the_timeout(
-    simulator: Any, http: aiohttp.ClientSession
+    simulated_vanta: SimulatedVantaFactory,
 ) -> None:
-    sim = await simulator(vulnerabilities=300, stall_rate=0.3, stall_seconds=5)
-    client, _ = make_client(http, sim, timeout=0.2)
+    sim, client, _ = await simulated_vanta(
+        vulnerabilities=300, stall_rate=0.3, stall_seconds=5, client_options={"timeout": 0.2}
+    )
     assert await list_all(client, "vulnerabilities", page_size=50) == sim.dataset.records("vulnerabilities")
     assert sim.counters.stalled > 0
 

@@ -107,6 +107,9 @@ class VirtualClock:
                 waited = 0.0
 
 
+SimulatedVanta = tuple[Simulator, VantaClient, InProcessTokenProvider]
+
+
 def make_client(
     session: aiohttp.ClientSession, sim: Simulator, **overrides: Any
 ) -> tuple[VantaClient, InProcessTokenProvider]:
