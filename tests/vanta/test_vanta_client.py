@@ -74,6 +74,16 @@ async def list_all(
     return records
 
 
+async def list_with_a_pause(client: VantaClient, clock: VirtualClock, seconds: float) -> list[dict[str, Any]]:
+    """The vulnerabilities, listed with a pause of `seconds` on the virtual clock after the first page."""
+    pages = client.iter_pages("vulnerabilities", page_size=100)
+    records = (await anext(pages)).records
+    await clock.sleep(seconds)
+    async for page in pages:
+        records.extend(page.records)
+    return records
+
+
 @pytest.fixture
 def virtual_sim(virtual_clock: VirtualClock, simulator: SimulatorFactory) -> SimulatorFactory:
     """Factory of simulators running on the virtual clock (their rate windows pass in virtual time)."""
@@ -138,12 +148,8 @@ async def test_client_re_authenticates_when_vanta_expires_the_token_first(
     # Given a token Vanta expires after 60 s while the client's clock says it is still fresh
     sim = await virtual_sim(vulnerabilities=300, token_ttl_seconds=60)
     client, _ = make_client(http, sim)
-    pages = client.iter_pages("vulnerabilities", page_size=100)
-    records = (await anext(pages)).records
-    await virtual_clock.sleep(120)
-    # When the listing goes on, Vanta answers 401 once and the client mints a new token
-    async for page in pages:
-        records.extend(page.records)
+    # When the listing goes on 120 s after its first page, Vanta answers 401 once and the client mints anew
+    records = await list_with_a_pause(client, virtual_clock, 120)
     assert records == sim.dataset.records("vulnerabilities")
     assert sim.counters.unauthorized == 1
     assert sim.counters.tokens_minted == 2
@@ -159,11 +165,8 @@ async def test_client_replaces_an_expiring_token_before_vanta_rejects_it(
         sleep=virtual_clock.sleep,
     )
     client, _ = make_client(http, sim, tokens=tokens)
-    pages = client.iter_pages("vulnerabilities", page_size=100)
-    records = (await anext(pages)).records
-    await virtual_clock.sleep(57)  # inside the safety margin (a tenth of the 60 s lifetime)
-    async for page in pages:
-        records.extend(page.records)
+    # a pause that ends inside the safety margin (a tenth of the 60 s lifetime)
+    records = await list_with_a_pause(client, virtual_clock, 57)
     assert records == sim.dataset.records("vulnerabilities")
     assert sim.counters.unauthorized == 0
     assert sim.counters.tokens_minted == 2
