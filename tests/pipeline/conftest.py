@@ -17,6 +17,7 @@ import pytest
 from state_table import STATE_TABLE_SHAPE
 from vanta_vuln_sync.aws import AwsClients, open_clients
 from vanta_vuln_sync.handlers.container import build_services, shutdown_container
+from vanta_vuln_sync.messages import PageRange
 from vanta_vuln_sync.run.services import Services
 from vanta_vuln_sync.settings import settings_from_env
 from vanta_vuln_sync.simulator import Simulator
@@ -102,6 +103,10 @@ class Stack:
             QueueUrl=dlq_url, MaxNumberOfMessages=10, MessageAttributeNames=["All"], AttributeNames=["All"]
         )
         return list(reply.get("Messages", []))
+
+
+# A stack, the services opened on it, and one range of a run planned there.
+PlannedRange = tuple[Stack, Services, PageRange]
 
 
 def _create_stack(endpoint: str, sim: Simulator, **settings: str) -> Stack:

@@ -14,13 +14,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
+import pytest
 
 from vanta_vuln_sync.handlers.records import process_page_message, process_sync_request
 from vanta_vuln_sync.run.schedule import RunCapReached
 from vanta_vuln_sync.run.services import Services
 from vanta_vuln_sync.store.state import RUNNING
 
-from .conftest import Stack
+from .conftest import PlannedRange, Stack
 from .drive import pump, settle
 
 SEVERITIES = ("CRITICAL", "HIGH", "MEDIUM", "LOW")
@@ -132,19 +133,29 @@ async def test_a_resync_with_outsized_filters_is_poison(
     assert deployed.run_ids() == []
 
 
-async def _one_planned_range(deployed: Stack, services: Services) -> Any:
-    deployed.send_request(resync("CRITICAL"))
-    assert await deliver_once(deployed, services) == ["started"]
-    [run_id] = deployed.run_ids()
-    return (await services.store.get_plan(run_id))[0]
+@pytest.fixture
+def planned_range(
+    stack: Callable[..., Awaitable[Stack]], open_services: Callable[..., Awaitable[Services]]
+) -> Callable[..., Awaitable[PlannedRange]]:
+    """Factory: `deployed, services, planned = await planned_range(MAX_PAGE_BUDGET="20")` makes a stack of
+    50 vulnerabilities with these settings, opens services on it and starts a CRITICAL resync; `planned`
+    is the first range of its plan."""
+
+    async def make(**settings: str) -> PlannedRange:
+        deployed = await stack(sim={"vulnerabilities": 50}, **settings)
+        services = await open_services()
+        deployed.send_request(resync("CRITICAL"))
+        assert await deliver_once(deployed, services) == ["started"]
+        [run_id] = deployed.run_ids()
+        return deployed, services, (await services.store.get_plan(run_id))[0]
+
+    return make
 
 
 async def test_a_page_range_above_the_page_budget_bound_is_poison(
-    stack: Callable[..., Awaitable[Stack]], open_services: Callable[..., Awaitable[Services]]
+    planned_range: Callable[..., Awaitable[PlannedRange]],
 ) -> None:
-    deployed = await stack(sim={"vulnerabilities": 50}, MAX_PAGE_BUDGET="20")
-    services = await open_services()
-    planned = await _one_planned_range(deployed, services)
+    deployed, services, planned = await planned_range(MAX_PAGE_BUDGET="20")
     requests_before = deployed.sim.counters.requests
     greedy = replace(planned, page_budget=21)
     outcome = await process_page_message(
@@ -157,11 +168,9 @@ async def test_a_page_range_above_the_page_budget_bound_is_poison(
 
 
 async def test_a_page_range_for_a_shard_outside_its_run_plan_is_poison_and_counts_nothing(
-    stack: Callable[..., Awaitable[Stack]], open_services: Callable[..., Awaitable[Services]]
+    planned_range: Callable[..., Awaitable[PlannedRange]],
 ) -> None:
-    deployed = await stack(sim={"vulnerabilities": 50})
-    services = await open_services()
-    planned = await _one_planned_range(deployed, services)
+    deployed, services, planned = await planned_range()
     stranger = replace(planned, shard="not-planned", offset=None, end_offset=None, cursor=None)
     outcome = await process_page_message(
         stranger.to_json().decode(), "m-1", services=services, remaining=lambda: 900.0
@@ -176,11 +185,9 @@ async def test_a_page_range_for_a_shard_outside_its_run_plan_is_poison_and_count
 
 
 async def test_the_planned_first_step_still_runs(
-    stack: Callable[..., Awaitable[Stack]], open_services: Callable[..., Awaitable[Services]]
+    planned_range: Callable[..., Awaitable[PlannedRange]],
 ) -> None:
-    deployed = await stack(sim={"vulnerabilities": 50})
-    services = await open_services()
-    planned = await _one_planned_range(deployed, services)
+    _, services, planned = await planned_range()
     outcome = await process_page_message(
         planned.to_json().decode(), "m-1", services=services, remaining=lambda: 900.0
     )

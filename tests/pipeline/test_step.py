@@ -14,7 +14,7 @@ from vanta_vuln_sync.handlers.records import process_page_message
 from vanta_vuln_sync.messages import PageRange, parse_page_message
 from vanta_vuln_sync.run.services import Services
 
-from .conftest import Stack
+from .conftest import PlannedRange, Stack
 from .drive import ThreadedDriver, deliver_requests
 
 EVENTS = Path(__file__).resolve().parents[2] / "events"
@@ -29,9 +29,6 @@ async def planned_ranges(deployed: Stack, services: Services) -> list[PageRange]
     )
     ranges = [parse_page_message(m["Body"]) for m in reply["Messages"]]
     return [r for r in ranges if isinstance(r, PageRange)]
-
-
-PlannedRange = tuple[Stack, Services, PageRange]
 
 
 @pytest.fixture
