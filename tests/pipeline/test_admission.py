@@ -11,6 +11,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -25,15 +26,8 @@ from .conftest import PlannedRange, Stack
 from .drive import pump, settle
 
 SEVERITIES = ("CRITICAL", "HIGH", "MEDIUM", "LOW")
-FULL_SYNC = orjson.dumps(
-    {
-        "v": 1,
-        "type": "SyncRequest",
-        "resources": ["vulnerabilities", "vulnerability-remediations", "vulnerable-assets"],
-        "mode": "full",
-        "reason": "schedule",
-    }
-).decode()
+EVENTS = Path(__file__).resolve().parents[2] / "events"
+FULL_SYNC = (EVENTS / "sync-request-full.json").read_text()
 
 
 def resync(severity: str, **extra: Any) -> str:
