@@ -1,8 +1,6 @@
 """In-test SQS pollers: they feed messages from moto SQS to the pipeline as Lambda's poller would.
 
-- `ThreadedDriver` runs the real handlers, one thread per Lambda container (each thread has its own
-  container: its own event loop, session and clients), honouring partial batch responses: succeeded
-  records are deleted, failed ones made visible again at once (a shortened visibility timeout).
+- `ThreadedDriver` runs the real handlers under the embedded runtime's poller, on the test's queues.
 - `pump` runs the pipeline's record functions (what the handlers call) on the test's own loop with
   services the test built, so a test can wrap the AWS clients to inject crashes.
 """
@@ -10,114 +8,90 @@
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
+import uuid
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from vanta_vuln_sync.handlers.container import shutdown_container
 from vanta_vuln_sync.handlers.records import process_page_message, process_sync_request
-from vanta_vuln_sync.local.context import EmulatedContext, sqs_event
+from vanta_vuln_sync.local.containers import FunctionConfig
+from vanta_vuln_sync.local.mappings import MappingConfig
+from vanta_vuln_sync.local.poller import FunctionStats, Poller, PollerStats
+from vanta_vuln_sync.local.world import close_container, container_loop
 from vanta_vuln_sync.run.services import Services
 
 from .conftest import REGION, Stack
 
-Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
-
-
-@dataclass
-class DriverStats:
-    invocations: Counter[str] = field(default_factory=Counter)
-    failed_records: int = 0
-    errors: list[BaseException] = field(default_factory=list)
-
 
 class ThreadedDriver:
-    """`workers` worker containers and one scheduler container, each a thread polling its queue."""
+    """The embedded runtime's poller (`local.poller.Poller`, as `vuln-sync local` runs it) on the test's
+    hand-made queues: one scheduler container, `workers` worker containers, each with its own loop,
+    session, clients and AWS key, partial batch responses honoured, failed records visible again at
+    once, an invocation killed at `function_timeout` as Lambda kills it."""
 
     def __init__(
-        self, stack: Stack, *, workers: int = 2, function_timeout: float = 120.0, batch_size: int = 10
+        self, stack: Stack, *, workers: int = 2, function_timeout: int = 120, batch_size: int = 10
     ) -> None:
         self.stack = stack
         self.workers = workers
         self.batch_size = batch_size
         self.function_timeout = function_timeout
-        self.stats = DriverStats()
-        self._stop = threading.Event()
-        self._lock = threading.Lock()
+        self.stats = PollerStats({})
 
     def run_until(self, done: Callable[[], bool], timeout: float) -> None:
-        """Poll until `done()` holds (checked every 0.25 s); raises TimeoutError or a thread's error."""
-        # Imported here, as Lambda imports them: after the function environment is set (Powertools reads
-        # its namespace and service name at import).
-        from vanta_vuln_sync.handlers import scheduler, worker
-
-        threads = [
-            threading.Thread(
-                target=self._container, args=("scheduler", scheduler.handler, self.stack.request_queue_url)
-            )
-        ] + [
-            threading.Thread(
-                target=self._container, args=(f"worker-{n}", worker.handler, self.stack.page_queue_url)
-            )
-            for n in range(self.workers)
-        ]
-        for thread in threads:
-            thread.start()
-        deadline = time.monotonic() + timeout
-        try:
-            while not done():
-                if self.stats.errors:
-                    raise self.stats.errors[0]
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"pipeline did not finish within {timeout}s: {self.stats}")
-                time.sleep(0.25)
-        finally:
-            self._stop.set()
-            for thread in threads:
-                thread.join(timeout=30)
-        if self.stats.errors:
-            raise self.stats.errors[0]
-
-    def _container(self, name: str, handler: Handler, queue_url: str) -> None:
-        sqs = self.stack.sqs
-        try:
-            while not self._stop.is_set():
-                reply = sqs.receive_message(
-                    QueueUrl=queue_url,
-                    MaxNumberOfMessages=self.batch_size,
-                    AttributeNames=["All"],
-                    MessageAttributeNames=["All"],
-                )
-                messages = reply.get("Messages", [])
-                if messages:
-                    self._invoke(name, handler, queue_url, messages)
-                else:
-                    # Short polls: moto's long poll blocks other calls on the queue while it waits.
-                    time.sleep(0.25)
-        except BaseException as exc:  # surfaced to the test by run_until
-            with self._lock:
-                self.stats.errors.append(exc)
-        finally:
-            shutdown_container()
-
-    def _invoke(self, name: str, handler: Handler, queue_url: str, messages: list[dict[str, Any]]) -> None:
-        context = EmulatedContext(
-            function_name=name,
-            function_arn=f"arn:aws:lambda:{REGION}:123456789012:function:{name}",
-            memory_limit_in_mb=1024,
-            timeout_seconds=self.function_timeout,
+        """Poll until `done()` holds (checked every 0.25 s); raises TimeoutError when it does not."""
+        poller = Poller(
+            endpoint_url=self.stack.endpoint,
+            region=REGION,
+            container_setup=container_loop,
+            container_teardown=close_container,
+            failed_visibility_timeout=0,
+            configured=self._configured(),
         )
-        event = sqs_event(messages, queue_arn=f"arn:aws:sqs:{REGION}:123456789012:q", region=REGION)
-        response = handler(event, context)
-        failed = {item["itemIdentifier"] for item in response["batchItemFailures"]}
-        with self._lock:
-            self.stats.invocations[name] += 1
-            self.stats.failed_records += len(failed)
-        settle(self.stack.sqs, queue_url, messages, failed)
+        with poller:
+            finished = poller.run_until(done, timeout, interval=0.25)
+            self.stats = poller.stats()
+        if not finished:
+            raise TimeoutError(f"pipeline did not finish within {timeout}s: {self.stats}")
+
+    def _configured(self) -> tuple[list[MappingConfig], dict[str, FunctionConfig]]:
+        functions: dict[str, FunctionConfig] = {}
+        mappings: list[MappingConfig] = []
+        for role, queue_url, concurrency in (
+            ("scheduler", self.stack.request_queue_url, 1),
+            ("worker", self.stack.page_queue_url, self.workers),
+        ):
+            name = f"{role}-{uuid.uuid4().hex[:6]}"
+            functions[name] = FunctionConfig(
+                name=name,
+                arn=f"arn:aws:lambda:{REGION}:123456789012:function:{name}",
+                handler=f"vanta_vuln_sync.handlers.{role}.handler",
+                timeout_seconds=self.function_timeout,
+                memory_mb=1024,
+                reserved_concurrency=concurrency,
+            )
+            attributes = self.stack.sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])
+            mappings.append(
+                MappingConfig(
+                    uuid=name,
+                    queue_arn=attributes["Attributes"]["QueueArn"],
+                    queue_url=queue_url,
+                    function_name=name,
+                    batch_size=self.batch_size,
+                    batching_window_seconds=0,
+                    maximum_concurrency=concurrency,
+                    report_batch_item_failures=True,
+                )
+            )
+        return mappings, functions
+
+    def worker_stats(self) -> FunctionStats:
+        """The worker function's counters from the last `run_until`."""
+        (stats,) = [s for name, s in self.stats.functions.items() if name.startswith("worker-")]
+        return stats
 
 
 def settle(sqs: Any, queue_url: str, messages: list[dict[str, Any]], failed: set[str]) -> None:

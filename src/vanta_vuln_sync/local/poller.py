@@ -165,13 +165,15 @@ class Poller:
         only_functions: Collection[str] | None = None,
         failed_visibility_timeout: int | None = None,
         idle_wait_seconds: int = 1,
+        configured: tuple[list[MappingConfig], dict[str, FunctionConfig]] | None = None,
     ) -> None:
         """`default_concurrency` caps a mapping without `MaximumConcurrency`; `container_teardown` runs
         in each container thread as it ends (to close the handler's per-container clients);
         `container_setup` runs in each container thread before its first invocation and returns the
         event loop the handler will run on (so a timed-out invocation's tasks can be cancelled);
         `only_functions` limits the poller to those function names (moto may hold other stacks);
-        `failed_visibility_timeout` see the module doc."""
+        `failed_visibility_timeout` see the module doc; `configured`: the mappings and functions to run,
+        given instead of read from moto's Lambda API (tests whose queues and table are made by hand)."""
         self._endpoint_url = endpoint_url
         self._region = region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
         self._default_concurrency = default_concurrency
@@ -181,6 +183,7 @@ class Poller:
         self._idle_wait = idle_wait_seconds
         self._only = set(only_functions) if only_functions is not None else None
         self._failed_visibility = failed_visibility_timeout
+        self._configured = configured
         self._recorder = LoggedErrorRecorder()
         self._recorder_loggers: list[logging.Logger] = []
         self._stop = threading.Event()
@@ -211,7 +214,7 @@ class Poller:
         session = boto3.session.Session(region_name=self._region)
         self._sqs = session.client("sqs", endpoint_url=self._endpoint_url)
         lambda_client = session.client("lambda", endpoint_url=self._endpoint_url)
-        mappings, functions = discover(lambda_client, self._sqs, self._only)
+        mappings, functions = self._configured or discover(lambda_client, self._sqs, self._only)
         self.mappings, self.functions = mappings, functions
         # moto would otherwise "invoke" the mapped functions itself (in Docker) on every SendMessage.
         detach_moto_sqs_invoker()
