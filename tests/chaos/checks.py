@@ -24,6 +24,7 @@ from stats.helpers import assert_matches
 from stats.reference import reference_stats
 from vanta_vuln_sync.local.embedded_aws import EmbeddedAws, EmbeddedStack
 from vanta_vuln_sync.local.faults import AwsFaultInjector
+from vanta_vuln_sync.local.world import received_messages
 from vanta_vuln_sync.simulator import Simulator
 
 RESOURCES = ("vulnerabilities", "vulnerability-remediations", "vulnerable-assets")
@@ -202,7 +203,7 @@ def _stats_problems(stats: dict[str, Any], records: dict[str, list[dict[str, Any
 def _dlq_problems(sqs: Any, outputs: dict[str, str], poison: dict[str, str]) -> list[str]:
     problems = []
     for queue, key in (("request", "RequestDLQUrl"), ("page", "PageDLQUrl"), ("finalize", "FinalizeDLQUrl")):
-        messages = _drain(sqs, outputs[key])
+        messages = received_messages(sqs, outputs[key])
         bodies = sorted(m["Body"] for m in messages)
         expected = [poison[queue]] if queue in poison else []
         # The fault injector may duplicate the poison message itself: each copy is parked, all the same.
@@ -212,14 +213,3 @@ def _dlq_problems(sqs: Any, outputs: dict[str, str], poison: dict[str, str]) -> 
         elif any("reason" not in m.get("MessageAttributes", {}) for m in messages):
             problems.append(f"{queue} DLQ: a poison message carries no reason")
     return problems
-
-
-def _drain(sqs: Any, url: str) -> list[dict[str, Any]]:
-    messages: list[dict[str, Any]] = []
-    while True:
-        got = sqs.receive_message(
-            QueueUrl=url, MaxNumberOfMessages=10, MessageAttributeNames=["All"], WaitTimeSeconds=0
-        ).get("Messages", [])
-        if not got:
-            return messages
-        messages += got

@@ -15,8 +15,8 @@ import pytest
 from aiobotocore.session import get_session
 
 from vanta_vuln_sync.cli import main
-from vanta_vuln_sync.local.embedded_aws import EmbeddedAws, EmbeddedStack
-from vanta_vuln_sync.local.world import World
+from vanta_vuln_sync.local.embedded_aws import EmbeddedStack
+from vanta_vuln_sync.local.world import UNREACHED_VANTA, World
 from vanta_vuln_sync.messages import SYNC_RESOURCES, PageRange
 from vanta_vuln_sync.simulator import SimulatorConfig
 from vanta_vuln_sync.store.state import RunState, RunStore
@@ -28,16 +28,9 @@ pytestmark = pytest.mark.filterwarnings("ignore:Tried to parse:UserWarning")
 
 @pytest.fixture(scope="module")
 def stack(moto_server: str) -> Iterator[EmbeddedStack]:
-    """The real template in moto, deployed once for the module."""
-    with pytest.MonkeyPatch.context() as patch:
-        for name in ("AWS_ENDPOINT_URL", "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_ACCESS_KEY_ID"):
-            patch.setenv(name, "placeholder")  # so what start() writes is undone afterwards
-        patch.setenv("AWS_SECRET_ACCESS_KEY", "placeholder")
-        embedded = EmbeddedAws(endpoint_url=moto_server)
-        embedded.start()
-        yield embedded.deploy(
-            client_id="id", client_secret="secret", parameters={}, stack_name=f"ops-{uuid.uuid4().hex[:8]}"
-        )
+    """The real template in moto, deployed once for the module (no Vanta behind it)."""
+    with World(vanta=UNREACHED_VANTA, endpoint_url=moto_server) as world:
+        yield world.deploy(stack_name=f"ops-{uuid.uuid4().hex[:8]}")
 
 
 @pytest.fixture(autouse=True)

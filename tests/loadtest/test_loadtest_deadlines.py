@@ -11,23 +11,17 @@ import pytest
 from loadtest.deadlines import Deadlines, apply_deadlines, production_deadlines
 from loadtest.points import Point
 
-from vanta_vuln_sync.local.embedded_aws import EmbeddedAws, EmbeddedStack
+from vanta_vuln_sync.local.embedded_aws import EmbeddedStack
 from vanta_vuln_sync.local.mappings import apply_environment, discover
+from vanta_vuln_sync.local.world import UNREACHED_VANTA, World
 from vanta_vuln_sync.settings import settings_from_env
 
 
 @pytest.fixture(scope="module")
 def stack(moto_server: str) -> Iterator[EmbeddedStack]:
-    """The real template in moto, deployed once for the module."""
-    with pytest.MonkeyPatch.context() as patch:
-        for name in ("AWS_ENDPOINT_URL", "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_ACCESS_KEY_ID"):
-            patch.setenv(name, "placeholder")  # so what start() writes is undone afterwards
-        patch.setenv("AWS_SECRET_ACCESS_KEY", "placeholder")
-        embedded = EmbeddedAws(endpoint_url=moto_server)
-        embedded.start()
-        yield embedded.deploy(
-            client_id="id", client_secret="secret", parameters={}, stack_name=f"dl-{uuid.uuid4().hex[:8]}"
-        )
+    """The real template in moto, deployed once for the module (no Vanta behind it)."""
+    with World(vanta=UNREACHED_VANTA, endpoint_url=moto_server) as world:
+        yield world.deploy(stack_name=f"dl-{uuid.uuid4().hex[:8]}")
 
 
 def test_production_deadlines_are_the_templates_timeouts_and_the_settings_defaults() -> None:

@@ -16,10 +16,13 @@ from __future__ import annotations
 
 import contextlib
 import gzip
+import importlib.util
 import io
 import logging
+import sys
 import threading
 import time
+import types
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -29,7 +32,7 @@ from typing import Any
 import botocore.handlers
 import pytest
 
-from vanta_vuln_sync.local.world import World
+from vanta_vuln_sync.local.world import World, received_messages
 from vanta_vuln_sync.simulator import SimulatorConfig
 
 # Recognisable credentials: nothing else in a sync looks like these.
@@ -201,15 +204,18 @@ def _capturing_service_log(lines: io.StringIO) -> Iterator[None]:
     service = logging.getLogger(SERVICE_LOGGER)
     streams = [h for h in service.handlers if isinstance(h, logging.StreamHandler)]
     assert streams, "the Powertools logger has no handler: were the handlers imported?"
-    saved_level, saved_streams = service.level, [h.setStream(lines) for h in streams]
+    # Swapped by assignment: `setStream` flushes the old stream, which an earlier test's captured
+    # stdout (the handler was made while pytest captured it) may have closed.
+    saved_level, saved_streams = service.level, [h.stream for h in streams]
     service.setLevel(logging.DEBUG)
+    for handler in streams:
+        handler.stream = lines
     try:
         yield
     finally:
         service.setLevel(saved_level)
         for handler, stream in zip(streams, saved_streams, strict=True):
-            if stream is not None:
-                handler.setStream(stream)
+            handler.stream = stream
 
 
 def _wait_for_run(ddb: Any, table: str, timeout: float) -> tuple[str | None, str | None]:
@@ -241,17 +247,6 @@ def _wait_for_messages(sqs: Any, urls: list[str], timeout: float) -> None:
         if all(depths):
             return
         time.sleep(0.2)
-
-
-def _drain(sqs: Any, url: str) -> list[dict[str, Any]]:
-    messages: list[dict[str, Any]] = []
-    while True:
-        got = sqs.receive_message(
-            QueueUrl=url, MaxNumberOfMessages=10, MessageAttributeNames=["All"], WaitTimeSeconds=0
-        ).get("Messages", [])
-        if not got:
-            return messages
-        messages += got
 
 
 def _s3_objects(s3: Any, bucket: str) -> dict[str, bytes]:
@@ -364,9 +359,9 @@ def synced_stack() -> SyncedStack:
             s3_objects=_s3_objects(s3, outputs["DataBucketName"]),
             table_items=table_items,
             dlq_messages={
-                "request": _drain(sqs, outputs["RequestDLQUrl"]),
-                "page": _drain(sqs, outputs["PageDLQUrl"]),
-                "finalize": _drain(sqs, outputs["FinalizeDLQUrl"]),
+                "request": received_messages(sqs, outputs["RequestDLQUrl"]),
+                "page": received_messages(sqs, outputs["PageDLQUrl"]),
+                "finalize": received_messages(sqs, outputs["FinalizeDLQUrl"]),
             },
             function_errors={n: s.last_error for n, s in stats.functions.items() if s.last_error},
             token=token,
@@ -374,3 +369,38 @@ def synced_stack() -> SyncedStack:
             simulator_counters=counters,
         )
     return gathered
+
+
+def _nox_stub() -> types.ModuleType:
+    """Enough of nox for noxfile.py to import (the test venv does not install nox)."""
+
+    def session(*args: Any, **_: Any) -> Any:
+        if args and callable(args[0]):
+            return args[0]
+        return lambda function: function
+
+    stub = types.ModuleType("nox")
+    stub.session = session  # type: ignore[attr-defined]
+    stub.options = types.SimpleNamespace()  # type: ignore[attr-defined]
+    stub.Session = object  # type: ignore[attr-defined]
+    return stub
+
+
+@pytest.fixture(scope="session")
+def noxfile() -> Iterator[Any]:
+    """noxfile.py as a module (its `lambda_modules` says what goes into the Lambda package)."""
+    saved = sys.modules.get("nox")
+    if saved is None:
+        sys.modules["nox"] = _nox_stub()
+    try:
+        spec = importlib.util.spec_from_file_location(
+            "noxfile_under_test", Path(__file__).resolve().parents[2] / "noxfile.py"
+        )
+        assert spec is not None
+        assert spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        yield module
+    finally:
+        if saved is None:
+            sys.modules.pop("nox", None)

@@ -356,67 +356,14 @@ def _operations() -> dict[str, list[tuple[str, str]]]:
     return out
 
 
-def _package_modules() -> dict[str, Path]:
+def lambda_code_operations(noxfile: Any) -> dict[tuple[str, str], list[str]]:
+    """(service, Operation) -> where the code the handlers import (what `noxfile.lambda_modules` puts in
+    the Lambda package) calls it (`module:line`)."""
     root = Path(vanta_vuln_sync.__file__).resolve().parent
-    modules = {}
-    for path in root.rglob("*.py"):
-        parts = list(path.relative_to(root.parent).with_suffix("").parts)
-        modules[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
-    return modules
-
-
-def _imports(module: str, modules: Mapping[str, Path]) -> set[str]:
-    """Modules of the package `module` imports when it runs (not under `if TYPE_CHECKING`)."""
-    path = modules[module]
-    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
-    names: set[str] = set()
-
-    class Imports(ast.NodeVisitor):
-        def visit_If(self, node: ast.If) -> None:
-            if isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING":
-                for child in node.orelse:
-                    self.visit(child)
-            else:
-                self.generic_visit(node)
-
-        def visit_Import(self, node: ast.Import) -> None:
-            names.update(alias.name for alias in node.names)
-
-        def visit_ImportFrom(self, node: ast.ImportFrom) -> None:
-            base = node.module or ""
-            if node.level:
-                parts = package.split(".")[: len(package.split(".")) - node.level + 1]
-                base = ".".join(parts + ([node.module] if node.module else []))
-            names.add(base)
-            names.update(f"{base}.{alias.name}" for alias in node.names)
-
-    Imports().visit(ast.parse(path.read_text()))
-    found = set()
-    for name in names:
-        while name and name not in modules:
-            name = name.rpartition(".")[0]
-        if name:
-            found.add(name)
-    return found
-
-
-def lambda_code_operations() -> dict[tuple[str, str], list[str]]:
-    """(service, Operation) -> where the code the handlers import calls it (`module:line`)."""
-    modules = _package_modules()
-    seen: set[str] = set()
-    todo = list(HANDLER_MODULES)
-    while todo:
-        module = todo.pop()
-        if module in seen:
-            continue
-        seen.add(module)
-        parts = module.split(".")
-        todo += [p for i in range(1, len(parts)) if (p := ".".join(parts[:i])) in modules]  # parents run too
-        todo += _imports(module, modules)
     found: dict[tuple[str, str], list[str]] = {}
     operations = _operations()
-    for module in sorted(seen):
-        for node in ast.walk(ast.parse(modules[module].read_text())):
+    for module in sorted(noxfile.lambda_modules(str(root), HANDLER_MODULES)):
+        for node in ast.walk(ast.parse((root.parent / module).read_text())):
             if not isinstance(node, ast.Call):
                 continue
             # `ddb.query(...)`, and a client's method handed to a helper that calls it
@@ -429,9 +376,9 @@ def lambda_code_operations() -> dict[tuple[str, str], list[str]]:
 
 
 def test_every_aws_operation_in_the_lambda_code_was_exercised_by_the_recorded_sync(
-    synced_stack: SyncedStack,
+    synced_stack: SyncedStack, noxfile: Any
 ) -> None:
-    in_code = lambda_code_operations()
+    in_code = lambda_code_operations(noxfile)
     recorded = {(c.service, c.operation) for f in FUNCTIONS for c in code_calls(synced_stack, f)}
     assert in_code, "the static scan found no AWS call at all: it is broken"
     fault_paths = {tuple(a.split(":")) for actions in FAULT_PATH_ACTIONS.values() for a in actions}

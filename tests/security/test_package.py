@@ -5,12 +5,10 @@ this runs the same pruning on a copy of the package and imports the handlers fro
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
 import subprocess
 import sys
-import types
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,38 +19,6 @@ import vanta_vuln_sync
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = Path(vanta_vuln_sync.__file__).resolve().parent
 NEVER_IN_LAMBDA = ("simulator/", "local/", "cli/")
-
-
-def _nox_stub() -> types.ModuleType:
-    """Enough of nox for noxfile.py to import (the test venv does not install nox)."""
-
-    def session(*args: Any, **_: Any) -> Any:
-        if args and callable(args[0]):
-            return args[0]
-        return lambda function: function
-
-    stub = types.ModuleType("nox")
-    stub.session = session  # type: ignore[attr-defined]
-    stub.options = types.SimpleNamespace()  # type: ignore[attr-defined]
-    stub.Session = object  # type: ignore[attr-defined]
-    return stub
-
-
-@pytest.fixture(scope="module")
-def noxfile() -> Iterator[Any]:
-    saved = sys.modules.get("nox")
-    if saved is None:
-        sys.modules["nox"] = _nox_stub()
-    try:
-        spec = importlib.util.spec_from_file_location("noxfile_under_test", ROOT / "noxfile.py")
-        assert spec is not None
-        assert spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        yield module
-    finally:
-        if saved is None:
-            sys.modules.pop("nox", None)
 
 
 class _Log:

@@ -69,6 +69,12 @@ class VantaTarget:
         return cls(sim.base_url, sim.auth_url, sim.client_id, sim.client_secret)
 
 
+# A deployed stack that no test lets call Vanta: the template's own URLs, placeholder credentials.
+UNREACHED_VANTA = VantaTarget(
+    "https://api.vanta.com/v1", "https://api.vanta.com/oauth/token", "client-id", "client-secret"
+)
+
+
 class World:
     """The simulator (unless `vanta` names another Vanta), moto (unless `endpoint_url` names a running
     one; `middlewares` wrap a new one's WSGI app, innermost first), then, on request, the stack and the
@@ -282,6 +288,19 @@ def queues_empty(sqs: Any, queue_urls: Sequence[str]) -> bool:
         if any(int(attributes.get(name, 0)) for name in _QUEUE_DEPTHS):
             return False
     return True
+
+
+def received_messages(sqs: Any, queue_url: str) -> list[dict[str, Any]]:
+    """Every message the queue holds now, with its attributes, received (not deleted: they come back
+    after the queue's visibility timeout). For reading a DLQ at the end of a run."""
+    messages: list[dict[str, Any]] = []
+    while True:
+        got = sqs.receive_message(
+            QueueUrl=queue_url, MaxNumberOfMessages=10, MessageAttributeNames=["All"], WaitTimeSeconds=0
+        ).get("Messages", [])
+        if not got:
+            return messages
+        messages += got
 
 
 async def queues_empty_async(sqs: Any, queue_urls: Sequence[str]) -> bool:
