@@ -26,6 +26,7 @@ import aiohttp
 import orjson
 from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.metrics import Metrics
+from aws_lambda_powertools.metrics.functions import is_metrics_disabled
 from aws_lambda_powertools.utilities.batch import AsyncBatchProcessor, EventType
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -263,10 +264,20 @@ def batch_handler(work: RecordWork, *, vanta: bool = True, staggered: bool = Fal
     @metrics.log_metrics
     @logger.inject_lambda_context
     @tracer.capture_lambda_handler
-    def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    def traced(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         container = current_container()
         stagger = container.settings.worker_stagger if staggered else 0.0
         return container.process_batch(event, context, metrics, work, vanta=vanta, stagger=stagger)
+
+    def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+        try:
+            response: dict[str, Any] = traced(event, context)
+            return response
+        finally:
+            if is_metrics_disabled():
+                # With POWERTOOLS_METRICS_DISABLED, Powertools keeps the metrics it does not publish,
+                # invocation after invocation, and prints them all once one metric holds 100 values.
+                metrics.clear_metrics()
 
     return handler
 
