@@ -9,6 +9,7 @@ import random
 import pytest
 
 from vanta_vuln_sync.handlers.container import staggered_remaining
+from vanta_vuln_sync.run.deadline import handoff_reserve
 from vanta_vuln_sync.settings import SettingsError, settings_from_env
 from vanta_vuln_sync.vanta import RecentDurations
 
@@ -63,3 +64,18 @@ def test_recent_durations_keep_the_slowest_of_the_last_few() -> None:
         times.record(seconds)
     assert times.slowest() == pytest.approx(0.3)
     assert len(times) == 3
+
+
+def test_the_handoff_reserve_is_doubled_until_the_container_has_timed_a_handoff_then_follows_them() -> None:
+    handoffs = RecentDurations()
+    # A cold container: nothing timed yet, so twice the configured 15 s
+    assert handoff_reserve(15.0, handoffs) == 30.0
+    # Hand-offs as fast as the setting assumes: the configured reserve
+    handoffs.record(0.4)
+    assert handoff_reserve(15.0, handoffs) == 15.0
+    # One slow hand-off (AWS slowed down): twice it, while it is among the last 32
+    handoffs.record(9.0)
+    assert handoff_reserve(15.0, handoffs) == 18.0
+    for _ in range(32):
+        handoffs.record(0.5)
+    assert handoff_reserve(15.0, handoffs) == 15.0

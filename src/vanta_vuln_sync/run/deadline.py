@@ -10,8 +10,19 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
-from vanta_vuln_sync.vanta import VantaClient
+from vanta_vuln_sync.vanta import RecentDurations, VantaClient
 from vanta_vuln_sync.vanta.client import Page
+
+
+def handoff_reserve(configured: float, handoffs: RecentDurations) -> float:
+    """The seconds a step keeps for its hand-off (the S3 write, the commit, the enqueue): the configured
+    reserve (`STEP_HANDOFF_SECONDS`), or twice the slowest of the container's recent hand-offs when that
+    is more (AWS slower than the setting assumed). Twice the configured one until the container has
+    timed a hand-off: a cold container's first steps stop together with the rest of the fleet's first
+    wave, and theirs is the slowest hand-off of a run."""
+    if not handoffs:
+        return 2 * configured
+    return max(configured, 2 * handoffs.slowest())
 
 
 def deadline_of(

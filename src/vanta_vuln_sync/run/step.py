@@ -26,7 +26,7 @@ from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 
 from vanta_vuln_sync.messages import Finalize, PageRange
-from vanta_vuln_sync.run.deadline import DeadlineSource, deadline_of
+from vanta_vuln_sync.run.deadline import DeadlineSource, deadline_of, handoff_reserve
 from vanta_vuln_sync.run.services import Services
 from vanta_vuln_sync.run.walk import (
     ChainJoin,
@@ -205,9 +205,7 @@ async def _fetch_and_write(
     """Walk the step and write what it read. Raises StepTaken when another delivery committed the
     first page first."""
     settings = services.settings
-    # The hand-off's reserve: the configured one, or twice the slowest of this container's last
-    # hand-offs when that is more (AWS slower than the setting assumed)
-    reserve = max(settings.handoff_seconds, 2 * services.handoffs.slowest())
+    reserve = handoff_reserve(settings.handoff_seconds, services.handoffs)
     walk = Walk(
         offset=p.offset,
         cursor=p.cursor,
