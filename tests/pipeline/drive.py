@@ -21,6 +21,7 @@ from vanta_vuln_sync.local.containers import FunctionConfig
 from vanta_vuln_sync.local.mappings import MappingConfig
 from vanta_vuln_sync.local.poller import FunctionStats, Poller, PollerStats
 from vanta_vuln_sync.local.world import close_container, container_loop
+from vanta_vuln_sync.run.schedule import RunCapReached
 from vanta_vuln_sync.run.services import Services
 
 from .conftest import REGION, Stack
@@ -188,7 +189,9 @@ async def pump(
 
 
 async def deliver_requests(stack: Stack, services: Services) -> list[str]:
-    """Run the scheduler's step for every message now on the request queue; returns their outcomes."""
+    """Run the scheduler's step for every message now on the request queue; returns their outcomes,
+    "waits" for RunCapReached (the record fails and is made visible again, as SQS would after the
+    visibility timeout)."""
     reply = await asyncio.to_thread(
         stack.sqs.receive_message,
         QueueUrl=stack.request_queue_url,
@@ -198,8 +201,14 @@ async def deliver_requests(stack: Stack, services: Services) -> list[str]:
     outcomes = []
     for message in reply.get("Messages", []):
         sent_at = datetime.fromtimestamp(int(message["Attributes"]["SentTimestamp"]) / 1000, UTC)
-        outcomes.append(
-            await process_sync_request(message["Body"], message["MessageId"], sent_at, services=services)
-        )
+        try:
+            outcome = await process_sync_request(
+                message["Body"], message["MessageId"], sent_at, services=services
+            )
+        except RunCapReached:
+            outcomes.append("waits")
+            settle(stack.sqs, stack.request_queue_url, [message], {message["MessageId"]})
+            continue
+        outcomes.append(outcome)
         settle(stack.sqs, stack.request_queue_url, [message], set())
     return outcomes

@@ -7,23 +7,20 @@ SQS delivers it again later: it waits on the queue, never in the DLQ.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 
-from vanta_vuln_sync.handlers.records import process_page_message, process_sync_request
-from vanta_vuln_sync.run.schedule import RunCapReached
+from vanta_vuln_sync.handlers.records import process_page_message
 from vanta_vuln_sync.run.services import Services
 from vanta_vuln_sync.store.state import RUNNING
 
 from .conftest import PlannedRange, Stack
-from .drive import pump, settle
+from .drive import deliver_requests, pump
 
 SEVERITIES = ("CRITICAL", "HIGH", "MEDIUM", "LOW")
 EVENTS = Path(__file__).resolve().parents[2] / "events"
@@ -44,31 +41,6 @@ def resync(severity: str, **extra: Any) -> str:
     ).decode()
 
 
-async def deliver_once(stack: Stack, services: Services) -> list[str]:
-    """Every request now visible, through the scheduler's record function; `waits` for RunCapReached
-    (the record fails and is made visible again, as SQS would after the visibility timeout)."""
-    reply = await asyncio.to_thread(
-        stack.sqs.receive_message,
-        QueueUrl=stack.request_queue_url,
-        MaxNumberOfMessages=10,
-        AttributeNames=["All"],
-    )
-    outcomes = []
-    for message in reply.get("Messages", []):
-        sent_at = datetime.fromtimestamp(int(message["Attributes"]["SentTimestamp"]) / 1000, UTC)
-        try:
-            outcome = await process_sync_request(
-                message["Body"], message["MessageId"], sent_at, services=services
-            )
-        except RunCapReached:
-            outcomes.append("waits")
-            settle(stack.sqs, stack.request_queue_url, [message], {message["MessageId"]})
-            continue
-        outcomes.append(outcome)
-        settle(stack.sqs, stack.request_queue_url, [message], set())
-    return outcomes
-
-
 def running_runs(stack: Stack) -> list[str]:
     return [r for r in stack.run_ids() if stack.run_item(r)["status"]["S"] == RUNNING]
 
@@ -82,7 +54,7 @@ async def test_resyncs_beyond_the_cap_wait_on_the_queue_and_all_complete_once_sl
     for severity in SEVERITIES:
         deployed.send_request(resync(severity))
     # When the scheduler takes them
-    outcomes = await deliver_once(deployed, services)
+    outcomes = await deliver_requests(deployed, services)
     # Then two runs start and the other two wait on the request queue, none parked
     assert sorted(outcomes) == ["started", "started", "waits", "waits"]
     assert len(running_runs(deployed)) == 2
@@ -92,7 +64,7 @@ async def test_resyncs_beyond_the_cap_wait_on_the_queue_and_all_complete_once_sl
     deployed.send_request(resync(started_severity))
     # and the scheduled full sync is never held back by resyncs
     deployed.send_request(FULL_SYNC)
-    again = await deliver_once(deployed, services)
+    again = await deliver_requests(deployed, services)
     assert sorted(again) == ["joined", "started", "waits", "waits"]
     assert len(running_runs(deployed)) == 3  # two resyncs and the full sync
     # When the fleet works the queues (waiting requests come back each time they are received)
@@ -121,7 +93,7 @@ async def test_a_resync_with_outsized_filters_is_poison(
     deployed = await stack(sim={"vulnerabilities": 20}, MAX_FILTER_VALUE_LENGTH="40")
     services = await open_services()
     deployed.send_request(resync("HIGH", q="x" * 41))
-    assert await deliver_once(deployed, services) == ["parked"]
+    assert await deliver_requests(deployed, services) == ["parked"]
     [parked] = deployed.dlq_messages(deployed.request_dlq_url)
     assert "MAX_FILTER_VALUE_LENGTH" in parked["MessageAttributes"]["reason"]["StringValue"]
     assert deployed.run_ids() == []
@@ -139,7 +111,7 @@ def planned_range(
         deployed = await stack(sim={"vulnerabilities": 50}, **settings)
         services = await open_services()
         deployed.send_request(resync("CRITICAL"))
-        assert await deliver_once(deployed, services) == ["started"]
+        assert await deliver_requests(deployed, services) == ["started"]
         [run_id] = deployed.run_ids()
         return deployed, services, (await services.store.get_plan(run_id))[0]
 

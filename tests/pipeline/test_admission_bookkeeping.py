@@ -25,8 +25,8 @@ from vanta_vuln_sync.run.services import Services
 from vanta_vuln_sync.settings import settings_from_env
 
 from .conftest import REGION, Stack
-from .drive import pump
-from .test_admission import deliver_once, resync
+from .drive import deliver_requests, pump
+from .test_admission import resync
 
 SCOPE_OF_ALL = "all"
 FULL_SYNC = orjson.dumps(
@@ -125,12 +125,12 @@ async def test_a_run_stuck_past_the_threshold_is_failed_with_its_reason_by_the_n
     services, metrics = await services_with_metrics(wrap if lost_reply else None)
     # Given a resync whose ranges never ran (its workers died), started more than an hour ago
     deployed.send_request(resync("HIGH"))
-    assert await deliver_once(deployed, services) == ["started"]
+    assert await deliver_requests(deployed, services) == ["started"]
     [stuck] = deployed.run_ids()
     two_hours_later = replace(services, clock=lambda: time.time() + 7200)
     # When the same request comes again
     deployed.send_request(resync("HIGH"))
-    outcome = await deliver_once(deployed, two_hours_later)
+    outcome = await deliver_requests(deployed, two_hours_later)
     # Then the stuck run is failed with the reason, counted once, and the request starts a new run
     assert outcome == ["started"]
     item = deployed.run_item(stuck)
@@ -149,10 +149,10 @@ async def test_a_run_younger_than_the_threshold_is_joined_as_before(
     deployed = await stack(sim={"vulnerabilities": 40}, STUCK_RUN_SECONDS="3600")
     services, metrics = await services_with_metrics()
     deployed.send_request(resync("HIGH"))
-    assert await deliver_once(deployed, services) == ["started"]
+    assert await deliver_requests(deployed, services) == ["started"]
     half_an_hour_later = replace(services, clock=lambda: time.time() + 1800)
     deployed.send_request(resync("HIGH"))
-    assert await deliver_once(deployed, half_an_hour_later) == ["joined"]
+    assert await deliver_requests(deployed, half_an_hour_later) == ["joined"]
     assert _count(metrics, "RunsFailed") == 0
 
 
@@ -163,11 +163,11 @@ async def test_a_stuck_run_gives_its_slot_to_a_waiting_request_of_another_scope(
     deployed = await stack(sim={"vulnerabilities": 40}, STUCK_RUN_SECONDS="3600", MAX_CONCURRENT_RUNS="1")
     services, metrics = await services_with_metrics()
     deployed.send_request(resync("HIGH"))
-    assert await deliver_once(deployed, services) == ["started"]
+    assert await deliver_requests(deployed, services) == ["started"]
     [stuck] = deployed.run_ids()
     deployed.send_request(resync("LOW"))
-    assert await deliver_once(deployed, services) == ["waits"]
+    assert await deliver_requests(deployed, services) == ["waits"]
     two_hours_later = replace(services, clock=lambda: time.time() + 7200)
-    assert await deliver_once(deployed, two_hours_later) == ["started"]
+    assert await deliver_requests(deployed, two_hours_later) == ["started"]
     assert deployed.run_item(stuck)["status"]["S"] == "failed"
     assert _count(metrics, "RunsFailed") == 1
