@@ -59,7 +59,6 @@ class Settings:
     # The worker fleet's size (reserved concurrency): the planner sizes ranges to fill its slots.
     worker_max_concurrency: int = 5
     page_size: int = 100
-    aws_endpoint_url: str | None = None
     # Poison messages go straight to these (not through maxReceiveCount); see handlers/records.py.
     page_dlq_url: str | None = None
     request_dlq_url: str | None = None
@@ -170,7 +169,6 @@ def settings_from_env(env: Mapping[str, str] | None = None) -> Settings:
         ranges_in_flight=_int(env, "RANGES_IN_FLIGHT", 10),
         worker_max_concurrency=_int(env, "WORKER_MAX_CONCURRENCY", 5),
         page_size=min(_int(env, "PAGE_SIZE", 100), 100),
-        aws_endpoint_url=env.get("AWS_ENDPOINT_URL") or None,
         page_dlq_url=env.get("PAGE_DLQ_URL") or None,
         request_dlq_url=env.get("REQUEST_DLQ_URL") or None,
         finalize_queue_url=env.get("FINALIZE_QUEUE_URL") or None,
