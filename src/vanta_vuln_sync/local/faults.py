@@ -202,10 +202,6 @@ class AwsFaultInjector:
         session.register("before-send", self._before_send, unique_id=f"{unique}-send")
         session.register("after-call", self._after_call, unique_id=f"{unique}-after")
 
-    def is_dead(self, thread: threading.Thread | None = None) -> bool:
-        """True once `thread` (default: the current one) was killed by the injector."""
-        return (thread or threading.current_thread()) in self._dead
-
     def killed_threads(self) -> list[threading.Thread]:
         """The container threads killed so far (a hung one may still be frozen)."""
         return list(self._dead)

@@ -130,15 +130,6 @@ class PollerStats:
         return sum(f.timed_out for f in self.functions.values())
 
 
-@dataclass(frozen=True, slots=True)
-class QueueDepth:
-    """A queue's approximate counts: waiting (visible), in flight (received, not deleted), delayed."""
-
-    visible: int
-    in_flight: int
-    delayed: int
-
-
 class _MappingRunner:
     """The pollers of one mapping and the concurrency slots they share."""
 
@@ -294,26 +285,6 @@ class Poller:
                     durations=list(stats.durations),
                 )
         return PollerStats(snapshot)
-
-    def queue_depths(self) -> dict[str, QueueDepth]:
-        """Approximate counts of each polled queue, by queue name."""
-        assert self._sqs is not None, "start() first"
-        depths = {}
-        for runner in self._runners:
-            attributes = self._sqs.get_queue_attributes(
-                QueueUrl=runner.mapping.queue_url,
-                AttributeNames=[
-                    "ApproximateNumberOfMessages",
-                    "ApproximateNumberOfMessagesNotVisible",
-                    "ApproximateNumberOfMessagesDelayed",
-                ],
-            )["Attributes"]
-            depths[runner.mapping.queue_name] = QueueDepth(
-                visible=int(attributes.get("ApproximateNumberOfMessages", 0)),
-                in_flight=int(attributes.get("ApproximateNumberOfMessagesNotVisible", 0)),
-                delayed=int(attributes.get("ApproximateNumberOfMessagesDelayed", 0)),
-            )
-        return depths
 
     def _spawn(self, target: Callable[..., None], *args: Any, name: str) -> None:
         thread = threading.Thread(target=target, args=args, name=name, daemon=True)

@@ -71,21 +71,6 @@ def csv_rows(rows: list[dict[str, Any]]) -> bytes:
     return "\r\n".join(lines).encode()
 
 
-def csv_chunks(columns: tuple[str, ...], rows: Iterable[dict[str, Any]]) -> Iterator[bytes]:
-    """The CSV file of `rows` (header first; each row's keys are exactly `columns`, in order), as
-    UTF-8 chunks of about `_BATCH` rows."""
-    yield csv_header(columns)
-    for batch in _batches(rows):
-        yield csv_rows(batch)
-
-
-def ndjson_chunks(columns: tuple[str, ...], rows: Iterable[dict[str, Any]]) -> Iterator[bytes]:
-    """One JSON object a line (each row's keys are exactly `columns`, in order), in chunks of about
-    `_BATCH` rows."""
-    for batch in _batches(rows):
-        yield ndjson_lines(batch)
-
-
 def ndjson_lines(rows: list[dict[str, Any]]) -> bytes:
     """NDJSON lines of `rows`."""
     return b"".join([orjson.dumps(row) + b"\n" for row in rows])

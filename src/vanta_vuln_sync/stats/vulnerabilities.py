@@ -150,13 +150,6 @@ class VulnerabilityTally:
             first_detected=self._first_detected,
         )
 
-    def active_severity(self, rid: str) -> str | None:
-        """The severity of vulnerability `rid` if it is active, else None."""
-        row = self._rows.get(rid)
-        if row is None or not self._flags[row] & _ACTIVE:
-            return None
-        return self._severities.values[self._severity[row]]
-
     def active_ids(self) -> Iterator[tuple[str, str]]:
         """(id, severity) of every active vulnerability, for the trend."""
         flags, severity, names = self._flags, self._severity, self._severities.values
