@@ -46,6 +46,8 @@ LOCAL_FUNCTION_ENVIRONMENT: Mapping[str, str] = {
     "POWERTOOLS_TRACE_DISABLED": "true",
     "POWERTOOLS_METRICS_DISABLED": "true",
 }
+# The hosts the template admits for VantaBaseUrl and VantaAuthUrl without AllowCustomVantaHost.
+_VANTA_HOSTS = ("https://api.vanta.com/", "https://api.vanta-gov.com/")
 # The stack's outputs naming the queues work flows through (their DLQs aside).
 WORK_QUEUES = ("RequestQueueUrl", "PageQueueUrl", "FinalizeQueueUrl")
 _QUEUE_DEPTHS = (
@@ -203,8 +205,9 @@ class World:
             "VantaBaseUrl": base_url or self.vanta.base_url,
             "VantaAuthUrl": self.vanta.auth_url,
         }
-        if self.simulator is not None:
-            # The simulator's loopback URLs: the template admits only Vanta's own unless this is set.
+        if not all(str(url).startswith(_VANTA_HOSTS) for url in values.values()):
+            # The simulator's loopback URLs, or another stand-in's: the template admits only Vanta's own
+            # unless this is set.
             values["AllowCustomVantaHost"] = "true"
         values.update(parameters or {})
         self._stack = self.embedded.deploy(
