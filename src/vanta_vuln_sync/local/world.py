@@ -24,7 +24,7 @@ import os
 import time
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
 
@@ -64,7 +64,7 @@ class VantaTarget:
     base_url: str
     auth_url: str
     client_id: str
-    client_secret: str
+    client_secret: str = field(repr=False)  # never in a log line or a traceback
 
     @classmethod
     def of(cls, sim: Simulator) -> VantaTarget:
