@@ -1,10 +1,11 @@
 """The embedded AWS: moto server in this process, with the real `template.yaml` deployed into it.
 
-`EmbeddedAws.start()` starts `ThreadedMotoServer` on a free loopback port and points this process at it
-(`AWS_ENDPOINT_URL`, dummy credentials, a region), so every boto3/aiobotocore client made afterwards,
-including the handlers', talks to moto. `deploy()` then does what `sam package` + `sam deploy` do:
-zips the package into a bootstrap bucket, runs the SAM transform locally (`template.py`), stores the
-Vanta credentials as a Secrets Manager secret, and creates the stack with moto's CloudFormation.
+`MotoServer` runs moto's WSGI app on a free loopback port behind a gate; `EmbeddedAws.start()` points
+this process at it (`AWS_ENDPOINT_URL`, dummy credentials, a region), so every boto3/aiobotocore client
+made afterwards, including the handlers', talks to moto. `deploy()` then does what `sam package` +
+`sam deploy` do: zips the package into a bootstrap bucket, runs the SAM transform locally
+(`template.py`), stores the Vanta credentials as a Secrets Manager secret, and creates the stack with
+moto's CloudFormation.
 """
 
 from __future__ import annotations
@@ -264,39 +265,23 @@ def _cache_moto_module_list() -> None:
 
 
 class EmbeddedAws:
-    """moto server running in this process, with this process's AWS settings pointed at it."""
+    """This process's AWS settings pointed at a moto server running in it (`MotoServer`, which
+    `world.World` starts), and the stack deployed into it."""
 
-    def __init__(
-        self, *, region: str = DEFAULT_REGION, endpoint_url: str | None = None, quiet: bool = True
-    ) -> None:
-        """`endpoint_url` reuses a moto server already running in this process (tests) instead of
-        starting one."""
+    def __init__(self, *, endpoint_url: str, region: str = DEFAULT_REGION) -> None:
         self.region = region
-        self._quiet = quiet
-        self._server: MotoServer | None = None
-        self.endpoint_url = endpoint_url or ""
-
-    def __enter__(self) -> EmbeddedAws:
-        self.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
+        self.endpoint_url = endpoint_url
 
     def start(self) -> str:
-        """Start moto server on a free loopback port and point this process at it; returns its URL.
+        """Point this process at the moto server; returns its URL.
 
         Any AWS profile or credentials in the environment are replaced by dummy ones for this process,
         so nothing here can reach a real AWS account.
         """
-        if self._quiet:
-            for name in _NOISY_LOGGERS:
-                logging.getLogger(name).setLevel(logging.ERROR)
-            # moto re-reads the stack (and warns per unsupported type) on every DescribeStacks.
-            warnings.filterwarnings("ignore", message=_UNSUPPORTED_WARNING, category=UserWarning)
-        if not self.endpoint_url:
-            self._server = MotoServer()
-            self.endpoint_url = self._server.start()
+        for name in _NOISY_LOGGERS:
+            logging.getLogger(name).setLevel(logging.ERROR)
+        # moto re-reads the stack (and warns per unsupported type) on every DescribeStacks.
+        warnings.filterwarnings("ignore", message=_UNSUPPORTED_WARNING, category=UserWarning)
         for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_DEFAULT_PROFILE"):
             os.environ.pop(name, None)
         os.environ.update(
@@ -309,12 +294,6 @@ class EmbeddedAws:
             }
         )
         return self.endpoint_url
-
-    def stop(self) -> None:
-        """Stop moto server (its data is gone with it)."""
-        if self._server is not None:
-            self._server.stop()
-            self._server = None
 
     def client(self, service: str) -> Any:
         """A boto3 client of `service` on the embedded endpoint."""
