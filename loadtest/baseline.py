@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 import aiohttp
 
 from loadtest.points import PAGE_SIZE, RESOURCES, Point
-from loadtest.pricing import LAMBDA_ARM64_PER_GB_SECOND, LAMBDA_PER_REQUEST, S3_PER_PUT, SECRETS_PER_CALL
+from loadtest.pricing import LAMBDA_PER_REQUEST, S3_PER_PUT, SECRETS_PER_CALL, lambda_compute
 
 if TYPE_CHECKING:
     from vanta_vuln_sync.simulator import SimulatorConfig
@@ -29,8 +29,8 @@ if TYPE_CHECKING:
 LAMBDA_BUDGET_S = 900.0  # Lambda's maximum timeout
 PAUSE_S = 0.5  # between pages, whatever the limit
 THROTTLE_SLEEP_S = 60.0
-# One process holding a resource's records until it writes them: 512 MB, not the worker's 1,024 MB
-# (sized for Finalize's statistics), so its cost is not inflated by a size it would not be given.
+# One process holding a resource's records until it writes them: 512 MB, the size such a function would
+# be given. The results also price it at the worker's memory (`baseline_cost`), to compare at equal size.
 MEMORY_MB = 512
 
 
@@ -72,15 +72,15 @@ class BaselineResult:
 
     @property
     def cost_usd(self) -> float:
-        """Real-time equivalent cost of the whole dataset: its (projected) duration at MEMORY_MB, one
-        invocation, one secret read, one S3 PUT per resource. Not capped at 15 minutes."""
-        seconds = self.projected_wall_s * self.point.time_scale
-        return (
-            seconds * MEMORY_MB / 1024 * LAMBDA_ARM64_PER_GB_SECOND
-            + LAMBDA_PER_REQUEST
-            + SECRETS_PER_CALL
-            + len(RESOURCES) * S3_PER_PUT
-        )
+        """Real-time equivalent cost of the whole dataset at MEMORY_MB (`baseline_cost`)."""
+        return baseline_cost(self.projected_wall_s * self.point.time_scale)
+
+
+def baseline_cost(seconds: float, memory_mb: int = MEMORY_MB) -> float:
+    """The baseline's cost for a sync of `seconds` (real time) at `memory_mb`: its Lambda time, one
+    invocation, one secret read, one S3 PUT per resource. Not capped at 15 minutes."""
+    requests = LAMBDA_PER_REQUEST + SECRETS_PER_CALL + len(RESOURCES) * S3_PER_PUT
+    return lambda_compute(seconds, memory_mb) + requests
 
 
 async def fetch_sequentially(

@@ -1,6 +1,10 @@
 """AWS prices the cost estimates use: published on-demand prices for us-east-1, read 2026-11-26 from
 aws.amazon.com/lambda/pricing, /sqs/pricing, /dynamodb/pricing (on-demand), /s3/pricing (Standard) and
 /secrets-manager/pricing. Free tiers are ignored (a deployment's other workloads may already use them).
+
+A sync's cost here is Lambda compute and requests, SQS, DynamoDB, S3 requests and Secrets Manager calls.
+Left out: CloudWatch (logs, metrics, alarms), S3 storage, SNS, EventBridge Scheduler, KMS and data
+transfer, which a sync's size changes little or not at all.
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ DYNAMODB_PER_READ = 0.25 / 1_000_000  # on-demand read request unit (strongly co
 S3_PER_PUT = 0.005 / 1000  # PUT, COPY, POST, LIST
 S3_PER_GET = 0.0004 / 1000  # GET and the rest
 SECRETS_PER_CALL = 0.05 / 10_000
+# The floor (issue 17): one container of the smallest size that holds a worker, waiting out the bound.
+FLOOR_MEMORY_MB = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,7 +43,12 @@ class Cost:
 
     def per_thousand_pages(self, pages: int) -> float:
         """Total dollars per 1,000 pages fetched (0 when no page was fetched)."""
-        return self.total / pages * 1000 if pages else 0.0
+        return per_thousand_pages(self.total, pages)
+
+
+def per_thousand_pages(dollars: float, pages: int) -> float:
+    """`dollars` spent on `pages` pages, per 1,000 pages (0 when there was no page)."""
+    return dollars / pages * 1000 if pages else 0.0
 
 
 def billed_gb_seconds(durations_ms: Iterable[float], memory_mb: int) -> float:
@@ -57,3 +68,14 @@ def estimate_cost(*, gb_seconds: float, invocations: int, requests: Mapping[str,
         s3=requests.get("s3-put", 0) * S3_PER_PUT + requests.get("s3-get", 0) * S3_PER_GET,
         secrets=requests.get("secrets", 0) * SECRETS_PER_CALL,
     )
+
+
+def lambda_compute(seconds: float, memory_mb: int) -> float:
+    """Dollars of `seconds` of one arm64 Lambda container at `memory_mb`."""
+    return seconds * memory_mb / 1024 * LAMBDA_ARM64_PER_GB_SECOND
+
+
+def floor_cost(pages: int, rate_limit_per_minute: float) -> float:
+    """The floor of a sync of `pages` pages at `rate_limit_per_minute`: one FLOOR_MEMORY_MB container
+    waiting out the bound, pages / limit minutes. Lambda compute only: no request, no AWS call."""
+    return lambda_compute(pages / rate_limit_per_minute * 60.0, FLOOR_MEMORY_MB)

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from loadtest.pricing import billed_gb_seconds, estimate_cost
+from loadtest.baseline import baseline_cost
+from loadtest.pricing import billed_gb_seconds, estimate_cost, floor_cost, per_thousand_pages
 
 
 def test_billed_duration_rounds_each_invocation_up_to_the_millisecond() -> None:
@@ -34,3 +35,28 @@ def test_cost_adds_lambda_and_every_request_kind_at_its_price() -> None:
     assert cost.s3 == pytest.approx(0.005 + 0.0004)
     assert cost.secrets == pytest.approx(0.05)
     assert cost.per_thousand_pages(1000) == pytest.approx(cost.total)
+
+
+def test_floor_is_one_256_mb_container_waiting_out_the_bound() -> None:
+    # 2,000 pages at 100/min: a 1,200 s bound; one 256 MB (0.25 GB) container for 1,200 s.
+    floor = floor_cost(2000, 100)
+
+    assert floor == pytest.approx(1200 * 0.25 * 0.0000133334)
+    assert per_thousand_pages(floor, 2000) == pytest.approx(1200 * 0.25 * 0.0000133334 / 2)
+    # Half the limit, twice the wait; the floor per page does not depend on the tenant's size.
+    assert floor_cost(2000, 50) == pytest.approx(2 * floor)
+    assert per_thousand_pages(floor_cost(301, 50), 301) == pytest.approx(1.2 * 0.25 * 0.0133334)
+
+
+def test_baseline_costs_its_lambda_time_at_the_memory_asked_plus_its_few_requests() -> None:
+    requests = 0.20 / 1_000_000 + 0.05 / 10_000 + 3 * 0.005 / 1000  # one invocation, one secret, 3 PUTs
+
+    at_256 = baseline_cost(3600.0, 256)
+
+    assert at_256 == pytest.approx(3600 * 0.25 * 0.0000133334 + requests)
+    assert baseline_cost(3600.0, 1024) - requests == pytest.approx(4 * (at_256 - requests))
+    assert baseline_cost(3600.0) == baseline_cost(3600.0, 512)
+
+
+def test_per_thousand_pages_of_no_page_is_zero() -> None:
+    assert per_thousand_pages(1.0, 0) == 0.0
