@@ -6,6 +6,7 @@ reserve and its idle hand-on delay, the request timeout and the retry budget. Th
 production sets them (`template.yaml`, the defaults of `settings.py`) and handed to the deployed stack
 the way a deployment would: the functions' `Timeout` and `Environment`, the queues' `VisibilityTimeout`.
 The embedded runtime reads all of them from there, as Lambda does; nothing in `src/` knows of scaling.
+The functions' memory sizes, which no scale changes, are read from the template too (`production_memory`).
 """
 
 from __future__ import annotations
@@ -100,6 +101,29 @@ def template_defaults(template_path: str | Path | None = None) -> dict[str, str]
 
     parameters = load_template(template_path or DEFAULT_TEMPLATE_PATH)["Parameters"]
     return {name: str(spec["Default"]) for name, spec in parameters.items() if "Default" in spec}
+
+
+@functools.cache
+def production_memory(template_path: str | Path | None = None) -> dict[str, int]:
+    """Each function's MemorySize (MB) in a deployment of `template.yaml` with default parameters, by
+    role: `worker`, `scheduler`, `finalize`.
+
+    Raises KeyError when the template no longer sets a function's MemorySize.
+    """
+    from vanta_vuln_sync.local.template import DEFAULT_TEMPLATE_PATH, load_template
+
+    resources = load_template(template_path or DEFAULT_TEMPLATE_PATH)["Resources"]
+    defaults = template_defaults(template_path)
+
+    def size(logical_id: str) -> int:
+        value = resources[logical_id]["Properties"]["MemorySize"]
+        return int(defaults[value["Ref"]]) if isinstance(value, dict) else int(value)
+
+    return {
+        "worker": size("WorkerFunction"),
+        "scheduler": size("SchedulerFunction"),
+        "finalize": size("FinalizeFunction"),
+    }
 
 
 def apply_deadlines(

@@ -26,7 +26,7 @@ from botocore.config import Config
 from loadtest.deadlines import apply_deadlines
 from loadtest.metering import HARNESS_USER_AGENT, RequestMeter, RssSampler
 from loadtest.points import RESOURCES, Point
-from loadtest.pricing import billed_gb_seconds, estimate_cost
+from loadtest.pricing import billed_gb_seconds, estimate_cost, floor_cost
 
 _HARNESS = Config(user_agent_extra=HARNESS_USER_AGENT)
 _SHIMS = {
@@ -41,7 +41,8 @@ class PointResult:
     """The measurements of one point (times in seconds at the simulated scale unless named `real`).
 
     `cost_usd` is real-time equivalent: Lambda compute scaled up by the point's time scale (a worker's
-    duration is mostly time spent waiting for rate-limit slots, which scales), requests as counted.
+    duration is mostly time spent waiting for rate-limit slots, which scales), requests as counted;
+    `memory_mb` is the MemorySize it was priced at, by function (`worker`, `scheduler`, `finalize`).
     `peak_rss_growth_mb` is the process's peak RSS growth during the run divided by the peak number of
     worker containers: an upper bound per worker (moto's copies of objects and messages are in it).
     """
@@ -64,6 +65,7 @@ class PointResult:
     cost_usd: float
     peak_rss_growth_mb: float
     unscaled_s: float = 0.0
+    memory_mb: dict[str, int] = field(default_factory=dict)
     failure: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -148,6 +150,11 @@ class PointResult:
     @property
     def cost_per_1000_pages(self) -> float:
         return self.cost_usd / self.pages * 1000 if self.pages else 0.0
+
+    @property
+    def cost_over_floor(self) -> float:
+        """The sync's cost over the floor's for the same tenant and limit (`pricing.floor_cost`)."""
+        return self.cost_usd / floor_cost(self.point.minimum_pages, self.point.rate_limit)
 
     @property
     def throttled_share(self) -> float:
@@ -270,6 +277,7 @@ def run_point(
         # Upper bound: the growth also holds moto's copies of the S3 objects and queue messages.
         peak_rss_growth_mb=rss_growth / peak / 2**20,
         unscaled_s=unscaled,
+        memory_mb=memory,
         failure=(run or {}).get("failure") or (worker_stats.last_error if worker_stats else None),
         extra={
             "cost_by_service_at_scale": _cost_parts(cost),

@@ -1,4 +1,4 @@
-"""Writing a sweep's results: CSV and JSON of every point, a markdown summary and PNG plots.
+"""Writing a sweep's results: CSV and JSON of every point, a markdown summary (summary.py) and PNG plots.
 
 matplotlib is imported only by `plot` (the `loadtest` extra); nothing here is in the Lambda package.
 """
@@ -9,13 +9,15 @@ import csv
 import json
 import platform
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from loadtest.baseline import MEMORY_MB, BaselineResult
+from loadtest.baseline import MEMORY_MB, BaselineResult, baseline_cost
 from loadtest.embedded import PointResult
 from loadtest.points import Point
+from loadtest.pricing import floor_cost, per_thousand_pages
+from loadtest.summary import MEMORY_ROLES, point_table, summary_markdown
 
 
 def baseline_key(point: Point) -> tuple[float, int, int, float]:
@@ -79,18 +81,39 @@ def row(result: PointResult, baseline: BaselineResult | None) -> dict[str, Any]:
         "worker_ms_median_real": round(result.worker_ms_median * p.time_scale),
         "cost_usd": round(result.cost_usd, 6),
         "cost_per_1000_pages_usd": round(result.cost_per_1000_pages, 5),
+        # The memory each function was priced at (None: the point had no such function).
+        **{f"{role}_memory_mb": result.memory_mb.get(role) for role in MEMORY_ROLES},
         "peak_mem_mb_per_worker_upper": round(result.peak_rss_growth_mb, 1),
         "baseline_wall_real_s": None,
         "baseline_finishes_15min": None,
         "speedup_vs_baseline": None,
         "cost_vs_baseline": None,
     }
+    baseline_real_s = None
     if baseline is not None and baseline.projected_wall_s:
-        out["baseline_wall_real_s"] = round(baseline.projected_wall_s * p.time_scale, 1)
+        baseline_real_s = baseline.projected_wall_s * p.time_scale
+        out["baseline_wall_real_s"] = round(baseline_real_s, 1)
         out["baseline_finishes_15min"] = baseline.finishes_in_budget
-        out["speedup_vs_baseline"] = round(baseline.projected_wall_s * p.time_scale / wall_real, 2)
+        out["speedup_vs_baseline"] = round(baseline_real_s / wall_real, 2)
         out["cost_vs_baseline"] = round(result.cost_usd / baseline.cost_usd, 2)
+    out.update(cost_columns(out, baseline_real_s))
     return out
+
+
+def cost_columns(r: Mapping[str, Any], baseline_real_s: float | None) -> dict[str, Any]:
+    """Row `r`'s cost against the floor (`pricing.floor_cost`: one 256 MB container waiting out the
+    bound) and against the baseline's `baseline_real_s` seconds priced at `r`'s worker memory (None
+    without a baseline or a known worker memory). Ratios are whole sync over whole sync for the same
+    tenant, as `cost_vs_baseline`; the floor per 1,000 pages is over the tenant's minimum pages."""
+    floor = floor_cost(r["minimum_pages"], r["rate_limit"])
+    worker_mb = r.get("worker_memory_mb")
+    baseline = baseline_cost(baseline_real_s, worker_mb) if baseline_real_s and worker_mb else None
+    return {
+        "floor_cost_per_1000_pages_usd": round(per_thousand_pages(floor, r["minimum_pages"]), 5),
+        "cost_over_floor": round(r["cost_usd"] / floor, 2),
+        "baseline_cost_equal_memory_usd": None if baseline is None else round(baseline, 6),
+        "cost_vs_baseline_equal_memory": None if baseline is None else round(r["cost_usd"] / baseline, 2),
+    }
 
 
 def baseline_row(result: BaselineResult) -> dict[str, Any]:
@@ -161,72 +184,6 @@ def _write_csv(path: Path, rows: Sequence[dict[str, Any]]) -> None:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-
-
-def summary_markdown(
-    rows: Sequence[dict[str, Any]], base_rows: Sequence[dict[str, Any]], *, mode: str, notes: Sequence[str]
-) -> str:
-    """The headline table (one line per point) and the baseline table, as markdown."""
-    lines = [f"# Load test results ({mode})", ""]
-    lines += [f"- {note}" for note in notes]
-    lines += [
-        "",
-        "| point | W | RIF | latency s | limit/min | cursor | pages (min) | requests/pages | wall s (real) | "
-        "bound s | time/bound | at scale | fetch/bound | pages/min | 429s | max in 60 s (limit) | "
-        "$/1k pages | MB/worker ≤ | x faster than baseline | cost x baseline | "
-        "worker p50 / max / timeout s (real) | timed out |",
-        "| --- |" + " ---: |" * 21,
-    ]
-    for r in rows:
-        lines.append(
-            f"| {_verdict(r)} | {r['concurrency']} | "
-            f"{r['ranges_in_flight']} | {r['latency_s']:g} | {r['rate_limit']} | {r['cursor_style']} | "
-            f"{r['pages']} ({r['minimum_pages']}) | {_maybe(r.get('requests_over_pages'))} | "
-            f"{r['wall_real_s']:g} | {r['bound_real_s']:g} | "
-            f"{r['time_over_bound']:.2f} | {r['time_over_bound_at_scale']:.2f} | "
-            f"{r['fetch_over_bound']:.2f} | {r['pages_per_min_real']:g} | "
-            f"{r['throttled_429']} | {r['max_requests_in_60s']} ({r['simulated_limit']}) | "
-            f"{r['cost_per_1000_pages_usd']:.4f} | {r['peak_mem_mb_per_worker_upper']:g} | "
-            f"{_maybe(r['speedup_vs_baseline'])} | {_maybe(r['cost_vs_baseline'])} | "
-            f"{_maybe(r.get('worker_p50_real_s'))} / {_maybe(r.get('worker_max_real_s'))} / "
-            f"{_maybe(r.get('worker_timeout_real_s'))} | {_maybe(r.get('timed_out_invocations'))} |"
-        )
-    lines += [
-        "",
-        "Baseline (one process, pages in sequence, 0.5 s pause between pages whatever the limit, 60 s "
-        "sleep on a 429, run to its end unless sampled (then projected from its time per page); cost at "
-        "the memory it would be given, one Lambda invocation):",
-        "",
-        "| latency s | limit/min | vulnerabilities | status | 429s | s/page (real) | wall s (real) | "
-        "finishes in 15 min | max pages in 15 min | max vulnerabilities in 15 min | MB | $/1k pages |",
-        "|" + " ---: |" * 12,
-    ]
-    for b in base_rows:
-        lines.append(
-            f"| {b['latency_s']:g} | {b['rate_limit']} | {b['vulnerabilities']} | {_sampled(b)} | "
-            f"{b.get('throttled_429', '-')} | {b['per_page_real_s']:g} | {b['wall_real_s']:g} | "
-            f"{'yes' if b['finishes_in_15min'] else 'no'} | "
-            f"{b['max_pages_in_15min']} | {b['max_vulnerabilities_in_15min']} | "
-            f"{b.get('memory_mb', '-')} | {b['cost_per_1000_pages_usd']:.4f} |"
-        )
-    return "\n".join(lines) + "\n"
-
-
-def _verdict(r: dict[str, Any]) -> str:
-    """✓ for a point that passed, else ✗ and why (rows written before verdicts: the run's status)."""
-    if r.get("verdict", "passed" if r["status"] == "succeeded" else "failed") == "passed":
-        return "✓"
-    return f"✗ {r.get('failed_because') or r['status']}"
-
-
-def _sampled(b: dict[str, Any]) -> str:
-    if b["status"] == "sampled":
-        return f"sampled {b['pages']} pages, projected"
-    return str(b["status"])
-
-
-def _maybe(value: Any) -> str:
-    return "-" if value is None else f"{value:g}"
 
 
 def plot(out: Path, rows: Sequence[dict[str, Any]], base_rows: Sequence[dict[str, Any]]) -> list[Path]:
@@ -313,17 +270,17 @@ def merge_rerun(out: Path, rerun: Path, *, note: str) -> list[Path]:
     if missing:
         raise ValueError(f"{sorted(missing)} are not points of {out}")
     detail = [again.get(p["name"], p) for p in document["points"]]
-    rows = [{k: v for k, v in p.items() if k not in ("aws_requests", "extra")} for p in detail]
+    rows = _rows(detail)
     base_rows = document["baseline"]
     # Ratios to the baseline follow the re-measured wall time and cost.
-    by_key = {(b["latency_s"], b["rate_limit"], b["vulnerabilities"]): b for b in base_rows}
     for row_ in rows:
-        base = by_key.get((row_["latency_s"], row_["rate_limit"], row_["vulnerabilities"]))
+        base = _baseline_of(row_, base_rows)
         if base and row_["name"] in again:
             row_["baseline_wall_real_s"] = base["wall_real_s"]
             row_["baseline_finishes_15min"] = base["finishes_in_15min"]
             row_["speedup_vs_baseline"] = round(base["wall_real_s"] / row_["wall_real_s"], 2)
             row_["cost_vs_baseline"] = round(row_["cost_usd"] / base["cost_usd"], 2)
+            row_.update(cost_columns(row_, base["wall_real_s"]))
     notes = [*document["notes"], note]
     document.update(notes=notes, points=[{**p, **r} for p, r in zip(detail, rows, strict=True)])
     written = [out / "points.csv", out / "points.json", out / "summary.md"]
@@ -331,3 +288,50 @@ def merge_rerun(out: Path, rerun: Path, *, note: str) -> list[Path]:
     written[1].write_text(json.dumps(document, indent=2, default=str))
     written[2].write_text(summary_markdown(rows, base_rows, mode=document["mode"], notes=notes))
     return written + plot(out, rows, base_rows)
+
+
+def rerender(out: Path, *, note: str, memory_mb: Mapping[str, int | None] | None = None) -> list[Path]:
+    """Recompute the cost columns (`cost_columns`) of a sweep's results folder `out` from its
+    points.json, running nothing, and rewrite points.csv, points.json and summary.md's point table;
+    the rest of summary.md (a heading written by hand, the baseline table) is kept and `note` joins its
+    notes. `memory_mb` (by role: worker, scheduler, finalize; None for a function the point did not
+    have) gives the memory of points saved before it was recorded; a point's own wins.
+
+    Raises ValueError when a point's worker memory is known from neither.
+    """
+    document = json.loads((out / "points.json").read_text())
+    for point in document["points"]:
+        for role in MEMORY_ROLES:
+            key = f"{role}_memory_mb"
+            if point.get(key) is None and memory_mb is not None:
+                point[key] = memory_mb.get(role)
+        if point.get("worker_memory_mb") is None:
+            raise ValueError(f"{point['name']} in {out} has no worker memory: pass memory_mb")
+        base = _baseline_of(point, document["baseline"])
+        point.update(cost_columns(point, base["wall_real_s"] if base else None))
+    document["notes"] = [*document["notes"], note]
+    rows = _rows(document["points"])
+    summary = (out / "summary.md").read_text().splitlines()
+    start = next(i for i, line in enumerate(summary) if line.startswith("| point |"))
+    end = next((i for i in range(start, len(summary)) if not summary[i].startswith("|")), len(summary))
+    summary[start:end] = point_table(rows)
+    # The notes are the list just above the table, a blank line between.
+    summary[start - 1 : start - 1] = [f"- {note}"]
+    written = [out / "points.csv", out / "points.json", out / "summary.md"]
+    _write_csv(written[0], rows)
+    written[1].write_text(json.dumps(document, indent=2, default=str))
+    written[2].write_text("\n".join(summary) + "\n")
+    return written
+
+
+def _rows(detail: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The CSV rows of points.json's points: everything but the nested detail."""
+    return [{k: v for k, v in p.items() if k not in ("aws_requests", "extra")} for p in detail]
+
+
+def _baseline_of(r: Mapping[str, Any], base_rows: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
+    """The baseline row measured on `r`'s tenant: same latency, limit and size (None: none was)."""
+    tenant = (r["latency_s"], r["rate_limit"], r["vulnerabilities"])
+    return next(
+        (b for b in base_rows if (b["latency_s"], b["rate_limit"], b["vulnerabilities"]) == tenant), None
+    )

@@ -94,7 +94,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "same ratio as run, every second multiplied (an upper bound: it also multiplies the emulator's own "
         "AWS time mid-run); fetch/bound = first-to-last Vanta request / (requests made / limit).",
         f"Cost: us-east-1 prices of {PRICES_AS_OF} (loadtest/pricing.py); Lambda compute from each "
-        "invocation's measured duration x memory, scaled to real time; AWS requests counted at moto.",
+        "invocation's measured duration x its function's memory, scaled to real time; AWS requests counted "
+        "at moto. x floor: the sync's cost over one 256 MB container waiting out the bound; x baseline "
+        "(equal memory): over the baseline's time priced at the worker's memory.",
         "MB/worker: peak process RSS growth during the run / peak worker containers (upper bound).",
         "Deadlines scale with the point: function timeouts, queue visibility timeouts, the step's hand-off "
         "reserve and idle delay, the request timeout and the retry budget are production's divided by the "
@@ -115,7 +117,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"    {result.status}: {result.wall_s:.1f} s (bound {point.bound_seconds:.1f} s, "
             f"ratio {result.ratio:.2f}, fetch {result.fetch_ratio:.2f}), {result.pages} pages, "
             f"{result.throttled} x 429, max {result.max_requests_in_60s} in 60 s "
-            f"(limit {point.simulated_rate}), ${result.cost_per_1000_pages:.4f} / 1k pages",
+            f"(limit {point.simulated_rate}), ${result.cost_per_1000_pages:.4f} / 1k pages "
+            f"({result.cost_over_floor:.1f} x floor)",
             flush=True,
         )
         print(

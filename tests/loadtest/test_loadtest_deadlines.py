@@ -8,7 +8,13 @@ from collections.abc import Iterator
 
 import boto3
 import pytest
-from loadtest.deadlines import Deadlines, apply_deadlines, production_deadlines
+from loadtest.deadlines import (
+    Deadlines,
+    apply_deadlines,
+    production_deadlines,
+    production_memory,
+    template_defaults,
+)
 from loadtest.points import Point
 
 from vanta_vuln_sync.local.embedded_aws import EmbeddedStack
@@ -77,3 +83,12 @@ def test_scaled_deadlines_reach_the_deployed_functions_queues_and_settings_when_
     assert settings.idle_step_delay_seconds == 2
     # And the template's own variables are kept
     assert settings.state_table == stack.outputs["StateTableName"]
+
+
+def test_production_memory_is_each_function_memory_size_with_parameters_at_their_defaults() -> None:
+    defaults = template_defaults()
+    memory = production_memory()
+
+    assert memory["worker"] == int(defaults["WorkerMemorySize"])
+    assert memory["finalize"] == int(defaults["FinalizeMemorySize"])
+    assert 128 <= memory["scheduler"] <= 10240

@@ -10,7 +10,7 @@ import pytest
 from loadtest.baseline import BaselineResult
 from loadtest.embedded import PointResult, _unscaled_seconds
 from loadtest.points import Point
-from loadtest.results import baseline_key, merge_rerun, write_all
+from loadtest.results import baseline_key, merge_rerun, rerender, write_all
 from loadtest.sweep import exit_status
 
 
@@ -33,6 +33,7 @@ def _result(point: Point, wall_s: float) -> PointResult:
         aws_requests={"sqs": 100, "dynamodb-write": 300},
         cost_usd=0.01,
         peak_rss_growth_mb=30.0,
+        memory_mb={"worker": 256, "scheduler": 256, "finalize": 1769},
     )
 
 
@@ -56,6 +57,81 @@ def test_every_point_lands_in_csv_json_summary_and_plots_with_baseline_ratios(tm
     for name in ("time_over_bound.png", "pages_per_minute.png", "cost_per_1000_pages.png"):
         assert (tmp_path / name).read_bytes().startswith(b"\x89PNG")
     assert len(written) == 7
+
+
+def test_cost_is_compared_with_the_floor_and_with_the_baseline_priced_at_the_worker_memory(
+    tmp_path: Path,
+) -> None:
+    # Given a 192-page tenant at 100/min (a 115.2 s real bound) whose sync cost $0.01 with 256 MB workers,
+    # and a baseline that took 480 s real for it
+    point = Point(concurrency=2, latency_s=2.0)
+    baseline = BaselineResult(point, status="finished", wall_s=48.0, pages=192, requests=192, throttled=0)
+
+    # When the sweep writes them
+    write_all(tmp_path, [_result(point, 24.0)], {baseline_key(point): baseline}, mode="quick", notes=[])
+
+    # Then the floor is one 256 MB container for 115.2 s, and the baseline is priced at 256 MB, not 512
+    price = 0.0000133334
+    floor = 115.2 * 0.25 * price
+    baseline_requests = 0.20 / 1_000_000 + 0.05 / 10_000 + 3 * 0.005 / 1000
+    baseline_at_256 = 480 * 0.25 * price + baseline_requests
+    with (tmp_path / "points.csv").open() as handle:
+        (row,) = list(csv.DictReader(handle))
+    assert float(row["floor_cost_per_1000_pages_usd"]) == round(floor / 192 * 1000, 5)
+    assert float(row["cost_over_floor"]) == round(0.01 / floor, 2) == 26.04
+    assert float(row["baseline_cost_equal_memory_usd"]) == round(baseline_at_256, 6)
+    assert float(row["cost_vs_baseline_equal_memory"]) == round(0.01 / baseline_at_256, 2) == 6.17
+    assert float(row["cost_vs_baseline"]) == round(0.01 / (480 * 0.5 * price + baseline_requests), 2)
+    assert (row["worker_memory_mb"], row["scheduler_memory_mb"], row["finalize_memory_mb"]) == (
+        "256",
+        "256",
+        "1769",
+    )
+    assert "| 0.0500 | 256 / 256 / 1769 | 26.04 | 30 | 2 | 6.17 |" in (tmp_path / "summary.md").read_text()
+
+
+def test_rerender_prices_saved_points_at_the_memory_they_ran_at_and_keeps_a_written_heading(
+    tmp_path: Path,
+) -> None:
+    # Given results saved before the memory was recorded, under a heading written by hand
+    points = [Point(concurrency=c, latency_s=2.0) for c in (2, 5)]
+    baseline = BaselineResult(points[0], status="finished", wall_s=48.0, pages=192, requests=192, throttled=0)
+    write_all(
+        tmp_path,
+        [_result(points[0], 24.0), _result(points[1], 12.0)],
+        {baseline_key(points[0]): baseline},
+        mode="full",
+        notes=["n"],
+    )
+    document = json.loads((tmp_path / "points.json").read_text())
+    for saved in document["points"]:
+        for key in list(saved):
+            if "memory_mb" in key or "floor" in key or "equal_memory" in key:
+                del saved[key]
+    (tmp_path / "points.json").write_text(json.dumps(document))
+    summary = (tmp_path / "summary.md").read_text().replace("# Load test results (full)", "# By hand\n\nWhy.")
+    (tmp_path / "summary.md").write_text(summary)
+
+    # Then without their memory they cannot be priced
+    with pytest.raises(ValueError, match="no worker memory"):
+        rerender(tmp_path, note="again")
+
+    # When they are re-rendered at the memory they ran at (the worker at 1,024 MB, no Finalize function)
+    rerender(tmp_path, note="priced again", memory_mb={"worker": 1024, "scheduler": 256, "finalize": None})
+
+    # Then the baseline is priced at 1,024 MB, the floor stays at 256 MB, and the rest of the summary stays
+    price = 0.0000133334
+    baseline_at_1024 = 480 * price + 0.20 / 1_000_000 + 0.05 / 10_000 + 3 * 0.005 / 1000
+    with (tmp_path / "points.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert [r["cost_vs_baseline_equal_memory"] for r in rows] == [str(round(0.01 / baseline_at_1024, 2))] * 2
+    assert [r["cost_over_floor"] for r in rows] == ["26.04", "26.04"]
+    text = (tmp_path / "summary.md").read_text()
+    assert text.startswith("# By hand\n\nWhy.\n")
+    assert "- n\n- priced again\n\n| point |" in text
+    assert text.count("| 1024 / 256 / - | 26.04 |") == 2
+    assert "| 2 | 100 | 12000 | finished |" in text
+    assert json.loads((tmp_path / "points.json").read_text())["notes"] == ["n", "priced again"]
 
 
 def test_stretches_without_vanta_requests_count_once_in_the_real_equivalent_time() -> None:
