@@ -19,6 +19,9 @@ from loadtest.points import Point
 from loadtest.pricing import floor_cost, per_thousand_pages
 from loadtest.summary import MEMORY_ROLES, point_table, summary_markdown
 
+# A point's detail in points.json that its CSV row leaves out.
+_NESTED = ("aws_requests", "extra")
+
 
 def baseline_key(point: Point) -> tuple[float, int, int, float]:
     """Points share a baseline when its inputs match: latency, limit, size and scale."""
@@ -309,8 +312,12 @@ def rerender(out: Path, *, note: str, memory_mb: Mapping[str, int | None] | None
             raise ValueError(f"{point['name']} in {out} has no worker memory: pass memory_mb")
         base = _baseline_of(point, document["baseline"])
         point.update(cost_columns(point, base["wall_real_s"] if base else None))
-    document["notes"] = [*document["notes"], note]
     rows = _rows(document["points"])
+    # As write_all lays a point out: its row, then the nested detail.
+    document["points"] = [
+        {**r, **{k: p[k] for k in _NESTED if k in p}} for r, p in zip(rows, document["points"], strict=True)
+    ]
+    document["notes"] = [*document["notes"], note]
     summary = (out / "summary.md").read_text().splitlines()
     start = next(i for i, line in enumerate(summary) if line.startswith("| point |"))
     end = next((i for i in range(start, len(summary)) if not summary[i].startswith("|")), len(summary))
@@ -326,7 +333,7 @@ def rerender(out: Path, *, note: str, memory_mb: Mapping[str, int | None] | None
 
 def _rows(detail: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """The CSV rows of points.json's points: everything but the nested detail."""
-    return [{k: v for k, v in p.items() if k not in ("aws_requests", "extra")} for p in detail]
+    return [{k: v for k, v in p.items() if k not in _NESTED} for p in detail]
 
 
 def _baseline_of(r: Mapping[str, Any], base_rows: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
