@@ -26,7 +26,7 @@ from botocore.config import Config
 from loadtest.deadlines import apply_deadlines
 from loadtest.metering import HARNESS_USER_AGENT, RequestMeter, RssSampler
 from loadtest.points import RESOURCES, Point
-from loadtest.pricing import billed_gb_seconds, estimate_cost, floor_cost
+from loadtest.pricing import billed_gb_seconds, estimate_cost, floor_cost, real_equivalent_cost
 
 _HARNESS = Config(user_agent_extra=HARNESS_USER_AGENT)
 _SHIMS = {
@@ -40,8 +40,9 @@ _SHIMS = {
 class PointResult:
     """The measurements of one point (times in seconds at the simulated scale unless named `real`).
 
-    `cost_usd` is real-time equivalent: Lambda compute scaled up by the point's time scale (a worker's
-    duration is mostly time spent waiting for rate-limit slots, which scales), requests as counted;
+    `cost_usd` is real-time equivalent: the worker's and the scheduler's Lambda compute scaled up by the
+    point's time scale (their duration is mostly time spent waiting for rate-limit slots, which scales),
+    Finalize's as run (CPU and S3, which no scale shrinks), requests as counted;
     `memory_mb` is the MemorySize it was priced at, by function (`worker`, `scheduler`, `finalize`).
     `peak_rss_growth_mb` is the process's peak RSS growth during the run divided by the peak number of
     worker containers: an upper bound per worker (moto's copies of objects and messages are in it).
@@ -251,7 +252,8 @@ def run_point(
     # timeout (a first try that missed its deadline is in it too).
     planned_by = max((end for _, end in scheduler_spans), default=None)
     planning_requests = sum(1 for t in accepted if planned_by is not None and t <= planned_by)
-    gb_seconds = sum(billed_gb_seconds(durations.get(role, []), memory.get(role, 512)) for role in _SHIMS)
+    gb_by_role = {role: billed_gb_seconds(durations.get(role, []), memory.get(role, 512)) for role in _SHIMS}
+    gb_seconds = sum(gb_by_role.values())
     invocations = sum(len(values) for values in durations.values())
     cost = estimate_cost(gb_seconds=gb_seconds, invocations=invocations, requests=aws_requests)
     worker_stats = next((s for n, s in poller_stats.functions.items() if n.endswith("-worker")), None)
@@ -273,7 +275,11 @@ def run_point(
         worker_ms_median=statistics.median(durations["worker"]) if durations.get("worker") else 0.0,
         gb_seconds=gb_seconds,
         aws_requests=aws_requests,
-        cost_usd=cost.total + cost.lambda_compute * (point.time_scale - 1),
+        cost_usd=real_equivalent_cost(
+            cost,
+            scaled_gb_seconds=gb_by_role["worker"] + gb_by_role["scheduler"],
+            time_scale=point.time_scale,
+        ),
         # Upper bound: the growth also holds moto's copies of the S3 objects and queue messages.
         peak_rss_growth_mb=rss_growth / peak / 2**20,
         unscaled_s=unscaled,

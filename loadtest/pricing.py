@@ -70,6 +70,13 @@ def estimate_cost(*, gb_seconds: float, invocations: int, requests: Mapping[str,
     )
 
 
+def real_equivalent_cost(cost: Cost, *, scaled_gb_seconds: float, time_scale: float) -> float:
+    """`cost` of a run `time_scale` times faster, in real time: the compute of `scaled_gb_seconds`
+    (invocations whose time the scale shrank: waiting on Vanta's limit and latency) multiplied back by
+    the scale, everything else (requests; CPU-bound time such as Finalize's) as run."""
+    return cost.total + scaled_gb_seconds * LAMBDA_ARM64_PER_GB_SECOND * (time_scale - 1)
+
+
 def lambda_compute(seconds: float, memory_mb: int) -> float:
     """Dollars of `seconds` of one arm64 Lambda container at `memory_mb`."""
     return seconds * memory_mb / 1024 * LAMBDA_ARM64_PER_GB_SECOND

@@ -94,8 +94,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "same ratio as run, every second multiplied (an upper bound: it also multiplies the emulator's own "
         "AWS time mid-run); fetch/bound = first-to-last Vanta request / (requests made / limit).",
         f"Cost: us-east-1 prices of {PRICES_AS_OF} (loadtest/pricing.py); Lambda compute from each "
-        "invocation's measured duration x its function's memory, scaled to real time; AWS requests counted "
-        "at moto. x floor: the sync's cost over one 256 MB container waiting out the bound; x baseline "
+        "invocation's measured duration x its function's memory, the worker's and the scheduler's scaled to "
+        "real time (Finalize's, CPU-bound, as run); AWS requests counted at moto. x floor: the sync's cost "
+        "over one 256 MB container waiting out the bound; x baseline "
         "(equal memory): over the baseline's time priced at the worker's memory.",
         "MB/worker: peak process RSS growth during the run / peak worker containers (upper bound).",
         "Deadlines scale with the point: function timeouts, queue visibility timeouts, the step's hand-off "

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 from loadtest.baseline import baseline_cost
-from loadtest.pricing import billed_gb_seconds, estimate_cost, floor_cost, per_thousand_pages
+from loadtest.pricing import (
+    billed_gb_seconds,
+    estimate_cost,
+    floor_cost,
+    per_thousand_pages,
+    real_equivalent_cost,
+)
 
 
 def test_billed_duration_rounds_each_invocation_up_to_the_millisecond() -> None:
@@ -60,3 +66,15 @@ def test_baseline_costs_its_lambda_time_at_the_memory_asked_plus_its_few_request
 
 def test_per_thousand_pages_of_no_page_is_zero() -> None:
     assert per_thousand_pages(1.0, 0) == 0.0
+
+
+def test_a_scaled_run_costs_its_waiting_times_the_scale_and_its_cpu_bound_time_and_requests_as_run() -> None:
+    # Given a run at 10x: 30 GB-s of workers waiting on Vanta, 5 GB-s of Finalize, $0.01 of requests
+    as_run = estimate_cost(gb_seconds=35.0, invocations=0, requests={"sqs": 25_000})
+
+    # When it is priced in real time
+    real = real_equivalent_cost(as_run, scaled_gb_seconds=30.0, time_scale=10.0)
+
+    # Then the waiting counts 10 times, Finalize and the requests once
+    assert real == pytest.approx((300.0 + 5.0) * 0.0000133334 + 0.01)
+    assert real_equivalent_cost(as_run, scaled_gb_seconds=30.0, time_scale=1.0) == pytest.approx(as_run.total)
