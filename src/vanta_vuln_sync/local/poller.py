@@ -39,7 +39,9 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import boto3
+import botocore.session
 
+from vanta_vuln_sync.aws import with_shared_models
 from vanta_vuln_sync.local.access_keys import ACCESS_KEYS, install_container_keys
 from vanta_vuln_sync.local.containers import (
     ContainerPool,
@@ -202,7 +204,9 @@ class Poller:
 
         Raises HandlerImportError when a function's handler cannot be imported.
         """
-        session = boto3.session.Session(region_name=self._region)
+        session = boto3.session.Session(
+            region_name=self._region, botocore_session=with_shared_models(botocore.session.get_session())
+        )
         self._sqs = session.client("sqs", endpoint_url=self._endpoint_url)
         lambda_client = session.client("lambda", endpoint_url=self._endpoint_url)
         mappings, functions = self._configured or discover(lambda_client, self._sqs, self._only)
