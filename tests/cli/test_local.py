@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from vanta_vuln_sync.cli import main
+from vanta_vuln_sync.local.faults import AwsFaultInjector, AwsFaults
 from vanta_vuln_sync.simulator import Simulator, SimulatorConfig
 
 VULNERABILITIES = 500  # enough for every list to span pages; the size is not the point
@@ -113,32 +114,39 @@ def test_local_help_shows_an_example(capsys: pytest.CaptureFixture[str]) -> None
     assert "vuln-sync local --out" in capsys.readouterr().out
 
 
-@pytest.mark.integration  # a subprocess: the embedded world end to end
-def test_local_run_warns_in_bold_when_worker_invocations_time_out(tmp_path: Path) -> None:
-    # Given workers whose 1 s timeout is shorter than one Vanta request (1.2 s latency)...
-    done = _vuln_sync(
-        "local",
-        "--out",
-        str(tmp_path / "out"),
-        "--vulnerabilities",
-        "50",
-        "--rate-limit",
-        "0",
-        "--latency",
-        "1.2",
-        "--worker-timeout",
-        "1",
-        "--timeout",
-        "30",  # time for a worker invocation to run past its timeout on a loaded machine (15 s was not)
-        "--progress",
-        "plain",
-    )
-    # ...the run cannot finish (each timed-out batch waits out PageQueue's 30 min visibility
-    # timeout, as in AWS), and the summary counts the timeouts and says what they cost.
-    assert done.returncode == 1, done.stdout[-3000:] + done.stderr[-3000:]
-    assert "run timed out" in done.stderr
-    warning = re.search(r"warning: (\d+) worker invocations? ran past (?:their|its) 1 s timeout", done.stderr)
-    assert warning, done.stderr[-3000:]
-    assert re.search(rf"worker invocations\s.*· {warning.group(1)} timed", done.stdout), done.stdout[-2000:]
-    assert re.search(r"in AWS (it|they) would have been killed", done.stderr)
-    assert "Traceback" not in done.stderr
+@pytest.mark.integration  # the embedded world end to end, in this process (the fault hooks live here)
+def test_local_run_warns_in_bold_when_worker_invocations_time_out(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Run in-process so that AWS itself can stall: the step never starts work it cannot finish before
+    its deadline, so only an AWS call that hangs (injected at the containers' aiobotocore clients) can
+    still carry a worker invocation past its timeout, as a stalled AWS endpoint would in Lambda."""
+    # Given an AWS call that hangs 4 s in the first worker invocation that makes one, and a 2 s timeout...
+    stall = AwsFaults(seed=1, hang_rate=1.0, hang_seconds=4.0, max_kills=1, kill_threads="-worker#")
+    with AwsFaultInjector(stall).installed():
+        code = main(
+            [
+                "local",
+                "--out",
+                str(tmp_path / "out"),
+                "--vulnerabilities",
+                "50",
+                "--rate-limit",
+                "0",
+                "--worker-timeout",
+                "2",
+                "--timeout",
+                "12",
+                "--progress",
+                "plain",
+            ]
+        )
+    out, err = capsys.readouterr()
+    # ...the run cannot finish (each timed-out batch waits out PageQueue's 30 min visibility timeout, as
+    # in AWS), and the summary counts the timeouts and says what they cost.
+    assert code == 1, out[-3000:] + err[-3000:]
+    assert "run timed out" in err
+    assert "warning: 1 worker invocation ran past its 2 s timeout" in err, err[-3000:]
+    assert re.search(r"worker invocations\s.*· 1 timed", out), out[-2000:]
+    assert "in AWS it would have been killed" in err
+    assert "Traceback" not in err
