@@ -56,8 +56,11 @@ class Settings:
     page_queue_url: str
     page_budget: int = 50
     ranges_in_flight: int = 10
-    # The worker fleet's size (reserved concurrency): the planner sizes ranges to fill its slots.
+    # The worker fleet's size (reserved concurrency): workers x ranges in flight caps a run's ranges.
     worker_max_concurrency: int = 5
+    # A run's range slots (RANGE_SLOTS): None (`auto`) sizes them from the rate limit and Vanta's round
+    # trip (run/sizing.py); a number plans that many every run (workers x ranges in flight: as before).
+    range_slots: int | None = None
     page_size: int = 100
     # Poison messages go straight to these (not through maxReceiveCount); see handlers/records.py.
     page_dlq_url: str | None = None
@@ -134,6 +137,22 @@ def _share(env: Mapping[str, str], name: str, default: float, *, most: float) ->
     return value
 
 
+def _range_slots(env: Mapping[str, str], name: str) -> int | None:
+    """None for `auto` (the default), else a whole number of at least 1; SettingsError naming `name`."""
+    raw = env.get(name, "").strip()
+    if raw.lower() in ("", "auto"):
+        return None
+    try:
+        slots = int(raw)
+    except ValueError:
+        slots = 0
+    if slots < 1:
+        raise SettingsError(
+            f"{name} must be `auto` or a whole number of range slots of at least 1, got {raw!r}"
+        )
+    return slots
+
+
 def vanta_settings_from_env(env: Mapping[str, str] | None = None) -> VantaSettings:
     """Vanta settings from `VANTA_*` variables; raises SettingsError on a malformed value."""
     env = os.environ if env is None else env
@@ -168,6 +187,7 @@ def settings_from_env(env: Mapping[str, str] | None = None) -> Settings:
         page_budget=_int(env, "PAGE_BUDGET", 50),
         ranges_in_flight=_int(env, "RANGES_IN_FLIGHT", 10),
         worker_max_concurrency=_int(env, "WORKER_MAX_CONCURRENCY", 5),
+        range_slots=_range_slots(env, "RANGE_SLOTS"),
         page_size=min(_int(env, "PAGE_SIZE", 100), 100),
         page_dlq_url=env.get("PAGE_DLQ_URL") or None,
         request_dlq_url=env.get("REQUEST_DLQ_URL") or None,

@@ -34,6 +34,9 @@ async def _sync_with_five_containers(stack: Callable[..., Awaitable[Stack]]) -> 
         sim={"vulnerabilities": 1000, "rate_limit_per_minute": LIMIT, "seed": 8},
         VANTA_RATE_LIMIT_PER_MINUTE=str(LIMIT),
         PAGE_SIZE="10",
+        # The fleet's 5 x 10 slots, as planned before the slots sized themselves: at 600/min the rate
+        # limit alone needs ~6 ranges, too few to spread over five containers
+        RANGE_SLOTS="50",
     )
     deployed.send_request(REQUEST)
     # Batches of 2 (the template's default is 10): with 19 ranges, batches of 10 let two containers take

@@ -5,15 +5,16 @@ Per resource, chosen at run time by fetching one record (all resources are surve
   the list is cut into ranges `[offset, offset + k pages)`, sized from the previous run's count (or, on
   a first run, from one-record probes that find where the list ends, within 1/16). The last range is open:
   it goes on until `hasNextPage` is false, so a list that grew since is still read to its end.
-  The ranges of a run fill the fleet's range slots (workers x ranges in flight) once, and have about the
-  same number of pages whatever their resource: all start at once, share the rate budget evenly and end
-  together, so no slot idles behind a longer range and no wave of hand-offs stalls the fleet mid-run.
+  The ranges of a run fill the run's range slots (run/sizing.py: what the rate limit needs, at most
+  workers x ranges in flight) once, and have about the same number of pages whatever their resource:
+  all start at once, share the rate budget evenly and end together, so no slot idles behind a longer
+  range and no wave of hand-offs stalls the fleet mid-run.
 - **Shard chains** otherwise (opaque cursors): the resource is split by filters whose values partition
   it (every record has exactly one severity, one `isDeactivated`, one `isFixable`, one asset type), so
   the chains are disjoint and their union is the unfiltered list. Dimensions the request already
   filters on are kept as given (a targeted resync plans within its filter). From the scope's second
   run on, a chain the last successful run walked is planned as pieces that start at its cursor
-  checkpoints (store/checkpoints.py) and join by id, so chains fill the fleet's slots as offset ranges do.
+  checkpoints (store/checkpoints.py) and join by id, so chains fill the run's slots as offset ranges do.
 """
 
 from __future__ import annotations
@@ -112,9 +113,9 @@ def shard_ranges(
 
 
 def range_counts(pages: Mapping[str, int], slots: int) -> dict[str, int]:
-    """How many offset ranges each resource gets: one wave that fills the fleet's `slots` (workers x
-    ranges in flight), shared so that the longest range is as short as it can be; no range under
-    MIN_PAGES_PER_RANGE, no more than MAX_RANGES in all.
+    """How many offset ranges each resource gets: one wave that fills the run's `slots` (run/sizing.py),
+    shared so that the longest range is as short as it can be; no range under MIN_PAGES_PER_RANGE, no
+    more than MAX_RANGES in all.
 
     One wave: every range starts at once and, sharing the rate budget evenly, all end together; a range
     cut short by its page budget or its invocation's time goes on in a later invocation.
@@ -325,7 +326,7 @@ async def plan_resources(
     page_size: int,
 ) -> list[PageRange]:
     """The ranges of a run: every resource surveyed at once (their requests share the rate budget and
-    overlap their latency), then split; see the module doc. `slots` is workers x ranges in flight.
+    overlap their latency), then split; see the module doc. `slots`: the run's range slots.
 
     Raises the client's VantaError when Vanta refuses (for example a 400 on a filter value).
     """
@@ -346,11 +347,24 @@ async def plan_run(
 ) -> tuple[list[PageRange], tuple[str, ...]]:
     """The ranges of a run (see plan_resources) and the notices its survey raised (a filter that does
     not split a list, so it was listed without splitting on it)."""
+    listings = await survey_all(client, requests, page_budget=page_budget, page_size=page_size)
+    plan = ranges_for(run_id, listings, slots=slots, page_budget=page_budget, page_size=page_size)
+    return plan, notices_of(listings)
+
+
+async def survey_all(
+    client: PageSource, requests: list[ListingRequest], *, page_budget: int, page_size: int
+) -> list[Listing]:
+    """Every resource surveyed at once (see `survey`), in the order of `requests`."""
     listings = await asyncio.gather(
         *(survey(client, r, page_budget=page_budget, page_size=page_size) for r in requests)
     )
-    plan = ranges_for(run_id, list(listings), slots=slots, page_budget=page_budget, page_size=page_size)
-    return plan, tuple(notice for listing in listings for notice in listing.notices)
+    return list(listings)
+
+
+def notices_of(listings: list[Listing]) -> tuple[str, ...]:
+    """The notices a survey raised: filters that do not split a list (listed without splitting on them)."""
+    return tuple(notice for listing in listings for notice in listing.notices)
 
 
 async def plan_resource(

@@ -24,11 +24,13 @@ from aws_lambda_powertools import Logger, Tracer
 
 from vanta_vuln_sync.messages import FULL_SCOPE, SYNC_RESOURCES, MessageError, SyncRequest
 from vanta_vuln_sync.run.deadline import DeadlineSource, deadline_of
-from vanta_vuln_sync.run.planner import ListingRequest, effective_filters, plan_run
+from vanta_vuln_sync.run.planner import ListingRequest, effective_filters, notices_of, ranges_for, survey_all
 from vanta_vuln_sync.run.services import Services
+from vanta_vuln_sync.run.sizing import range_slots
+from vanta_vuln_sync.settings import Settings
 from vanta_vuln_sync.store.queue import send_messages
 from vanta_vuln_sync.store.state import FAILED, RUNNING, RunState, ScopeState
-from vanta_vuln_sync.vanta import RequestRejectedError
+from vanta_vuln_sync.vanta import RecentDurations, RequestRejectedError
 
 # Not a child logger: children made before the handler's logger (import order) are orphaned; Logger
 # instances of one service share one handler and one set of context keys anyway.
@@ -224,14 +226,14 @@ async def _plan(
         previous = scope.counts.get(resource) if mode == "full" else None
         chains = tuple(c for c in saved if c.resource == resource)
         requests.append(ListingRequest(resource, filters, previous, chains))
-    plan, notices = await plan_run(
-        source,
-        run_id,
-        requests,
-        slots=settings.worker_max_concurrency * settings.ranges_in_flight,
-        page_budget=settings.page_budget,
-        page_size=settings.page_size,
+    listings = await survey_all(
+        source, requests, page_budget=settings.page_budget, page_size=settings.page_size
     )
+    slots = planned_slots(settings, client.answers)
+    plan = ranges_for(
+        run_id, listings, slots=slots, page_budget=settings.page_budget, page_size=settings.page_size
+    )
+    notices = notices_of(listings)
     for notice in notices:
         logger.warning("plan changed: a filter does not split a list", extra={"notice": notice})
     services.count("ShardFallbacks", len(notices))
@@ -246,3 +248,25 @@ async def _plan(
         requests=client.counters.requests,
         notices=notices,
     )
+
+
+def planned_slots(settings: Settings, answers: RecentDurations) -> int:
+    """The run's range slots: RANGE_SLOTS when it is a number, else sized from the configured rate limit
+    and the mean of the scheduler's recent Vanta answers (its survey's requests), at most workers x
+    ranges in flight (run/sizing.py)."""
+    cap = settings.worker_max_concurrency * settings.ranges_in_flight
+    if settings.range_slots is not None:
+        slots = settings.range_slots
+    else:
+        round_trip = answers.mean() if answers else None
+        slots = range_slots(settings.vanta.rate_limit_per_minute, round_trip, cap)
+    logger.info(
+        "range slots planned",
+        extra={
+            "range_slots": slots,
+            "sized": "fixed (RANGE_SLOTS)" if settings.range_slots is not None else "auto",
+            "round_trip_seconds": round(answers.mean(), 3),
+            "cap": cap,
+        },
+    )
+    return slots

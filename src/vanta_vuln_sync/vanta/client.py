@@ -52,8 +52,8 @@ class Page:
 
 class RecentDurations:
     """How long the last `size` events of one kind took (Vanta's answers, a step's hand-offs), for
-    whoever shares it: the clients of one container share their answers' times. `slowest()` is 0.0
-    before the first; `len()` counts what is kept."""
+    whoever shares it: the clients of one container share their answers' times. `slowest()` and
+    `mean()` are 0.0 before the first; `len()` counts what is kept."""
 
     def __init__(self, size: int = 32) -> None:
         self._seconds: deque[float] = deque(maxlen=size)
@@ -63,6 +63,9 @@ class RecentDurations:
 
     def slowest(self) -> float:
         return max(self._seconds, default=0.0)
+
+    def mean(self) -> float:
+        return sum(self._seconds) / len(self._seconds) if self._seconds else 0.0
 
     def __len__(self) -> int:
         return len(self._seconds)
@@ -119,6 +122,11 @@ class VantaClient:
         self._auth_token = ""
         self._auth_headers: dict[str, str] = {}
         self.counters = ClientCounters()
+
+    @property
+    def answers(self) -> RecentDurations:
+        """How long Vanta took to answer this client's requests, or its container's when shared."""
+        return self._answers
 
     def attempt_allowance(self) -> float:
         """Seconds an attempt is expected to need, to decide whether one can still end by a deadline:
