@@ -55,7 +55,7 @@ async def open_clients(
     stack: AsyncExitStack, *, region: str | None = None, session: AioSession | None = None
 ) -> AwsClients:
     """Open the clients on the running loop; they close when `stack` closes."""
-    session = session or with_shared_models(get_session())
+    session = session or new_session()
     return AwsClients(
         s3=await stack.enter_async_context(session.create_client("s3", region_name=region, config=_CONFIG)),
         sqs=await stack.enter_async_context(session.create_client("sqs", region_name=region, config=_CONFIG)),
@@ -67,6 +67,11 @@ async def open_clients(
         ),
         kms=await stack.enter_async_context(session.create_client("kms", region_name=region, config=_CONFIG)),
     )
+
+
+def new_session() -> AioSession:
+    """An aiobotocore session whose service models come from the process's one loader (see below)."""
+    return with_shared_models(get_session())
 
 
 def with_shared_models(session: _S) -> _S:

@@ -151,9 +151,7 @@ class Stack:
 
     def client(self, service: str, **kwargs: Any) -> Any:
         """A boto3 client of `service` where the stack lives."""
-        import boto3
-
-        return boto3.session.Session().client(service, **self.client_kwargs, **kwargs)  # type: ignore[call-overload]
+        return _boto3_session().client(service, **self.client_kwargs, **kwargs)
 
 
 def _aws_call(what: str, call: Callable[[], T]) -> T:
@@ -183,9 +181,18 @@ def _aws_call(what: str, call: Callable[[], T]) -> T:
         raise CliError(f"{what}: {exc}") from None
 
 
+def _boto3_session() -> Any:
+    """A boto3 session on the process's one botocore loader (`aws.with_shared_models`)."""
+    import boto3
+    import botocore.session
+
+    from vanta_vuln_sync.aws import with_shared_models
+
+    return boto3.session.Session(botocore_session=with_shared_models(botocore.session.get_session()))
+
+
 def resolve_stack(name: str | None) -> Stack:
     """The stack's outputs; raises CliError when no stack is named, it does not exist, or lacks outputs."""
-    import boto3
     from botocore.exceptions import ClientError
 
     from vanta_vuln_sync.ops.served import LOCAL_STACK, ServedStackError, read_served
@@ -204,7 +211,7 @@ def resolve_stack(name: str | None) -> Stack:
     def describe() -> dict[str, str]:
         try:
             stacks = (
-                boto3.session.Session()
+                _boto3_session()
                 .client("cloudformation", **client_kwargs)
                 .describe_stacks(StackName=stack_name)["Stacks"]
             )
@@ -223,12 +230,11 @@ def resolve_stack(name: str | None) -> Stack:
 
 def _run_async(make: Callable[[RunStore, Any], Coroutine[Any, Any, T]], stack: Stack, what: str) -> T:
     """Run `make(store, ddb)` with an aiobotocore DynamoDB client on the stack's state table."""
-    from aiobotocore.session import get_session
-
+    from vanta_vuln_sync.aws import new_session
     from vanta_vuln_sync.store.state import RunStore
 
     async def main() -> T:
-        async with get_session().create_client("dynamodb", **stack.client_kwargs) as ddb:
+        async with new_session().create_client("dynamodb", **stack.client_kwargs) as ddb:
             return await make(RunStore(ddb, stack.outputs["StateTableName"]), ddb)
 
     return _aws_call(what, lambda: asyncio.run(main()))

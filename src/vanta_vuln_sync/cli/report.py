@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import orjson
-from aiobotocore.session import get_session
 from botocore.exceptions import BotoCoreError, ClientError
 
+from vanta_vuln_sync.aws import new_session
 from vanta_vuln_sync.cli import CliError
 from vanta_vuln_sync.ops.served import LOCAL_STACK, ServedStackError, read_served
 from vanta_vuln_sync.stats.audit import full_run_as_of, remediation_window
@@ -182,7 +182,7 @@ class Fetched:
 
 
 async def _fetch(args: argparse.Namespace, window: tuple[datetime, datetime] | None) -> Fetched:
-    session = get_session()
+    session = new_session()
     endpoint = os.environ.get("AWS_ENDPOINT_URL") or None
     client_kwargs: dict[str, Any] = {"endpoint_url": endpoint}
     run = args.run or "latest"

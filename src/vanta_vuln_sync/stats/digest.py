@@ -18,8 +18,9 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from aiobotocore.config import AioConfig
-from aiobotocore.session import get_session
 from botocore.exceptions import BotoCoreError, ClientError
+
+from vanta_vuln_sync.aws import new_session
 
 from .findings_section import list_files
 from .history import load_history
@@ -53,7 +54,7 @@ async def send_digest(
         return False
     try:
         async with AsyncExitStack() as stack:
-            session = get_session()
+            session = new_session()
             signer = await stack.enter_async_context(
                 session.create_client(
                     "s3",
