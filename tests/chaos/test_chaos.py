@@ -18,6 +18,7 @@ def _run(bench: ChaosBench, scenario: Scenario) -> None:
     assert outcome.passed, f"{scenario.name}: {outcome.verdict.problems} (faults: {outcome.faults()})"
 
 
+@pytest.mark.exactness
 @pytest.mark.parametrize("scenario", SHORT, ids=lambda s: s.name)
 def test_sync_keeps_every_promise_when_faults_combine(bench: ChaosBench, scenario: Scenario) -> None:
     _run(bench, scenario)

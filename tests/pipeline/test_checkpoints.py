@@ -118,6 +118,7 @@ async def test_without_chain_pieces_a_second_opaque_run_walks_each_chain_whole(
     assert_every_record_once(deployed, second)
 
 
+@pytest.mark.exactness
 async def test_a_second_opaque_run_walks_each_chain_as_pieces_from_the_first_runs_checkpoints(
     stack: Callable[..., Awaitable[Stack]],
 ) -> None:

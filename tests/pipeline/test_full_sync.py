@@ -32,6 +32,7 @@ def assert_every_record_exactly_once(stack: Stack, run_id: str) -> None:
         assert manifest["records"][resource] == len(expected)
 
 
+@pytest.mark.exactness
 @pytest.mark.parametrize("cursor_style", ["arrayconnection", "opaque"])
 async def test_scheduled_full_sync_writes_every_record_exactly_once_when_cursors_are(
     stack: Callable[..., Awaitable[Stack]], cursor_style: str

@@ -59,6 +59,7 @@ def assert_guarantee_holds(deployed: Stack, run_id: str) -> None:
     assert stats["run"]["records"]["vulnerabilities"] == manifest["records"]["vulnerabilities"]
 
 
+@pytest.mark.exactness
 @pytest.mark.parametrize("cursor_style", ["arrayconnection", "opaque"])
 async def test_every_record_present_all_along_is_written_once_while_the_list_changes_every_5_requests(
     stack: Callable[..., Awaitable[Stack]], cursor_style: str

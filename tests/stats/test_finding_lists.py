@@ -11,6 +11,7 @@ from datetime import timedelta
 from typing import Any
 
 import orjson
+import pytest
 
 from vanta_vuln_sync.simulator import Simulator, SimulatorConfig
 from vanta_vuln_sync.stats import RunInfo, write_run_outputs
@@ -68,6 +69,7 @@ async def assert_lists_match(
         assert section[name]["rows"] == rows[:25]
 
 
+@pytest.mark.exactness
 async def test_lists_owners_and_csv_match_the_reference_when_records_are_awkward(
     s3: Any, bucket: str
 ) -> None:
@@ -157,6 +159,7 @@ async def test_upload_stream_sends_parts_of_the_part_size_and_stores_the_bytes_i
     assert head["PartsCount"] == 3
 
 
+@pytest.mark.exactness
 async def test_new_and_resolved_lists_equal_the_simulators_evolution_when_the_tenant_changes(
     s3: Any, bucket: str
 ) -> None:

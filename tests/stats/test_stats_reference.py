@@ -6,6 +6,8 @@ import copy
 from datetime import timedelta
 from typing import Any
 
+import pytest
+
 from vanta_vuln_sync.simulator import Simulator, SimulatorConfig
 from vanta_vuln_sync.stats import SEVERITIES, RunInfo, write_run_outputs
 
@@ -28,6 +30,7 @@ def awkward_extras(vulns: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [*again, {"name": "CVE-0000-0000", "severity": "LOW"}]
 
 
+@pytest.mark.exactness
 async def test_stats_match_brute_force_reference_when_computed_from_a_full_sync(s3: Any, bucket: str) -> None:
     # Given: raw objects of a full sync of a simulated tenant, including duplicates and odd records
     dataset = Simulator(SimulatorConfig(seed=7, vulnerabilities=3000)).dataset
@@ -80,6 +83,7 @@ async def test_stats_match_brute_force_reference_when_computed_from_a_full_sync(
     assert await get_json(s3, bucket, "latest/stats.json") == stats
 
 
+@pytest.mark.exactness
 async def test_trend_and_remediations_follow_the_tenant_when_it_changes_over_three_runs(
     s3: Any, bucket: str
 ) -> None:
