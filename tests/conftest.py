@@ -2,7 +2,8 @@
 
 Nothing here mocks our own code: AWS is moto server over loopback, Vanta is our simulator.
 
-The tiers (`nox -s unit` runs the first alone; `nox -s tests` runs it, then the second):
+The tiers (`nox -s unit` runs the first alone; `nox -s tests` runs it, then the integration tests marked
+`exactness`; `nox -s integration` runs the other integration tests):
 - **unit**: every test that uses none of `SERVER_FIXTURES` below (directly or through another fixture)
   and is not marked `integration`. These run with the network and child processes closed: a unit test
   that binds or connects an internet socket, or starts a process, fails at once saying where it belongs.
