@@ -26,7 +26,7 @@ from vanta_vuln_sync.run.planner import (
     effective_filters,
     offset_ranges,
     plan_resource,
-    plan_resources,
+    plan_run,
     range_counts,
     shard_ranges,
     survey,
@@ -212,7 +212,7 @@ async def test_a_run_surveys_its_resources_at_once_and_fills_the_slots(vanta: Va
         for resource in ("vulnerabilities", "vulnerability-remediations", "vulnerable-assets")
     ]
     started = asyncio.get_running_loop().time()
-    plan = await plan_resources(client, RUN_ID, requests, slots=5, page_budget=50, page_size=100)
+    plan, _ = await plan_run(client, RUN_ID, requests, slots=5, page_budget=50, page_size=100)
     elapsed = asyncio.get_running_loop().time() - started
     assert len(plan) == 5
     for resource in ("vulnerabilities", "vulnerability-remediations", "vulnerable-assets"):

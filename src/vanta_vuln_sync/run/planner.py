@@ -316,26 +316,6 @@ def ranges_for(
     return plan
 
 
-async def plan_resources(
-    client: PageSource,
-    run_id: str,
-    requests: list[ListingRequest],
-    *,
-    slots: int,
-    page_budget: int,
-    page_size: int,
-) -> list[PageRange]:
-    """The ranges of a run: every resource surveyed at once (their requests share the rate budget and
-    overlap their latency), then split; see the module doc. `slots`: the run's range slots.
-
-    Raises the client's VantaError when Vanta refuses (for example a 400 on a filter value).
-    """
-    plan, _ = await plan_run(
-        client, run_id, requests, slots=slots, page_budget=page_budget, page_size=page_size
-    )
-    return plan
-
-
 async def plan_run(
     client: PageSource,
     run_id: str,
@@ -345,8 +325,13 @@ async def plan_run(
     page_budget: int,
     page_size: int,
 ) -> tuple[list[PageRange], tuple[str, ...]]:
-    """The ranges of a run (see plan_resources) and the notices its survey raised (a filter that does
-    not split a list, so it was listed without splitting on it)."""
+    """The ranges of a run: every resource surveyed at once (their requests share the rate budget and
+    overlap their latency), then split (see the module doc; `slots`: the run's range slots); and the
+    notices its survey raised (a filter that does not split a list, so it was listed without splitting
+    on it).
+
+    Raises the client's VantaError when Vanta refuses (for example a 400 on a filter value).
+    """
     listings = await survey_all(client, requests, page_budget=page_budget, page_size=page_size)
     plan = ranges_for(run_id, listings, slots=slots, page_budget=page_budget, page_size=page_size)
     return plan, notices_of(listings)
@@ -378,11 +363,12 @@ async def plan_resource(
     page_size: int,
     slots: int = 1,
 ) -> list[PageRange]:
-    """The ranges for one resource alone (see plan_resources)."""
+    """The ranges for one resource alone (see plan_run)."""
     request = ListingRequest(resource, filters, previous_count)
-    return await plan_resources(
+    plan, _ = await plan_run(
         client, run_id, [request], slots=slots, page_budget=page_budget, page_size=page_size
     )
+    return plan
 
 
 async def checked_dimensions(
