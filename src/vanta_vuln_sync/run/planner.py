@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
@@ -321,35 +321,24 @@ async def plan_run(
     run_id: str,
     requests: list[ListingRequest],
     *,
-    slots: int,
+    slots: int | Callable[[], int],
     page_budget: int,
     page_size: int,
 ) -> tuple[list[PageRange], tuple[str, ...]]:
     """The ranges of a run: every resource surveyed at once (their requests share the rate budget and
-    overlap their latency), then split (see the module doc; `slots`: the run's range slots); and the
-    notices its survey raised (a filter that does not split a list, so it was listed without splitting
-    on it).
+    overlap their latency), then split (see the module doc); and the notices its survey raised (a
+    filter that does not split a list, so it was listed without splitting on it). `slots`: the run's
+    range slots, or a function that gives them once the survey is done (the scheduler sizes them from
+    how fast Vanta answered it: run/sizing.py).
 
     Raises the client's VantaError when Vanta refuses (for example a 400 on a filter value).
     """
-    listings = await survey_all(client, requests, page_budget=page_budget, page_size=page_size)
-    plan = ranges_for(run_id, listings, slots=slots, page_budget=page_budget, page_size=page_size)
-    return plan, notices_of(listings)
-
-
-async def survey_all(
-    client: PageSource, requests: list[ListingRequest], *, page_budget: int, page_size: int
-) -> list[Listing]:
-    """Every resource surveyed at once (see `survey`), in the order of `requests`."""
     listings = await asyncio.gather(
         *(survey(client, r, page_budget=page_budget, page_size=page_size) for r in requests)
     )
-    return list(listings)
-
-
-def notices_of(listings: list[Listing]) -> tuple[str, ...]:
-    """The notices a survey raised: filters that do not split a list (listed without splitting on them)."""
-    return tuple(notice for listing in listings for notice in listing.notices)
+    wanted = slots() if callable(slots) else slots
+    plan = ranges_for(run_id, list(listings), slots=wanted, page_budget=page_budget, page_size=page_size)
+    return plan, tuple(notice for listing in listings for notice in listing.notices)
 
 
 async def plan_resource(

@@ -24,7 +24,7 @@ from aws_lambda_powertools import Logger, Tracer
 
 from vanta_vuln_sync.messages import FULL_SCOPE, SYNC_RESOURCES, MessageError, SyncRequest
 from vanta_vuln_sync.run.deadline import DeadlineSource, deadline_of
-from vanta_vuln_sync.run.planner import ListingRequest, effective_filters, notices_of, ranges_for, survey_all
+from vanta_vuln_sync.run.planner import ListingRequest, effective_filters, plan_run
 from vanta_vuln_sync.run.services import Services
 from vanta_vuln_sync.run.sizing import range_slots
 from vanta_vuln_sync.settings import Settings
@@ -226,14 +226,15 @@ async def _plan(
         previous = scope.counts.get(resource) if mode == "full" else None
         chains = tuple(c for c in saved if c.resource == resource)
         requests.append(ListingRequest(resource, filters, previous, chains))
-    listings = await survey_all(
-        source, requests, page_budget=settings.page_budget, page_size=settings.page_size
+    plan, notices = await plan_run(
+        source,
+        run_id,
+        requests,
+        # Sized once the survey has timed Vanta's answers.
+        slots=lambda: planned_slots(settings, client.answers),
+        page_budget=settings.page_budget,
+        page_size=settings.page_size,
     )
-    slots = planned_slots(settings, client.answers)
-    plan = ranges_for(
-        run_id, listings, slots=slots, page_budget=settings.page_budget, page_size=settings.page_size
-    )
-    notices = notices_of(listings)
     for notice in notices:
         logger.warning("plan changed: a filter does not split a list", extra={"notice": notice})
     services.count("ShardFallbacks", len(notices))
