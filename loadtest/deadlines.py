@@ -2,9 +2,11 @@
 
 A point run `S` times faster (limit x S, latency / S) meets the deadlines production meets only if every
 deadline shrinks by S too: the functions' timeouts, the queues' visibility timeouts, the step's hand-off
-reserve and its idle hand-on delay, the request timeout and the retry budget. They are read from where
-production sets them (`template.yaml`, the defaults of `settings.py`) and handed to the deployed stack
-the way a deployment would: the functions' `Timeout` and `Environment`, the queues' `VisibilityTimeout`.
+reserve and its idle hand-on delay, the request timeout and the retry budget, and the wait of the SQS
+pollers' idle long polls (which decides how many receive requests an idle queue costs). They are read
+from where production sets them (`template.yaml`, the defaults of `settings.py`, Lambda's pollers) and
+handed to the deployed stack the way a deployment would: the functions' `Timeout` and `Environment`, the
+queues' `VisibilityTimeout`, the poller's idle wait.
 The embedded runtime reads all of them from there, as Lambda does; nothing in `src/` knows of scaling.
 The functions' memory sizes, which no scale changes, are read from the template too (`production_memory`).
 """
@@ -24,7 +26,10 @@ _WHOLE_SECONDS = (
     "page_visibility",
     "request_visibility",
     "idle_step_delay",
+    "poller_idle_wait",
 )
+# Lambda's SQS pollers long-poll: an empty receive waits up to SQS's maximum before it answers.
+LAMBDA_POLLER_WAIT_SECONDS = 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +45,10 @@ class Deadlines:
     retry_backoff_cap: float
     handoff: float
     idle_step_delay: int
+    # How long an idle poller's receive waits (the embedded poller's `idle_wait_seconds`): at Lambda's
+    # 20 s an idle queue costs its pollers a request each 20 s; the embedded poller's default of 1 s
+    # made SQS the largest AWS charge of a rate-bound sync in the load test's prices.
+    poller_idle_wait: int
 
     def scaled(self, scale: float) -> Deadlines:
         """Every deadline divided by `scale`; whole-second ones rounded, never below 1 s."""
@@ -91,6 +100,7 @@ def production_deadlines(template_path: str | Path | None = None) -> Deadlines:
         retry_backoff_cap=vanta.retry_backoff_cap,
         handoff=settings.handoff_seconds,
         idle_step_delay=settings.idle_step_delay_seconds,
+        poller_idle_wait=LAMBDA_POLLER_WAIT_SECONDS,
     )
 
 

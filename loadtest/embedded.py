@@ -212,7 +212,9 @@ def run_point(
                 lambda_client.put_function_concurrency(FunctionName=function, ReservedConcurrentExecutions=1)
         apply_deadlines(lambda_client, world.client("sqs"), stack.outputs, point.deadlines)
         # None: a failed batch comes back after its queue's (scaled) visibility timeout, as in AWS.
-        poller = world.start_poller(failed_visibility_timeout=None)
+        poller = world.start_poller(
+            failed_visibility_timeout=None, idle_wait_seconds=point.deadlines.poller_idle_wait
+        )
         # Only now: the shim imports the handlers, whose Powertools objects read the environment the
         # poller has just applied (as in Lambda, where it is set before the import).
         from loadtest import shim

@@ -307,7 +307,8 @@ class Poller:
                     logger.warning("receiving from %s failed: %s", runner.mapping.queue_name, exc)
                     self._stop.wait(1.0)
                 continue
-            if not messages:
+            if not messages or self._stop.is_set():
+                # Stopped during a long poll: what it received comes back after its visibility timeout.
                 runner.slots.release()
                 continue
             self._invoke(runner, messages)
