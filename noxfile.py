@@ -13,9 +13,10 @@ nox.options.reuse_existing_virtualenvs = True
 nox.options.default_venv_backend = "uv|virtualenv"
 
 
-# Bytecode compiled at install, as pip does: without it every process (each pytest worker, each CLI
-# subprocess a test starts) compiles botocore, moto and the rest from source, ~2.5 s of CPU each.
-_UV_OPTIONS = ("--quiet", "--compile-bytecode")
+# No bytecode compiled at install (pip compiles everything it installs; uv's `--compile-bytecode` took
+# ~20 s here): the test runs write it as they import (`CACHED_BYTECODE` below), so what is imported is
+# compiled once, by the first process that needs it.
+_UV_OPTIONS = ("--quiet",)
 
 
 def install(session: nox.Session, *requirements: str) -> None:
@@ -29,7 +30,7 @@ def install(session: nox.Session, *requirements: str) -> None:
     from nox.command import CommandFailed
 
     if getattr(session, "venv_backend", "") == "uv":
-        session.install(*requirements, env={"UV_COMPILE_BYTECODE": "1"})
+        session.install(*requirements)
         return
     session.install("uv")
     try:
@@ -56,8 +57,9 @@ INTEGRATION = ("-m", "integration and not exactness and not slow")
 # tests' recorded sync) in one process, so that world is built once; other tests are balanced one by one.
 PARALLEL = ("-n", "3", "--dist", "loadgroup")
 # Bytecode written even where PYTHONDONTWRITEBYTECODE is set (as on this project's machines): each pytest
-# process otherwise compiles the project and rewrites every test module's asserts again (~7 s of CPU for
-# the collection alone, paid by the unit run and each of the three integration workers).
+# process (and each CLI subprocess a test starts) otherwise compiles the project and its dependencies
+# and rewrites every test module's asserts again (~7 s of CPU for the collection alone, paid by the unit
+# run and each of the three integration workers).
 CACHED_BYTECODE: dict[str, str | None] = {"PYTHONDONTWRITEBYTECODE": None}
 
 
@@ -399,7 +401,7 @@ def demo(session: nox.Session) -> None:
     `--`, e.g. `-- --vulnerabilities 2000`; `-- --serve` keeps the stack running instead (see below).
     """
     install(session, "-e", ".[local]")
-    session.run("vuln-sync", "local", "--out", "out", *session.posargs)
+    session.run("vuln-sync", "local", "--out", "out", *session.posargs, env=CACHED_BYTECODE)
     if "--serve" in session.posargs:
         return
     for line in DEMO_NEXT_STEPS:
