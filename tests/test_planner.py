@@ -29,7 +29,6 @@ from vanta_vuln_sync.run.planner import (
     plan_run,
     range_counts,
     shard_ranges,
-    survey,
 )
 from vanta_vuln_sync.simulator import Simulator
 from vanta_vuln_sync.vanta import InProcessTokenProvider, NoRateLimit, VantaClient, token_fetcher
@@ -142,7 +141,7 @@ async def test_offset_ranges_tile_the_list_in_order_when_cursors_are_arrayconnec
         RUN_ID,
         "vulnerabilities",
         filters,
-        previous_count=None,
+        previous_count=len(sim.dataset.records("vulnerabilities")),
         page_budget=3,
         page_size=100,
         slots=4,
@@ -207,21 +206,21 @@ def test_ranges_fill_the_fleets_slots_once_and_the_longest_is_as_short_as_can_be
 
 async def test_a_run_surveys_its_resources_at_once_and_fills_the_slots(vanta: VantaFactory) -> None:
     sim, client = await vanta(vulnerabilities=6000, seed=3, latency_seconds=0.05)
-    requests = [
-        ListingRequest(resource, validate_filters(resource, {}))
-        for resource in ("vulnerabilities", "vulnerability-remediations", "vulnerable-assets")
-    ]
+    names = ("vulnerabilities", "vulnerability-remediations", "vulnerable-assets")
+    counts = {name: len(sim.dataset.records(name)) for name in names}
+    # a later run, planned from the last run's counts
+    requests = [ListingRequest(name, validate_filters(name, {}), counts[name]) for name in names]
     started = asyncio.get_running_loop().time()
     plan, _ = await plan_run(client, RUN_ID, requests, slots=5, page_budget=50, page_size=100)
     elapsed = asyncio.get_running_loop().time() - started
     assert len(plan) == 5
-    for resource in ("vulnerabilities", "vulnerability-remediations", "vulnerable-assets"):
+    assert client.counters.requests == 3  # one survey request a resource
+    for resource in names:
         records = sim.dataset.records(resource)
         mine = [p for p in plan if p.resource == resource]
         fetched = await fetch_plan(client, mine)
         assert fetched == ids(records)
-        # the probes' estimate is close: at most one range starts past the end of the list
-        assert sum(1 for p in mine if (p.offset or 0) >= len(records)) <= 1
+        assert all((p.offset or 0) < len(records) for p in mine)
     # the surveys overlapped: less than the sum of their requests' latency, one after another
     assert elapsed < client.counters.requests * 0.05
 
@@ -259,13 +258,13 @@ class _ListOf:
 
 
 @given(length=st.integers(min_value=2, max_value=3_000_000))
-@settings(max_examples=200, deadline=None)
-def test_first_run_probes_find_the_length_within_a_sixteenth(length: int) -> None:
+@settings(max_examples=50, deadline=None)
+def test_a_first_run_plans_one_open_range_from_one_request(length: int) -> None:
+    """No survey of the list's length: the range splits itself as it reads (run/split.py)."""
     source = _ListOf(length)
-    listing = asyncio.run(
-        survey(source, ListingRequest("vulnerabilities", {}), page_budget=50, page_size=100)
-    )
-    assert listing.style == "offsets"
-    assert length <= listing.expected_records <= length + max(100, length // 16)
-    # one survey request, then probes that double from 5,000 records past the end and halve to 1/16
-    assert source.requests <= math.log2(max(length, 5000) / 5000) + 8
+    plan = asyncio.run(
+        plan_resource(source, RUN_ID, "vulnerabilities", {}, previous_count=None, page_budget=50,
+                      page_size=100, slots=8)
+    )  # fmt: skip
+    assert source.requests == 1
+    assert [(p.offset, p.end_offset, p.next_shard) for p in plan] == [(0, None, None)]

@@ -56,6 +56,21 @@ class Stack:
         )
         return dict(reply.get("Item", {}))
 
+    def counted_before(self, scope: str, resources: tuple[str, ...]) -> None:
+        """Record a successful run of `scope` that counted every record of `resources` (a first run
+        plans one range a resource; a later run fills its range slots from these counts)."""
+        counts = {r: {"N": str(len(self.sim.dataset.records(r)))} for r in resources}
+        self.ddb.put_item(
+            TableName=self.table,
+            Item={
+                "pk": {"S": f"scope#{scope}"},
+                "sk": {"S": "scope"},
+                "last_success_run_id": {"S": "20261101T000000Z-earlier"},
+                "last_success_started_at": {"S": "2026-11-01T00:00:00Z"},
+                "counts": {"M": counts},
+            },
+        )
+
     def last_success(self, scope: str) -> str | None:
         item = self.scope_item(scope)
         return item["last_success_run_id"]["S"] if "last_success_run_id" in item else None
@@ -65,6 +80,11 @@ class Stack:
             TableName=self.table, Key={"pk": {"S": f"run#{run_id}"}, "sk": {"S": "run"}}, ConsistentRead=True
         )
         return dict(reply.get("Item", {}))
+
+    def plan_item(self, run_id: str) -> dict[str, Any]:
+        return self.ddb.get_item(
+            TableName=self.table, Key={"pk": {"S": f"run#{run_id}"}, "sk": {"S": "plan"}}
+        )["Item"]
 
     def run_ids(self) -> list[str]:
         # Filtered: the tests poll this several times a second, and moto's cost is in serializing items.

@@ -73,8 +73,9 @@ def container_state() -> tuple[Any, ...]:
 async def test_two_worker_invocations_in_one_container_reuse_its_loop_session_and_clients(
     stack: Callable[..., Awaitable[Stack]],
 ) -> None:
-    # 80 pages of 20: 16 ranges of 5 pages, enough for two batches
+    # 80 pages of 20: 16 ranges of 5 pages (planned from the last run's counts), enough for two batches
     deployed = await stack(sim={"vulnerabilities": 1000, "seed": 2}, PAGE_SIZE="20")
+    deployed.counted_before("all", ("vulnerabilities", "vulnerability-remediations", "vulnerable-assets"))
     deployed.send_request((EVENTS / "sync-request-full.json").read_text())
     scheduler_container = ThreadPoolExecutor(max_workers=1)
     worker_container = ThreadPoolExecutor(max_workers=1)

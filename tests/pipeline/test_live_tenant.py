@@ -113,7 +113,7 @@ async def test_a_burst_too_large_to_repair_flags_the_run_instead_of_publishing_i
         sim={"vulnerabilities": 1_200, "remediations": 50, "seed": 7}, PAGE_SIZE="10", PAGE_BUDGET="5"
     )
     deployed.sim.churn(reset_truth=True)
-    deployed.sim.burst(delete=600, insert=0, after_requests=30, resource="vulnerabilities")
+    deployed.sim.burst(delete=600, insert=0, after_requests=60, resource="vulnerabilities")
     # When the sync runs
     run_id = await asyncio.to_thread(sync, deployed)
     # Then the run knows it is not exact, in the manifest, stats.json and the run item

@@ -1,9 +1,12 @@
-"""The scheduler sizes a run's ranges from the rate limit and how fast Vanta answered its survey: a slower
-Vanta gets more ranges in flight, a fast one fewer, and either plan covers every record."""
+"""The scheduler sizes a run's range slots from the rate limit and how fast Vanta answered its survey: a
+slower Vanta gets more ranges in flight, a fast one fewer. A first run plans one open range and its ranges
+split themselves up to the slots (run/split.py, tests/pipeline/test_split.py); a later run is planned
+from the last run's counts to fill them, and either plan covers every record."""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
@@ -27,9 +30,10 @@ async def planned(
     open_services: Callable[..., Awaitable[Services]],
     latency: float,
     **settings: str,
-) -> tuple[Stack, list[PageRange]]:
+) -> tuple[Stack, int, list[PageRange]]:
     """A tenant of 2,000 vulnerabilities behind a Vanta answering in `latency` s, its sync planned by the
-    scheduler at 600 requests a minute for a fleet of 5 workers x 10 ranges in flight."""
+    scheduler at 600 requests a minute for a fleet of 5 workers x 10 ranges in flight, as a later run
+    (the scope's last success counted every record): the run's range slots and its plan."""
     deployed = await stack(
         sim={"vulnerabilities": 2000, "seed": 31, "latency_seconds": latency},
         VANTA_RATE_LIMIT_PER_MINUTE="600",
@@ -39,10 +43,15 @@ async def planned(
         **settings,
     )
     services = await open_services()
+    count = len(deployed.sim.dataset.records("vulnerabilities"))
+    earlier = datetime(2026, 11, 1, tzinfo=UTC)
+    counted = {"vulnerabilities": count}
+    await services.store.release_scope("vulnerabilities", "earlier", counted, started_at=earlier)
     deployed.send_request(REQUEST)
     assert await deliver_requests(deployed, services) == ["started"]
     [run_id] = deployed.run_ids()
-    return deployed, await services.store.get_plan(run_id)
+    slots = int(deployed.run_item(run_id)["range_slots"]["N"])
+    return deployed, slots, await services.store.get_plan(run_id)
 
 
 async def read_plan(sim: Any, plan: list[PageRange]) -> list[str]:
@@ -71,14 +80,15 @@ async def test_a_slower_vanta_gets_more_ranges_and_either_plan_covers_every_reco
     stack: Callable[..., Awaitable[Stack]], open_services: Callable[..., Awaitable[Services]]
 ) -> None:
     # Given the same tenant behind a Vanta that answers at once and behind one that takes 0.3 s
-    fast, fast_plan = await planned(stack, open_services, latency=0.0)
-    slow, slow_plan = await planned(stack, open_services, latency=0.3)
-    # Then the slow one is planned more ranges than the fast one (600/min: 10 requests a second, so
+    fast, fast_slots, fast_plan = await planned(stack, open_services, latency=0.0)
+    slow, slow_slots, slow_plan = await planned(stack, open_services, latency=0.3)
+    # Then the slow one is given more range slots than the fast one (600/min: 10 requests a second, so
     # ~0.3 s answers need ~3 in flight, 17 with the margins; instant ones need the page work's 5 or 6),
-    # neither more than the fleet's 50 slots
-    assert len(fast_plan) < len(slow_plan) <= 50
-    assert 4 <= len(fast_plan) <= 10
-    assert 15 <= len(slow_plan) <= 30
+    # neither more than the fleet's 50, and each plan fills its slots
+    assert fast_slots < slow_slots <= 50
+    assert 4 <= fast_slots <= 10
+    assert 15 <= slow_slots <= 30
+    assert (len(fast_plan), len(slow_plan)) == (fast_slots, slow_slots)
     # And each plan tiles the list: ranges back to back from offset 0, the last one open
     for plan in (fast_plan, slow_plan):
         assert plan[0].offset == 0
@@ -96,8 +106,8 @@ async def test_a_fixed_range_slots_setting_plans_as_before_whatever_the_latency(
     stack: Callable[..., Awaitable[Stack]], open_services: Callable[..., Awaitable[Services]]
 ) -> None:
     # Given RANGE_SLOTS set to the fleet's 5 x 10 slots, and a Vanta that answers at once
-    _, plan = await planned(stack, open_services, latency=0.0, RANGE_SLOTS="50")
+    _, slots, plan = await planned(stack, open_services, latency=0.0, RANGE_SLOTS="50")
     # Then the run is planned as every run was before the slots sized themselves: as many ranges as
-    # 223 pages allow at 5 pages or more a range (38 of 6 pages; a few more when the first run's probes
-    # overestimate the list), not the handful the rate limit needs
-    assert 35 <= len(plan) <= 50
+    # 223 pages allow at 5 pages or more a range (38 of 6 pages), not the handful the rate limit needs
+    assert slots == 50
+    assert len(plan) == 38

@@ -36,7 +36,8 @@ async def test_a_static_2000_page_sync_makes_at_most_3_percent_more_requests_tha
     assert pages == 2_000
     ratios = []
     for _ in range(2):
-        # When it is synced (a first run that probes list lengths, then a run planned from its counts)
+        # When it is synced (a first run whose one range a resource splits itself as it reads, then a
+        # run planned from its counts)
         before = deployed.sim.counters.requests
         deployed.send_request(REQUEST)
         runs = len(deployed.run_ids())

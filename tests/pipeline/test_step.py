@@ -135,10 +135,11 @@ async def test_a_duplicate_delivery_that_loses_the_commit_leaves_the_committed_o
 async def test_a_first_step_that_fits_no_request_leaves_its_range_to_be_claimed_and_loses_nothing(
     stack: Callable[..., Awaitable[Stack]], open_services: Callable[..., Awaitable[Services]]
 ) -> None:
-    # Given a full sync planned as offset ranges
+    # Given a full sync planned as offset ranges (from the last run's count)
     deployed = await stack(
         sim={"vulnerabilities": 300, "seed": 8}, PAGE_SIZE="10", IDLE_STEP_DELAY_SECONDS="1"
     )
+    deployed.counted_before("vulnerabilities", ("vulnerabilities",))
     services = await open_services()
     deployed.send_request(
         b'{"v": 1, "type": "SyncRequest", "resources": ["vulnerabilities"], "mode": "full", "reason": "t"}'

@@ -31,7 +31,8 @@ def check_sync_request(request: SyncRequest, settings: Settings) -> None:
 
 async def check_page_range(page_range: PageRange, settings: Settings, store: RunStore) -> None:
     """Raise MessageError when the step asks for more than `max_page_budget` pages, or when it is the
-    first step (`seq` 0) of a range whose resource and shard are not among its run's planned ranges.
+    first step (`seq` 0) of a range whose resource and shard are not among its run's planned ranges
+    nor the ranges split off them.
     A later step needs no plan check: the worker drops a step whose range has no committed progress
     before it. A run without a plan is left to the step (it parks the message as an unknown run)."""
     p = page_range
@@ -43,7 +44,11 @@ async def check_page_range(page_range: PageRange, settings: Settings, store: Run
         return
     planned = await _planned_ranges(store, p.run_id)
     if planned is not None and _range_name(p) not in planned:
-        raise MessageError(f"range {_range_name(p)} is not in the plan of run {p.run_id}")
+        # Or a range split off a planned one while the run went on (run/split.py): the run counted it
+        # before its message was sent.
+        run = await store.get_run(p.run_id)
+        if run is None or _range_name(p) not in run.added_ranges:
+            raise MessageError(f"range {_range_name(p)} is not in the plan of run {p.run_id}")
 
 
 # A plan never changes once stored (RunStore.create_run writes it once), so each container reads a run's

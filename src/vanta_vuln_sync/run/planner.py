@@ -2,9 +2,10 @@
 
 Per resource, chosen at run time by fetching one record (all resources are surveyed at once):
 - **Offset ranges** when the cursor decodes to `arrayconnection:<offset>`: any page can be addressed, so
-  the list is cut into ranges `[offset, offset + k pages)`, sized from the previous run's count (or, on
-  a first run, from one-record probes that find where the list ends, within 1/16). The last range is open:
-  it goes on until `hasNextPage` is false, so a list that grew since is still read to its end.
+  the list is cut into ranges `[offset, offset + k pages)`, sized from the previous run's count (a
+  first run, which knows none, plans one range from the start). The last range is open: it goes on
+  until `hasNextPage` is false, so a list that grew since is still read to its end; and every range
+  splits itself while the run has range slots free (run/split.py), so no length is ever surveyed.
   The ranges of a run fill the run's range slots (run/sizing.py: what the rate limit needs, at most
   workers x ranges in flight) once, and have about the same number of pages whatever their resource:
   all start at once, share the rate budget evenly and end together, so no slot idles behind a longer
@@ -233,8 +234,9 @@ class ListingRequest:
     checkpoints: tuple[ChainCheckpoints, ...] = ()
 
 
-async def survey(client: PageSource, request: ListingRequest, *, page_budget: int, page_size: int) -> Listing:
-    """One request (plus, on a first run, one-record probes) to learn how to split a resource.
+async def survey(client: PageSource, request: ListingRequest, *, page_size: int) -> Listing:
+    """One request to learn how to split a resource (shard chains: and one page per filter value,
+    to check that the filters split it).
 
     Raises the client's VantaError when Vanta refuses (for example a 400 on a filter value).
     """
@@ -252,12 +254,9 @@ async def survey(client: PageSource, request: ListingRequest, *, page_budget: in
             notices=notices,
             checkpoints=request.checkpoints,
         )
-    expected = request.previous_count
-    if expected is None:
-        expected = await _probe_length(
-            client, request.resource, filters, start=page_budget * page_size, page_size=page_size
-        )
-    return Listing(request.resource, filters, "offsets", expected)
+    # A first run does not know the list's length: it plans one open range, which splits itself as
+    # it reads (run/split.py).
+    return Listing(request.resource, filters, "offsets", request.previous_count or 0)
 
 
 def ranges_for(
@@ -333,9 +332,7 @@ async def plan_run(
 
     Raises the client's VantaError when Vanta refuses (for example a 400 on a filter value).
     """
-    listings = await asyncio.gather(
-        *(survey(client, r, page_budget=page_budget, page_size=page_size) for r in requests)
-    )
+    listings = await asyncio.gather(*(survey(client, r, page_size=page_size) for r in requests))
     wanted = slots() if callable(slots) else slots
     plan = ranges_for(run_id, list(listings), slots=wanted, page_budget=page_budget, page_size=page_size)
     return plan, tuple(notice for listing in listings for notice in listing.notices)
@@ -404,34 +401,6 @@ async def checked_dimensions(
         else:
             kept.append((name, values))
     return kept, tuple(notices)
-
-
-async def _probe_length(
-    client: PageSource, resource: str, filters: Mapping[str, str], *, start: int, page_size: int
-) -> int:
-    """A length at most 1/16 (and at least one page) above the list's true length, from one-record
-    probes one at a time: at doubling offsets from `start` until one is past the end, then halving the
-    interval that holds the end. For 125,000 records: 10 requests (0.5 % of a 2,000-page sync).
-
-    Each probe spends one request of the rate budget, which at 50 a minute is the planning's cost, so
-    probes halve (the most a request can tell) rather than go several at once. A 1/16 estimate leaves
-    at most one range past the end on a wave of 16 ranges a resource (it reads one empty page) or a
-    last range a sixteenth of the list longer at worst: the last range is open, so none is missed."""
-
-    async def present(offset: int) -> bool:
-        page = await client.fetch_page(resource, filters, cursor=cursor_before(offset), page_size=1)
-        return bool(page.records)
-
-    low, high = 1, max(2, start)  # an item exists at offset 1 (has_next_page after the first)
-    while await present(high):
-        low, high = high, high * 2
-    while high - low > max(page_size, low // 16):
-        middle = (low + high) // 2
-        if await present(middle):
-            low = middle
-        else:
-            high = middle
-    return high
 
 
 _BOOLEAN_SHARD_NAMES = {

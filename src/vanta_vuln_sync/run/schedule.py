@@ -226,12 +226,19 @@ async def _plan(
         previous = scope.counts.get(resource) if mode == "full" else None
         chains = tuple(c for c in saved if c.resource == resource)
         requests.append(ListingRequest(resource, filters, previous, chains))
+    sized: list[int] = []
+
+    def slots() -> int:
+        # Sized once the survey has timed Vanta's answers; kept with the run, whose ranges split while
+        # fewer than these are open (run/split.py).
+        sized.append(planned_slots(settings, client.answers))
+        return sized[-1]
+
     plan, notices = await plan_run(
         source,
         run_id,
         requests,
-        # Sized once the survey has timed Vanta's answers.
-        slots=lambda: planned_slots(settings, client.answers),
+        slots=slots,
         page_budget=settings.page_budget,
         page_size=settings.page_size,
     )
@@ -248,6 +255,7 @@ async def _plan(
         reason=request.reason,
         requests=client.counters.requests,
         notices=notices,
+        range_slots=sized[-1] if sized else 0,
     )
 
 

@@ -26,6 +26,7 @@ from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 
 from vanta_vuln_sync.messages import Finalize, PageRange
+from vanta_vuln_sync.run import split
 from vanta_vuln_sync.run.deadline import DeadlineSource, deadline_of, handoff_reserve
 from vanta_vuln_sync.run.services import Services
 from vanta_vuln_sync.run.walk import (
@@ -116,6 +117,15 @@ async def run_step(
     if (progress is None and p.seq > 0) or (progress is not None and progress.next_seq < p.seq):
         logger.warning("step arrived ahead of its range's progress; dropping it", extra={"seq": p.seq})
         return StepResult(committed=False)
+
+    if progress is not None and progress.spawn is not None:
+        if not progress.spawn_sent:
+            # An earlier delivery of this step split the range and died before settling the split.
+            await split.settle(store, p, progress.spawn, _sender(services))
+            progress = await store.get_range(p.run_id, p.resource, p.shard)
+        if progress is not None:
+            # The range's end as its item has it: a split by an uncommitted delivery moved it.
+            p = replace(p, end_offset=progress.end_offset, next_shard=progress.next_shard)
 
     started = time.monotonic()
     client = services.vanta()
@@ -282,10 +292,32 @@ async def _fetch_and_write(
                 return await join_chain(shard, claim)
         return Successor(head=None if progress is None else progress.head)
 
+    async def split_off() -> bool:
+        # Between two pages of an offset range whose head is committed: give the range's far end to
+        # a new range while the run has a range slot free (run/split.py).
+        if first is None and p.seq == 0:
+            return False
+        assert walk.offset is not None
+        spawn = await split.offer(
+            services.store,
+            p,
+            p.seq + 1 if first is not None else p.seq,
+            walk.offset,
+            (walk.end_offset, walk.next_shard),
+            page_size=settings.page_size,
+            send=_sender(services),
+        )
+        if spawn is None:
+            return False
+        logger.info("range split: a new range reads its far end", extra={"new": spawn.shard})
+        services.count("RangesSplit", 1)
+        walk.end_offset, walk.next_shard = spawn.offset, spawn.shard
+        return True
+
     source = DeadlineSource(client, deadline_of(remaining, services.clock, reserve))
     pause = 0
     try:
-        await _walk(p, source, walk, services, keep_going, join, join_chain, publish_head)
+        await _walk(p, source, walk, services, keep_going, join, join_chain, publish_head, split_off)
     except DeadlineReached:
         # The next request's rate slot or end falls past the invocation's safe end: commit what was
         # read (every page so far is whole) and hand the rest on.
@@ -325,6 +357,7 @@ async def _walk(
     join: Callable[[str], Awaitable[list[str] | None]],
     join_chain: ChainJoin,
     publish_head: Callable[[list[str]], Awaitable[bool]],
+    split_off: Callable[[], Awaitable[bool]],
 ) -> None:
     settings = services.settings
     if p.offset is not None:
@@ -334,14 +367,14 @@ async def _walk(
                 p, walk, await services.store.get_range(p.run_id, p.resource, p.shard), services
             )
         try:
-            await _walk_offsets(p, source, walk, services, keep_going, join, publish_head)
+            await _walk_offsets(p, source, walk, services, keep_going, join, publish_head, split_off)
         except HandedOver:
             # The range before stopped short of this one's start while this step read its first page.
             walk.records.clear()
             progress = await services.store.get_range(p.run_id, p.resource, p.shard)
             handed = await _start_handed_over(p, walk, progress, services)
             assert handed
-            await _walk_offsets(p, source, walk, services, keep_going, join, publish_head)
+            await _walk_offsets(p, source, walk, services, keep_going, join, publish_head, split_off)
     else:
         piece_start = None
         beginning = p.seq == 0
@@ -471,6 +504,7 @@ async def _walk_offsets(
     keep_going: Callable[[], bool],
     join: Callable[[str], Awaitable[list[str] | None]],
     publish_head: Callable[[list[str]], Awaitable[bool]],
+    split_off: Callable[[], Awaitable[bool]],
 ) -> None:
     await walk_offsets(
         client,
@@ -483,6 +517,7 @@ async def _walk_offsets(
         keep_going=keep_going,
         join=join,
         publish_head=publish_head,
+        split=split_off,
     )
 
 
@@ -531,6 +566,13 @@ async def _finalize_if_last_range(p: PageRange, services: Services) -> None:
     run = await store.count_range_done(p.run_id, p.resource, p.shard) or await store.get_run(p.run_id)
     if run is not None and run.status == RUNNING and run.all_ranges_done and not run.finalize_sent:
         await _send_finalize(p.run_id, services)
+
+
+def _sender(services: Services) -> Callable[[PageRange], Awaitable[None]]:
+    async def send(page_range: PageRange) -> None:
+        await send_message(services.aws.sqs, services.settings.page_queue_url, page_range)
+
+    return send
 
 
 async def _hand_on(continuation: PageRange, services: Services, *, delay_seconds: int = 0) -> None:

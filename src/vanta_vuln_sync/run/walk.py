@@ -193,6 +193,7 @@ async def walk_offsets(
     keep_going: Callable[[], bool],
     join: Callable[[str], Awaitable[list[str] | None]],
     publish_head: Callable[[list[str]], Awaitable[bool]],
+    split: Callable[[], Awaitable[bool]] | None = None,
 ) -> Walk:
     """Read up to `page_budget` pages of an offset range from `walk`, joined by id (module doc).
 
@@ -267,6 +268,8 @@ async def walk_offsets(
             )
             walk.done = True
             return walk
+        if split is not None and (head is None or walk.next_shard is None) and await split():
+            head = None  # a new successor: its head is asked for near the new end
     return walk
 
 

@@ -38,6 +38,10 @@ class RunState:
     warnings: tuple[str, ...] = ()
     # What planning changed and why (a shard filter that did not split its list, so it was not used).
     notices: tuple[str, ...] = ()
+    # The ranges the run keeps in flight (run/sizing.py): a range splits itself while fewer are open
+    # (run/split.py); 0 for a run planned before ranges split. `added_ranges`: the ranges split off.
+    range_slots: int = 0
+    added_ranges: frozenset[str] = frozenset()
 
     @property
     def ranges_total(self) -> int:
@@ -84,6 +88,9 @@ class RangeState:
     void_next: str | None = None
     void_stop_ids: tuple[str, ...] = ()
     void_end_page: int | None = None
+    # The last range this one split off (run/split.py), and whether its message was sent.
+    spawn: PageRange | None = None
+    spawn_sent: bool = True
 
     @property
     def handed_over(self) -> bool:
@@ -176,6 +183,8 @@ def run_from_item(run_id: str, item: dict[str, Any]) -> RunState:
         planned_ranges=int(item.get("ranges_total", 0)),
         warnings=tuple(sorted(item.get("warnings") or ())),
         notices=tuple(item.get("notices") or ()),
+        range_slots=int(item.get("range_slots", 0)),
+        added_ranges=frozenset(item.get("added_ranges") or ()),
     )
 
 
@@ -209,4 +218,12 @@ def range_from_item(item: dict[str, Any]) -> RangeState:
         void_next=item.get("void_next"),
         void_stop_ids=tuple(item.get("void_stop_ids") or ()),
         void_end_page=item.get("void_end_page"),
+        spawn=_page_range(item["spawn"]) if item.get("spawn") else None,
+        spawn_sent=bool(item.get("spawn_sent", True)),
     )
+
+
+def _page_range(text: str) -> PageRange:
+    message = parse_message(text)
+    assert isinstance(message, PageRange)
+    return message

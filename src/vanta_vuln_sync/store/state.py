@@ -213,6 +213,7 @@ class RunStore:
                 "ranges_total": len(plan),
                 "ranges_done": 0,
                 "requests": run.requests,
+                "range_slots": run.range_slots,
                 "ttl": int(self._clock()) + _RUN_TTL_SECONDS,
             }
         )
@@ -408,6 +409,100 @@ class RunStore:
             },
         )
         return written is not None
+
+    async def propose_split(self, parent: PageRange, seq: int, spawn: PageRange) -> bool:
+        """Record that range `parent`, in its step `seq` (not committed yet), gives its part from
+        `spawn.offset` on to the new range `spawn` (run/split.py): its end and successor become the
+        spawn's start and name, and the spawn is kept, unsent, until it is settled. Only if step `seq`
+        is not committed, the range's successor is still the spawn's (`spawn.next_shard`) and no other
+        spawn is unsettled; False otherwise (nothing changed)."""
+        names = {"#next_seq": "next_seq", "#next_shard": "next_shard", "#spawn": "spawn",
+                 "#spawn_sent": "spawn_sent", "#end_offset": "end_offset"}  # fmt: skip
+        values: dict[str, Any] = {
+            ":seq": {"N": str(seq)},
+            ":at": to_attr(spawn.offset),
+            ":name": {"S": spawn.shard},
+            ":spawn": {"S": spawn.to_json().decode()},
+            ":false": {"BOOL": False},
+        }
+        if spawn.next_shard is None:
+            successor = "attribute_type(#next_shard, :null)"
+            values[":null"] = {"S": "NULL"}
+        else:
+            successor = "#next_shard = :was"
+            values[":was"] = {"S": spawn.next_shard}
+        written = await conditional_write(
+            self._ddb.update_item,
+            TableName=self._table,
+            Key=run_key(parent.run_id, range_sk(parent.resource, parent.shard)),
+            UpdateExpression="SET #end_offset = :at, #next_shard = :name, #spawn = :spawn, "
+            "#spawn_sent = :false",
+            ConditionExpression=f"#next_seq = :seq AND {successor} AND "
+            "(attribute_not_exists(#spawn_sent) OR #spawn_sent = :true)",
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues={**values, ":true": {"BOOL": True}},
+        )
+        return written is not None
+
+    async def claim_range_slot(self, run_id: str, resource: str, shard: str, *, seen_total: int) -> bool:
+        """Count range `shard`, split off while the run was running, into the run's ranges: only if the
+        run is running and still has `seen_total` ranges (no other range took the free slot since) and
+        this range was not counted before. False when that fails (nothing changed)."""
+        name = f"{resource}#{shard}"
+        written = await conditional_write(
+            self._ddb.update_item,
+            TableName=self._table,
+            Key=run_key(run_id),
+            UpdateExpression="ADD #ranges_total :one, #added :name",
+            ConditionExpression="#status = :running AND #ranges_total = :seen "
+            "AND NOT contains(#added, :name_value)",
+            ExpressionAttributeNames={
+                "#ranges_total": "ranges_total",
+                "#added": "added_ranges",
+                "#status": "status",
+            },
+            ExpressionAttributeValues={
+                ":one": {"N": "1"},
+                ":seen": {"N": str(seen_total)},
+                ":name": {"SS": [name]},
+                ":name_value": {"S": name},
+                ":running": {"S": RUNNING},
+            },
+        )
+        return written is not None
+
+    async def settle_split(self, parent: PageRange, spawn: PageRange, *, kept: bool) -> None:
+        """End range `parent`'s unsettled split into `spawn`: `kept` (the spawn was counted and sent)
+        marks it sent; otherwise the range's end and successor go back to the spawn's (the range reads
+        its part itself), if the split is still the range's."""
+        key = run_key(parent.run_id, range_sk(parent.resource, parent.shard))
+        if kept:
+            await self._ddb.update_item(
+                TableName=self._table,
+                Key=key,
+                UpdateExpression="SET #spawn_sent = :true",
+                ExpressionAttributeNames={"#spawn_sent": "spawn_sent"},
+                ExpressionAttributeValues={":true": {"BOOL": True}},
+            )
+            return
+        await conditional_write(
+            self._ddb.update_item,
+            TableName=self._table,
+            Key=key,
+            UpdateExpression="SET #end_offset = :end, #next_shard = :next REMOVE #spawn, #spawn_sent",
+            ConditionExpression="#next_shard = :name",
+            ExpressionAttributeNames={
+                "#end_offset": "end_offset",
+                "#next_shard": "next_shard",
+                "#spawn": "spawn",
+                "#spawn_sent": "spawn_sent",
+            },
+            ExpressionAttributeValues={
+                ":end": to_attr(spawn.end_offset),
+                ":next": to_attr(spawn.next_shard),
+                ":name": {"S": spawn.shard},
+            },
+        )
 
     async def save_checkpoints(self, scope: str, run_id: str, chains: list[ChainCheckpoints]) -> None:
         """Store the chains' checkpoints of a successful run of `scope` (one item per chain, replaced;

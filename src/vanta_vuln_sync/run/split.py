@@ -1,0 +1,129 @@
+"""Ranges that split themselves: no survey of a list's length, and no range slot left idle.
+
+A run plans its offset ranges from the last run's record counts; a first run knows none, and plans one
+open range a resource, from its start. While the run has fewer ranges open than its range slots
+(run/sizing.py), a range walking its part gives the part's far end to a new range, between two pages:
+
+- a range with a planned end gives away the second half of what it has left, if that is at least
+  2 x MIN_PAGES_PER_RANGE pages (work stealing, done by the range that owns the work, so nothing it is
+  reading can move under it);
+- the range at a list's open end, whose length nobody knows, keeps as much again as the list before it
+  (its offset, at least MIN_PAGES_PER_RANGE pages) and gives away everything after that: open ranges
+  double their way to the list's end as a first run's probes did, but every request reads records. A
+  range that starts past the end costs one request (an empty page), once a resource.
+
+The new range is an offset range like a planned one: it begins at a page boundary of the range it came
+from (that one's last page ends on its first record) and ends where that one was to end, joined by id
+(run/walk.py). The steps, each safe to repeat after a crash:
+1. `propose_split` records the split on the range's item (its end and successor become the new range's
+   start and name; the new range is kept there, unsettled), only if the step is not committed;
+2. `claim_range_slot` counts the new range into the run, only if no other range took the free slot
+   meanwhile; the run cannot finish in between, since the splitting range is open;
+3. the new range's message is sent and the split marked settled; or, when the slot was taken,
+   `settle_split` puts the range's end back.
+A delivery of the step that finds an unsettled split (its delivery before died between 1 and 3) settles
+it before it walks (`settle`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
+
+from vanta_vuln_sync.messages import PageRange
+from vanta_vuln_sync.run.planner import MAX_RANGES, MIN_PAGES_PER_RANGE, records_per_page
+from vanta_vuln_sync.store.models import RUNNING, RunState
+from vanta_vuln_sync.store.state import RunStore
+from vanta_vuln_sync.vanta.cursors import cursor_before
+
+Send = Callable[[PageRange], Awaitable[None]]
+
+
+def split_offset(offset: int, end_offset: int | None, page_size: int) -> int | None:
+    """Where a range now at `offset` (the next record it reads) and planned to end at `end_offset`
+    (None: the list's open end) splits, on one of its own page boundaries; None when what it has left
+    is too short to split."""
+    per_page = records_per_page(page_size)
+    if end_offset is None:
+        keep = max(MIN_PAGES_PER_RANGE, offset // per_page)
+    else:
+        left = (end_offset - offset) // per_page
+        if left < 2 * MIN_PAGES_PER_RANGE:
+            return None
+        keep = (left + 1) // 2
+    return offset + keep * per_page
+
+
+def wants_range(run: RunState | None) -> bool:
+    """Whether `run` has a range slot free: it is running with fewer ranges open than its slots."""
+    return (
+        run is not None
+        and run.status == RUNNING
+        and run.ranges_total - run.ranges_done < run.range_slots
+        and run.ranges_total < MAX_RANGES
+    )
+
+
+def spawn_of(p: PageRange, at: int, *, end_offset: int | None, next_shard: str | None) -> PageRange:
+    """The range split off `p` at offset `at`, to end where `p` was to end (`end_offset`, `next_shard`)."""
+    return replace(
+        p,
+        shard=f"x{at:09d}",
+        seq=0,
+        cursor=cursor_before(at),
+        offset=at,
+        end_offset=end_offset,
+        next_shard=next_shard,
+        anchors=(),
+        verify_cursor=None,
+    )
+
+
+async def offer(
+    store: RunStore,
+    p: PageRange,
+    seq: int,
+    offset: int,
+    ends: tuple[int | None, str | None],
+    *,
+    page_size: int,
+    send: Send,
+) -> PageRange | None:
+    """Split range `p` (walking its step `seq`, now at `offset`, planned to end at `ends`: end offset
+    and successor) if its run has a free range slot and it has enough left. Returns the new range,
+    counted and sent (the walk then ends where it begins), or None (nothing changed)."""
+    run = await store.get_run(p.run_id)
+    if run is None or not wants_range(run):
+        return None
+    end_offset, next_shard = ends
+    at = split_offset(offset, end_offset, page_size)
+    if at is None:
+        return None
+    spawn = spawn_of(p, at, end_offset=end_offset, next_shard=next_shard)
+    if not await store.propose_split(p, seq, spawn):
+        return None
+    return spawn if await _settle(store, p, spawn, run, send) else None
+
+
+async def settle(store: RunStore, p: PageRange, spawn: PageRange, send: Send) -> bool:
+    """Settle a split an earlier delivery of `p`'s step left unsettled: count and send its range (True)
+    or put the range's end back (False)."""
+    run = await store.get_run(p.run_id)
+    assert run is not None
+    return await _settle(store, p, spawn, run, send)
+
+
+async def _settle(store: RunStore, p: PageRange, spawn: PageRange, run: RunState, send: Send) -> bool:
+    name = f"{spawn.resource}#{spawn.shard}"
+    while name not in run.added_ranges:
+        if not wants_range(run):
+            await store.settle_split(p, spawn, kept=False)
+            return False
+        if await store.claim_range_slot(p.run_id, spawn.resource, spawn.shard, seen_total=run.ranges_total):
+            break
+        fresh = await store.get_run(p.run_id)
+        assert fresh is not None
+        run = fresh
+    await send(spawn)
+    await store.settle_split(p, spawn, kept=True)
+    return True
