@@ -60,7 +60,13 @@ def crash_in_every_split(aws: AwsClients) -> AwsClients:
     return replace(aws, dynamodb=Wrapped(aws.dynamodb, update_item=update_item))
 
 
-@pytest.mark.parametrize("fault", [None, crash_in_every_split], ids=["undisturbed", "crash-in-every-split"])
+@pytest.mark.parametrize(
+    "fault",
+    [
+        pytest.param(None, id="undisturbed"),
+        pytest.param(crash_in_every_split, id="crash-in-every-split", marks=pytest.mark.exactness),
+    ],
+)
 async def test_a_first_run_splits_its_one_range_and_writes_every_record_once(
     stack: Callable[..., Awaitable[Stack]],
     open_services: Callable[..., Awaitable[Services]],
