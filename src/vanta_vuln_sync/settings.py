@@ -96,6 +96,10 @@ class Settings:
     # Plan opaque-cursor chains as pieces from the last run's checkpoints (store/checkpoints.py), so a
     # second run is no longer bound by its longest chain. CHAIN_PIECES=false walks every chain whole.
     chain_pieces: bool = True
+    # An invocation with time left takes on the continuations of its steps and the ranges they split
+    # off, their messages delayed past its end as copies (run/follow_ups.py); `false`: every step goes
+    # through the queue.
+    take_on_steps: bool = True
 
 
 def _convert(env: Mapping[str, str], name: str, convert: Callable[[str], N], what: str) -> N | None:
@@ -205,4 +209,5 @@ def settings_from_env(env: Mapping[str, str] | None = None) -> Settings:
         worker_stagger=_share(env, "WORKER_STAGGER", 0.1, most=0.5),
         idle_step_delay_seconds=min(_int(env, "IDLE_STEP_DELAY_SECONDS", 30), 900),
         chain_pieces=env.get("CHAIN_PIECES", "true").strip().lower() not in ("0", "false", "no"),
+        take_on_steps=env.get("TAKE_ON_STEPS", "true").strip().lower() not in ("0", "false", "no"),
     )

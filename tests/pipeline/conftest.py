@@ -174,6 +174,9 @@ def _create_stack(endpoint: str, sim: Simulator, **settings: str) -> Stack:
         "POWERTOOLS_SERVICE_NAME": "vanta-vuln-sync",
         "POWERTOOLS_TRACE_DISABLED": "true",
         "POWERTOOLS_LOG_LEVEL": "WARNING",
+        # Every step through the queue, as these tests drive and break it message by message; steps an
+        # invocation takes on itself are tested in test_follow_ups.py (and run in the embedded runtime).
+        "TAKE_ON_STEPS": "false",
         **settings,
     }
     return Stack(

@@ -17,11 +17,13 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from vanta_vuln_sync.messages import (
     Finalize,
     MessageError,
+    PageRange,
     parse_message,
     parse_page_message,
     parse_sync_request,
 )
 from vanta_vuln_sync.run.admission import check_page_range, check_sync_request
+from vanta_vuln_sync.run.follow_ups import FollowUps
 from vanta_vuln_sync.run.schedule import RunCapReached, start_run
 from vanta_vuln_sync.run.services import Services
 from vanta_vuln_sync.run.step import UnknownRunError, run_step
@@ -30,6 +32,9 @@ from vanta_vuln_sync.store.queue import park_poison, send_message
 # Not a child logger: children made before the handler's logger (import order) are orphaned; Logger
 # instances of one service share one handler and one set of context keys anyway.
 logger = Logger()
+# A step is taken on only with this many hand-off reserves of the invocation's time left: one for its
+# own hand-off, the rest for pages worth the step.
+FOLLOW_UP_RESERVES = 3
 
 
 async def process_sync_request(
@@ -102,21 +107,46 @@ async def process_page_message(
             logger.info("Finalize forwarded to its queue", extra={"run_id": message.run_id})
             return "forwarded"
         return await _finalize(message, body, message_id, services, services.settings.page_dlq_url)
-    # Context-variable keys: each record runs in its own task, so concurrent ranges keep their own keys
-    # (Logger.append_keys would be shared by all of them).
-    logger.thread_safe_append_keys(
-        run_id=message.run_id,
-        resource=message.resource,
-        range=f"{message.shard}#{message.seq}",
-        message_id=message_id,
+    _range_keys(message, message_id)
+
+    async def take_on(p: PageRange) -> None:
+        # A step this invocation took on (run/follow_ups.py): its queue copy, delayed past the
+        # invocation's end, runs it if this fails, so a failure here is logged, not raised.
+        _range_keys(p, message_id)
+        try:
+            async with services.in_flight:
+                await run_step(p, services=services, remaining=remaining, follow=follow)
+        except Exception:
+            logger.exception("a step taken on failed; its queue copy runs it after this invocation")
+
+    follow = (
+        FollowUps(
+            take_on,
+            remaining=remaining,
+            slots=services.in_flight,
+            min_seconds=FOLLOW_UP_RESERVES * services.settings.handoff_seconds,
+        )
+        if services.settings.take_on_steps
+        else None
     )
     try:
         async with services.in_flight:
-            result = await run_step(message, services=services, remaining=remaining)
-            return "failed" if result.failed else "step" if result.committed else "noop"
+            result = await run_step(message, services=services, remaining=remaining, follow=follow)
     except UnknownRunError as exc:
         await _park(body, message_id, str(exc), services.settings.page_dlq_url, services)
         return "parked"
+    finally:
+        if follow is not None:
+            await follow.wait()
+    return "failed" if result.failed else "step" if result.committed else "noop"
+
+
+def _range_keys(p: PageRange, message_id: str) -> None:
+    # Context-variable keys: each record (and each step taken on) runs in its own task, so concurrent
+    # ranges keep their own keys (Logger.append_keys would be shared by all of them).
+    logger.thread_safe_append_keys(
+        run_id=p.run_id, resource=p.resource, range=f"{p.shard}#{p.seq}", message_id=message_id
+    )
 
 
 async def finalize_record(record: SQSRecord, services: Services, remaining: Callable[[], float]) -> str:

@@ -28,6 +28,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from vanta_vuln_sync.messages import Finalize, PageRange
 from vanta_vuln_sync.run import split
 from vanta_vuln_sync.run.deadline import DeadlineSource, deadline_of, handoff_reserve
+from vanta_vuln_sync.run.follow_ups import FollowUps
 from vanta_vuln_sync.run.services import Services
 from vanta_vuln_sync.run.walk import (
     ChainJoin,
@@ -92,9 +93,15 @@ class StepResult:
 
 @tracer.capture_method
 async def run_step(
-    page_range: PageRange, *, services: Services, remaining: Callable[[], float]
+    page_range: PageRange,
+    *,
+    services: Services,
+    remaining: Callable[[], float],
+    follow: FollowUps | None = None,
 ) -> StepResult:
-    """Run one step of `page_range`; `remaining()` is the invocation's seconds left.
+    """Run one step of `page_range`; `remaining()` is the invocation's seconds left. With `follow`, the
+    invocation takes on the step's continuation and the ranges it splits off while it has time
+    (run/follow_ups.py); their messages are then sent delayed past its end.
 
     Raises UnknownRunError for a run the table does not hold. A Vanta 400/403 fails the range and its run
     (returned as `failed`, nothing to retry). 429s that outlast the retry budget end the step like its
@@ -130,7 +137,7 @@ async def run_step(
     started = time.monotonic()
     client = services.vanta()
     try:
-        first, commit, walked = await _fetch_and_write(p, client, services, remaining)
+        first, commit, walked = await _fetch_and_write(p, client, services, remaining, follow)
     except RequestRejectedError as exc:
         await fail_run(
             p.run_id,
@@ -183,7 +190,10 @@ async def run_step(
         await _finalize_if_last_range(p, services)
     else:
         continuation = _next_step(p, commit)
-        await _hand_on(continuation, services, delay_seconds=commit.wait_seconds)
+        delay = commit.wait_seconds
+        if not delay and follow is not None:
+            delay = follow.take(continuation, extra_slot=False) or 0
+        await _hand_on(continuation, services, delay_seconds=delay)
     services.handoffs.record(time.monotonic() - walked)
     logger.info(
         "range step committed",
@@ -210,7 +220,11 @@ class Fetched(NamedTuple):
 
 
 async def _fetch_and_write(
-    p: PageRange, client: VantaClient, services: Services, remaining: Callable[[], float]
+    p: PageRange,
+    client: VantaClient,
+    services: Services,
+    remaining: Callable[[], float],
+    follow: FollowUps | None,
 ) -> Fetched:
     """Walk the step and write what it read. Raises StepTaken when another delivery committed the
     first page first."""
@@ -305,7 +319,7 @@ async def _fetch_and_write(
             walk.offset,
             (walk.end_offset, walk.next_shard),
             page_size=settings.page_size,
-            send=_sender(services),
+            send=_sender(services, follow),
         )
         if spawn is None:
             return False
@@ -568,9 +582,15 @@ async def _finalize_if_last_range(p: PageRange, services: Services) -> None:
         await _send_finalize(p.run_id, services)
 
 
-def _sender(services: Services) -> Callable[[PageRange], Awaitable[None]]:
+def _sender(services: Services, follow: FollowUps | None = None) -> Callable[[PageRange], Awaitable[None]]:
+    """How a range split off is sent: taken on by this invocation when it can (`follow`), its message
+    then delayed past the invocation's end; else as it is."""
+
     async def send(page_range: PageRange) -> None:
-        await send_message(services.aws.sqs, services.settings.page_queue_url, page_range)
+        delay = follow.take(page_range, extra_slot=True) if follow is not None else None
+        await send_message(
+            services.aws.sqs, services.settings.page_queue_url, page_range, delay_seconds=delay or 0
+        )
 
     return send
 

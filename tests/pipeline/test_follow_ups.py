@@ -1,0 +1,136 @@
+"""An invocation takes on the steps it hands on (run/follow_ups.py): a run's ranges stay in the containers
+that began them instead of waking one for every continuation, every record is still written once, and a
+step taken on that dies is run by its queue copy after the invocation's end.
+
+Crashes are injected by thin wrappers around the real aiobotocore clients (test scaffolding), as in
+test_redelivery.py: the wrapped call raises instead of reaching moto, as if the Lambda died there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
+from typing import Any
+
+import orjson
+
+from vanta_vuln_sync.aws import AwsClients
+from vanta_vuln_sync.handlers.records import process_page_message, process_sync_request
+from vanta_vuln_sync.run.services import Services
+
+from .conftest import Stack
+from .drive import ThreadedDriver, settle
+from .test_redelivery import Crash, Wrapped
+
+REQUEST = orjson.dumps(
+    {"v": 1, "type": "SyncRequest", "resources": ["vulnerabilities"], "mode": "full", "reason": "follow"}
+)
+SCOPE = "vulnerabilities"
+SETTINGS = {"PAGE_SIZE": "10", "PAGE_BUDGET": "3", "RANGE_SLOTS": "4", "TAKE_ON_STEPS": "true"}
+
+
+def assert_every_record_once(deployed: Stack, run_id: str) -> None:
+    written = [r["id"] for records in deployed.records_by_key(run_id).values() for r in records]
+    assert not [i for i, n in Counter(written).items() if n > 1]
+    assert sorted(written) == sorted(r["id"] for r in deployed.sim.dataset.records("vulnerabilities"))
+
+
+def steps_committed(deployed: Stack, run_id: str) -> int:
+    items = deployed.ddb.query(
+        TableName=deployed.table,
+        KeyConditionExpression="pk = :pk AND begins_with(sk, :range)",
+        ExpressionAttributeValues={":pk": {"S": f"run#{run_id}"}, ":range": {"S": "range#"}},
+        ConsistentRead=True,
+    )["Items"]
+    return sum(int(item["next_seq"]["N"]) for item in items)
+
+
+async def test_a_run_keeps_its_ranges_in_the_invocations_that_began_them(
+    stack: Callable[..., Awaitable[Stack]],
+) -> None:
+    # Given 1,500 vulnerabilities read in steps of 3 pages of 10 by up to 4 ranges, on 2 worker
+    # containers whose invocations may run 60 s
+    deployed = await stack(sim={"vulnerabilities": 1_500, "seed": 43}, **SETTINGS)
+    deployed.send_request(REQUEST)
+    driver = ThreadedDriver(deployed, workers=2, function_timeout=60)
+    # When the sync runs
+    await asyncio.to_thread(driver.run_until, lambda: deployed.last_success(SCOPE) is not None, 150)
+    run_id = deployed.last_success(SCOPE)
+    assert run_id is not None
+    # Then every record is written once
+    assert_every_record_once(deployed, run_id)
+    # And most steps ran in an invocation that was already running: far fewer worker invocations than
+    # steps (before, one or more a step: each continuation woke an invocation of its own)
+    steps, invocations = steps_committed(deployed, run_id), driver.worker_stats().invocations
+    assert steps >= 50
+    assert invocations * 4 <= steps, (invocations, steps)
+
+
+def crash_in_every_fifth_step(crashes: list[str]) -> Callable[[AwsClients], AwsClients]:
+    """The S3 write of every fifth step's records dies (before its commit), noted in `crashes`: steps
+    taken on by an invocation are then run by their queue copy, steps delivered from the queue by the
+    message's redelivery."""
+
+    def wrap(aws: AwsClients) -> AwsClients:
+        writes: list[str] = []
+
+        async def put_object(**kwargs: Any) -> Any:
+            if "resource=" in kwargs["Key"]:  # a step's records (not Finalize's outputs)
+                writes.append(kwargs["Key"])
+                if len(writes) % 5 == 0:
+                    crashes.append(kwargs["Key"])
+                    raise Crash("a step died before its commit")
+            return await aws.s3.put_object(**kwargs)
+
+        return replace(aws, s3=Wrapped(aws.s3, put_object=put_object))
+
+    return wrap
+
+
+async def test_a_step_taken_on_that_dies_is_run_by_its_queue_copy(
+    stack: Callable[..., Awaitable[Stack]], open_services: Callable[..., Awaitable[Services]]
+) -> None:
+    # Given invocations with 8 s left that take on steps while at least 3 hand-off reserves of 1 s are
+    # left, so a step taken on leaves a copy on the queue delayed 10 s
+    deployed = await stack(sim={"vulnerabilities": 400, "seed": 44}, STEP_HANDOFF_SECONDS="1", **SETTINGS)
+    crashes: list[str] = []
+    services = await open_services(crash_in_every_fifth_step(crashes))
+    deployed.send_request(REQUEST)
+    # When the queues are worked message by message (a failed record comes back at once), with every
+    # fifth step's write dying once
+    deadline = time.monotonic() + 120
+    failures = 0
+    while deployed.last_success(SCOPE) is None:
+        assert time.monotonic() < deadline, "the run did not finish"
+        for url in (deployed.request_queue_url, deployed.page_queue_url):
+            messages = deployed.sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", [])
+            failed: set[str] = set()
+            for message in messages:
+                try:
+                    if url == deployed.request_queue_url:
+                        await process_sync_request(
+                            message["Body"], message["MessageId"], None, services=services
+                        )
+                    else:
+                        ends = time.monotonic() + 8.0
+                        await process_page_message(
+                            message["Body"],
+                            message["MessageId"],
+                            services=services,
+                            remaining=lambda ends=ends: ends - time.monotonic(),
+                        )
+                except Crash:
+                    failures += 1
+                    failed.add(message["MessageId"])
+            settle(deployed.sqs, url, messages, failed)
+        await asyncio.sleep(0.2)
+    run_id = deployed.last_success(SCOPE)
+    assert run_id is not None
+    # Then the writes died, and still every record is written once
+    # (the steps from the queue that died failed their record; those taken on died inside a record
+    # that succeeded, and their copies ran them)
+    assert len(crashes) > failures
+    assert_every_record_once(deployed, run_id)
