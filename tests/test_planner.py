@@ -27,8 +27,10 @@ from vanta_vuln_sync.run.planner import (
     offset_ranges,
     plan_resource,
     plan_run,
+    probe_length,
     range_counts,
     shard_ranges,
+    survey,
 )
 from vanta_vuln_sync.simulator import Simulator
 from vanta_vuln_sync.vanta import InProcessTokenProvider, NoRateLimit, VantaClient, token_fetcher
@@ -259,12 +261,24 @@ class _ListOf:
 
 @given(length=st.integers(min_value=2, max_value=3_000_000))
 @settings(max_examples=50, deadline=None)
-def test_a_first_run_plans_one_open_range_from_one_request(length: int) -> None:
+def test_a_compact_first_run_plans_one_open_range_from_one_request(length: int) -> None:
     """No survey of the list's length: the range splits itself as it reads (run/split.py)."""
     source = _ListOf(length)
     plan = asyncio.run(
         plan_resource(source, RUN_ID, "vulnerabilities", {}, previous_count=None, page_budget=50,
-                      page_size=100, slots=8)
+                      page_size=100, slots=4, probe_above=5)
     )  # fmt: skip
     assert source.requests == 1
     assert [(p.offset, p.end_offset, p.next_shard) for p in plan] == [(0, None, None)]
+
+
+@given(length=st.integers(min_value=2, max_value=3_000_000))
+@settings(max_examples=100, deadline=None)
+def test_a_first_run_with_many_slots_probes_the_length_within_a_sixteenth(length: int) -> None:
+    source = _ListOf(length)
+    listing = asyncio.run(survey(source, ListingRequest("vulnerabilities", {}), page_size=100))
+    assert listing.style == "offsets"
+    length_found = asyncio.run(probe_length(source, "vulnerabilities", {}, start=5000, page_size=100))
+    assert length <= length_found <= length + max(100, length // 16)
+    # one survey request, then probes that double from 5,000 records past the end and halve to 1/16
+    assert source.requests <= math.log2(max(length, 5000) / 5000) + 8

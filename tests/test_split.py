@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from vanta_vuln_sync.messages import PageRange
 from vanta_vuln_sync.run.planner import MAX_RANGES, MIN_PAGES_PER_RANGE
-from vanta_vuln_sync.run.split import spawn_of, split_offset, wants_range
+from vanta_vuln_sync.run.split import has_most_left, spawn_of, split_offset, wants_range
 from vanta_vuln_sync.store.models import FAILED, RUNNING, RunState
 from vanta_vuln_sync.vanta.cursors import cursor_before
 
@@ -92,3 +92,20 @@ def test_the_new_range_starts_where_the_split_is_and_ends_where_the_range_was_to
     )
     assert (spawn.end_offset, spawn.next_shard, spawn.anchors) == (5000, "o00002", ())
     assert (spawn.resource, spawn.filters, spawn.page_budget) == (parent.resource, parent.filters, 50)
+
+
+def test_only_the_range_with_the_most_left_halves_itself() -> None:
+    def named(shard: str) -> PageRange:
+        return PageRange(
+            run_id="r", resource="vulnerabilities", shard=shard, filters={}, seq=1, page_budget=5
+        )
+
+    lefts: dict[str, int | None] = {
+        "vulnerabilities#a": 500,
+        "vulnerabilities#b": 900,
+        "vulnerabilities#c": 900,
+        "vulnerabilities#d": None,  # open to the list's end: splits on its own terms
+    }
+    assert [s for s in "abcd" if has_most_left(named(s), lefts)] == ["b"]
+    # a range whose progress is not committed yet does not split
+    assert not has_most_left(named("e"), lefts)

@@ -86,6 +86,16 @@ class Stack:
             TableName=self.table, Key={"pk": {"S": f"run#{run_id}"}, "sk": {"S": "plan"}}
         )["Item"]
 
+    def range_items(self, run_id: str) -> list[dict[str, Any]]:
+        return list(
+            self.ddb.query(
+                TableName=self.table,
+                KeyConditionExpression="pk = :pk AND begins_with(sk, :range)",
+                ExpressionAttributeValues={":pk": {"S": f"run#{run_id}"}, ":range": {"S": "range#"}},
+                ConsistentRead=True,
+            )["Items"]
+        )
+
     def run_ids(self) -> list[str]:
         # Filtered: the tests poll this several times a second, and moto's cost is in serializing items.
         pages = self.ddb.get_paginator("scan").paginate(

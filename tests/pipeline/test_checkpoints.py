@@ -62,13 +62,7 @@ def plan(deployed: Stack, run_id: str) -> list[dict[str, Any]]:
 
 
 def ranges(deployed: Stack, run_id: str) -> list[dict[str, Any]]:
-    items = deployed.ddb.query(
-        TableName=deployed.table,
-        KeyConditionExpression="pk = :pk AND begins_with(sk, :range)",
-        ExpressionAttributeValues={":pk": {"S": f"run#{run_id}"}, ":range": {"S": "range#"}},
-        ConsistentRead=True,
-    )["Items"]
-    return list(items)
+    return deployed.range_items(run_id)
 
 
 def pieces_per_chain(deployed: Stack, run_id: str) -> Counter[str]:

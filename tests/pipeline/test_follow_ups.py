@@ -39,13 +39,7 @@ def assert_every_record_once(deployed: Stack, run_id: str) -> None:
 
 
 def steps_committed(deployed: Stack, run_id: str) -> int:
-    items = deployed.ddb.query(
-        TableName=deployed.table,
-        KeyConditionExpression="pk = :pk AND begins_with(sk, :range)",
-        ExpressionAttributeValues={":pk": {"S": f"run#{run_id}"}, ":range": {"S": "range#"}},
-        ConsistentRead=True,
-    )["Items"]
-    return sum(int(item["next_seq"]["N"]) for item in items)
+    return sum(int(item["next_seq"]["N"]) for item in deployed.range_items(run_id))
 
 
 async def test_a_run_keeps_its_ranges_in_the_invocations_that_began_them(

@@ -28,9 +28,9 @@ REQUEST = orjson.dumps(
 )
 SCOPE = "vulnerabilities"
 VULNERABILITIES = 1_500
-# Pages of 10 records (9 new a page: each overlaps the one before by a record), 6 pages a step, and 8
+# Pages of 10 records (9 new a page: each overlaps the one before by a record), 6 pages a step, and 2
 # range slots: the one planned range splits into several while it reads the list's 167 pages.
-SETTINGS = {"PAGE_SIZE": "10", "PAGE_BUDGET": "6", "RANGE_SLOTS": "8"}
+SETTINGS = {"PAGE_SIZE": "10", "PAGE_BUDGET": "6", "RANGE_SLOTS": "2"}
 
 
 def crash_in_every_split(aws: AwsClients) -> AwsClients:
@@ -45,7 +45,7 @@ def crash_in_every_split(aws: AwsClients) -> AwsClients:
         expression, values = kwargs["UpdateExpression"], kwargs["ExpressionAttributeValues"]
         if expression.startswith("SET #end_offset = :at"):
             step_of.setdefault(values[":name"]["S"], f"{kwargs['Key']} {values[':seq']['N']}")
-        claim = expression.startswith("ADD #ranges_total")
+        claim = kwargs.get("ExpressionAttributeNames", {}).get("#counter") == "ranges_total"
         step = step_of.get(values[":name_value"]["S"].split("#")[1], "") if claim else ""
         dies = claim and step not in died
         if dies:
@@ -72,7 +72,8 @@ async def test_a_first_run_splits_its_one_range_and_writes_every_record_once(
     open_services: Callable[..., Awaitable[Services]],
     fault: Callable[[AwsClients], AwsClients] | None,
 ) -> None:
-    # Given a first run of 1,500 vulnerabilities with arrayconnection cursors and 8 range slots
+    # Given a first run of 1,500 vulnerabilities with arrayconnection cursors and 2 range slots (a
+    # compact run: its length is not probed, run/split.py)
     deployed = await stack(sim={"vulnerabilities": VULNERABILITIES, "seed": 41}, **SETTINGS)
     deployed.send_request(REQUEST)
     # When it runs through the scheduler and the workers (dying in every split, for the fault)
@@ -93,10 +94,12 @@ async def test_a_first_run_splits_its_one_range_and_writes_every_record_once(
     written = [r["id"] for records in deployed.records_by_key(run_id).values() for r in records]
     assert not [i for i, n in Counter(written).items() if n > 1]
     assert sorted(written) == sorted(r["id"] for r in deployed.sim.dataset.records("vulnerabilities"))
-    # And no request was spent on a list's length: the pages (9 new records each), the survey, and at
-    # most one empty page where a split landed past the end of the list
+    # And, undisturbed, no request was spent on a list's length: the pages (9 new records each), the
+    # survey, and at most one empty page where a split landed past the end of the list (a step that
+    # died reads its pages again)
     pages = -(-VULNERABILITIES // 9)
-    assert deployed.sim.counters.requests <= pages + 1 + 1 + len(added)
+    if fault is None:
+        assert deployed.sim.counters.requests <= pages + 1 + 1 + len(added)
     assert deployed.dlq_messages(deployed.page_dlq_url) == []
     if fault is not None:
         assert any("split" in error for error in stats.errors), stats.errors

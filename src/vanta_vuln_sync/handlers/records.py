@@ -109,13 +109,13 @@ async def process_page_message(
         return await _finalize(message, body, message_id, services, services.settings.page_dlq_url)
     _range_keys(message, message_id)
 
-    async def take_on(p: PageRange) -> None:
+    async def take_on(p: PageRange, left: Callable[[], float]) -> None:
         # A step this invocation took on (run/follow_ups.py): its queue copy, delayed past the
         # invocation's end, runs it if this fails, so a failure here is logged, not raised.
         _range_keys(p, message_id)
         try:
             async with services.in_flight:
-                await run_step(p, services=services, remaining=remaining, follow=follow)
+                await run_step(p, services=services, remaining=left, follow=follow)
         except Exception:
             logger.exception("a step taken on failed; its queue copy runs it after this invocation")
 
@@ -125,6 +125,7 @@ async def process_page_message(
             remaining=remaining,
             slots=services.in_flight,
             min_seconds=FOLLOW_UP_RESERVES * services.settings.handoff_seconds,
+            stagger=services.settings.worker_stagger,
         )
         if services.settings.take_on_steps
         else None

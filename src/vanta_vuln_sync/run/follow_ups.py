@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import random
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -26,22 +27,25 @@ COPY_MARGIN_SECONDS = 2
 
 
 class FollowUps:
-    """The steps one record's invocation took on (see the module doc). `run(p)` runs one of them (and
-    takes on what it hands on); `remaining()` is the invocation's time left; `slots` the container's
-    ranges in flight; no step is taken on with less than `min_seconds` left."""
+    """The steps one record's invocation took on (see the module doc). `run(p, remaining)` runs one of
+    them with its own time left (and takes on what it hands on); `remaining()` is the invocation's time
+    left; `slots` the container's ranges in flight; no step is taken on with less than `min_seconds`
+    left; each leaves up to `stagger` of the time left at its start unused."""
 
     def __init__(
         self,
-        run: Callable[[PageRange], Coroutine[Any, Any, None]],
+        run: Callable[[PageRange, Callable[[], float]], Coroutine[Any, Any, None]],
         *,
         remaining: Callable[[], float],
         slots: asyncio.Semaphore,
         min_seconds: float,
+        stagger: float = 0.0,
     ) -> None:
         self._run = run
         self._remaining = remaining
         self._slots = slots
         self._min_seconds = min_seconds
+        self._stagger = stagger
         self._tasks: set[asyncio.Task[None]] = set()
         self.taken = 0
 
@@ -52,7 +56,11 @@ class FollowUps:
         left = self._remaining()
         if left < self._min_seconds or (extra_slot and self._slots.locked()):
             return None
-        task = asyncio.create_task(self._run(p))
+        # Each step taken on leaves a share of the time left unused, drawn at random (up to `stagger`):
+        # the ranges of one invocation share its end, and handing on all at once, in the same
+        # seconds, is what a hand-off's reserve cannot foresee.
+        early = random.uniform(0.0, self._stagger) * left
+        task = asyncio.create_task(self._run(p, lambda: self._remaining() - early))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         self.taken += 1

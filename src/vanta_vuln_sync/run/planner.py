@@ -2,10 +2,11 @@
 
 Per resource, chosen at run time by fetching one record (all resources are surveyed at once):
 - **Offset ranges** when the cursor decodes to `arrayconnection:<offset>`: any page can be addressed, so
-  the list is cut into ranges `[offset, offset + k pages)`, sized from the previous run's count (a
-  first run, which knows none, plans one range from the start). The last range is open: it goes on
-  until `hasNextPage` is false, so a list that grew since is still read to its end; and every range
-  splits itself while the run has range slots free (run/split.py), so no length is ever surveyed.
+  the list is cut into ranges `[offset, offset + k pages)`, sized from the previous run's count. A
+  first run, which knows none, plans one range from the start when the run is compact (run/split.py):
+  that range splits itself as it reads; otherwise it finds the length with one-record probes (within
+  1/16) and plans one wave. The last range is open: it goes on until `hasNextPage` is false, so a list
+  that grew since is still read to its end.
   The ranges of a run fill the run's range slots (run/sizing.py: what the rate limit needs, at most
   workers x ranges in flight) once, and have about the same number of pages whatever their resource:
   all start at once, share the rate budget evenly and end together, so no slot idles behind a longer
@@ -323,18 +324,39 @@ async def plan_run(
     slots: int | Callable[[], int],
     page_budget: int,
     page_size: int,
+    probe_above: int = 0,
 ) -> tuple[list[PageRange], tuple[str, ...]]:
     """The ranges of a run: every resource surveyed at once (their requests share the rate budget and
     overlap their latency), then split (see the module doc); and the notices its survey raised (a
     filter that does not split a list, so it was listed without splitting on it). `slots`: the run's
     range slots, or a function that gives them once the survey is done (the scheduler sizes them from
-    how fast Vanta answered it: run/sizing.py).
+    how fast Vanta answered it: run/sizing.py). A list whose length no earlier run counted is planned
+    as one open range that splits itself (run/split.py) when the run has at most `probe_above` slots;
+    with more, its length is probed and one wave planned (see run/split.py: `compact`).
 
     Raises the client's VantaError when Vanta refuses (for example a 400 on a filter value).
     """
-    listings = await asyncio.gather(*(survey(client, r, page_size=page_size) for r in requests))
+    listings = list(await asyncio.gather(*(survey(client, r, page_size=page_size) for r in requests)))
     wanted = slots() if callable(slots) else slots
-    plan = ranges_for(run_id, list(listings), slots=wanted, page_budget=page_budget, page_size=page_size)
+    unknown = [
+        i for i, x in enumerate(listings) if x.style == "offsets" and requests[i].previous_count is None
+    ]
+    if unknown and wanted > probe_above:
+        lengths = await asyncio.gather(
+            *(
+                probe_length(
+                    client,
+                    listings[i].resource,
+                    listings[i].filters,
+                    start=page_budget * page_size,
+                    page_size=page_size,
+                )
+                for i in unknown
+            )
+        )
+        for i, length in zip(unknown, lengths, strict=True):
+            listings[i] = replace(listings[i], expected_records=length)
+    plan = ranges_for(run_id, listings, slots=wanted, page_budget=page_budget, page_size=page_size)
     return plan, tuple(notice for listing in listings for notice in listing.notices)
 
 
@@ -348,11 +370,18 @@ async def plan_resource(
     page_budget: int,
     page_size: int,
     slots: int = 1,
+    probe_above: int = 0,
 ) -> list[PageRange]:
     """The ranges for one resource alone (see plan_run)."""
     request = ListingRequest(resource, filters, previous_count)
     plan, _ = await plan_run(
-        client, run_id, [request], slots=slots, page_budget=page_budget, page_size=page_size
+        client,
+        run_id,
+        [request],
+        slots=slots,
+        page_budget=page_budget,
+        page_size=page_size,
+        probe_above=probe_above,
     )
     return plan
 
@@ -401,6 +430,34 @@ async def checked_dimensions(
         else:
             kept.append((name, values))
     return kept, tuple(notices)
+
+
+async def probe_length(
+    client: PageSource, resource: str, filters: Mapping[str, str], *, start: int, page_size: int
+) -> int:
+    """A length at most 1/16 (and at least one page) above the list's true length, from one-record
+    probes one at a time: at doubling offsets from `start` until one is past the end, then halving the
+    interval that holds the end. For 125,000 records: 10 requests (0.5 % of a 2,000-page sync).
+
+    Each probe spends one request of the rate budget, which at 50 a minute is the planning's cost, so
+    probes halve (the most a request can tell) rather than go several at once. A 1/16 estimate leaves
+    at most one range past the end on a wave of 16 ranges a resource (it reads one empty page) or a
+    last range a sixteenth of the list longer at worst: the last range is open, so none is missed."""
+
+    async def present(offset: int) -> bool:
+        page = await client.fetch_page(resource, filters, cursor=cursor_before(offset), page_size=1)
+        return bool(page.records)
+
+    low, high = 1, max(2, start)  # an item exists at offset 1 (has_next_page after the first)
+    while await present(high):
+        low, high = high, high * 2
+    while high - low > max(page_size, low // 16):
+        middle = (low + high) // 2
+        if await present(middle):
+            low = middle
+        else:
+            high = middle
+    return high
 
 
 _BOOLEAN_SHARD_NAMES = {

@@ -241,6 +241,8 @@ async def _plan(
         slots=slots,
         page_budget=settings.page_budget,
         page_size=settings.page_size,
+        # A compact run's unknown lists are open ranges that split themselves (run/split.py).
+        probe_above=settings.ranges_in_flight // 2,
     )
     for notice in notices:
         logger.warning("plan changed: a filter does not split a list", extra={"notice": notice})

@@ -117,6 +117,9 @@ async def run_step(
     if run.status != RUNNING:
         logger.info("run already ended; dropping step", extra={"status": run.status, "seq": p.seq})
         return StepResult(committed=False)
+    compact = split.compact(run.range_slots, services.settings.ranges_in_flight)
+    if not compact:
+        follow = None  # a larger run steps through the queue and does not split (run/split.py)
     progress = await store.get_range(p.run_id, p.resource, p.shard)
     if progress is not None and progress.next_seq > p.seq:
         await _repeat_hand_on(p, progress, services)
@@ -137,7 +140,7 @@ async def run_step(
     started = time.monotonic()
     client = services.vanta()
     try:
-        first, commit, walked = await _fetch_and_write(p, client, services, remaining, follow)
+        first, commit, walked = await _fetch_and_write(p, client, services, remaining, follow, compact)
     except RequestRejectedError as exc:
         await fail_run(
             p.run_id,
@@ -225,6 +228,7 @@ async def _fetch_and_write(
     services: Services,
     remaining: Callable[[], float],
     follow: FollowUps | None,
+    compact: bool,
 ) -> Fetched:
     """Walk the step and write what it read. Raises StepTaken when another delivery committed the
     first page first."""
@@ -309,7 +313,12 @@ async def _fetch_and_write(
     async def split_off() -> bool:
         # Between two pages of an offset range whose head is committed: give the range's far end to
         # a new range while the run has a range slot free (run/split.py).
-        if first is None and p.seq == 0:
+        if (
+            not compact
+            or (first is None and p.seq == 0)
+            or remaining() < 2 * (client.attempt_allowance() + reserve)
+        ):
+            # A split's few writes must not push the step's hand-off past the invocation's end.
             return False
         assert walk.offset is not None
         spawn = await split.offer(
@@ -378,7 +387,7 @@ async def _walk(
         if p.seq == 0:
             # Handed over by the range before: go on from where it ended (no head to publish).
             await _start_handed_over(
-                p, walk, await services.store.get_range(p.run_id, p.resource, p.shard), services
+                p, walk, await services.store.get_range(p.run_id, p.resource, p.shard), services, source
             )
         try:
             await _walk_offsets(p, source, walk, services, keep_going, join, publish_head, split_off)
@@ -386,7 +395,7 @@ async def _walk(
             # The range before stopped short of this one's start while this step read its first page.
             walk.records.clear()
             progress = await services.store.get_range(p.run_id, p.resource, p.shard)
-            handed = await _start_handed_over(p, walk, progress, services)
+            handed = await _start_handed_over(p, walk, progress, services, source)
             assert handed
             await _walk_offsets(p, source, walk, services, keep_going, join, publish_head, split_off)
     else:
@@ -401,7 +410,7 @@ async def _walk(
                 walk.void = walk.done = True  # stepped aside in an earlier delivery of this step
                 return
             beginning = p.seq == 0 or progress is None or progress.head is None
-            if beginning and not await _start_handed_over(p, walk, progress, services):
+            if beginning and not await _start_handed_over(p, walk, progress, services, source):
                 piece_start = PieceStart(
                     start_ids=p.start_ids,
                     publish_head=publish_head,
@@ -428,13 +437,13 @@ async def _walk(
             walk.records.clear()
             walk.checkpoints.clear()
             progress = await services.store.get_range(p.run_id, p.resource, p.shard)
-            handed = await _start_handed_over(p, walk, progress, services)
+            handed = await _start_handed_over(p, walk, progress, services, source)
             assert handed
             await chain(None)
 
 
 async def _start_handed_over(
-    p: PageRange, walk: Walk, progress: RangeState | None, services: Services
+    p: PageRange, walk: Walk, progress: RangeState | None, services: Services, source: DeadlineSource
 ) -> bool:
     """Set `walk` to start where the range that claimed this one ends, if one did (True): its
     committed progress, once it has committed its last step (up to HANDED_WAIT_SECONDS). A handed-over
@@ -442,7 +451,10 @@ async def _start_handed_over(
     range before has not committed its last step yet."""
     if progress is None or progress.handed_by is None:
         return False
+    # Never past the step's safe end (a step taken on may start with little of its invocation left).
     waited_until = services.clock() + HANDED_WAIT_SECONDS
+    if source.deadline is not None:
+        waited_until = min(waited_until, source.deadline)
     while True:
         before = await services.store.get_range(p.run_id, p.resource, progress.handed_by)
         if before is not None and before.status == DONE:

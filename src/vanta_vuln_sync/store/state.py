@@ -262,6 +262,33 @@ class RunStore:
         )
         return [range_from_item(item) for item in items]
 
+    async def ranges_left(self, run_id: str) -> dict[str, int | None]:
+        """Records each open offset range of the run has left as its last commit stands (its planned
+        end less where its next step starts; None for a range open to the list's end), by
+        `resource#shard`. Only what that needs is read (a projection), not the ranges' object lists."""
+        items = await every_item(
+            self._ddb.query,
+            TableName=self._table,
+            KeyConditionExpression="pk = :pk AND begins_with(sk, :range)",
+            ProjectionExpression="#resource, #shard, #status, #next_offset, #end_offset",
+            ExpressionAttributeNames={
+                "#resource": "resource",
+                "#shard": "shard",
+                "#status": "status",
+                "#next_offset": "next_offset",
+                "#end_offset": "end_offset",
+            },
+            ExpressionAttributeValues={":pk": {"S": run_pk(run_id)}, ":range": {"S": RANGE_SK_PREFIX}},
+            ConsistentRead=True,
+        )
+        return {
+            f"{item['resource']}#{item['shard']}": (
+                None if item.get("end_offset") is None else int(item["end_offset"]) - int(item["next_offset"])
+            )
+            for item in items
+            if item.get("status") == OPEN and item.get("next_offset") is not None and "shard" in item
+        }
+
     async def commit_step(self, page_range: PageRange, step: StepCommit) -> bool:
         """Record one step of a range: its object, its counts, where the next step starts. Only if the
         range's `next_seq` is `step.seq`, and for a step that `publishes_head` only if the range before
@@ -448,26 +475,13 @@ class RunStore:
         """Count range `shard`, split off while the run was running, into the run's ranges: only if the
         run is running and still has `seen_total` ranges (no other range took the free slot since) and
         this range was not counted before. False when that fails (nothing changed)."""
-        name = f"{resource}#{shard}"
-        written = await conditional_write(
-            self._ddb.update_item,
-            TableName=self._table,
-            Key=run_key(run_id),
-            UpdateExpression="ADD #ranges_total :one, #added :name",
-            ConditionExpression="#status = :running AND #ranges_total = :seen "
-            "AND NOT contains(#added, :name_value)",
-            ExpressionAttributeNames={
-                "#ranges_total": "ranges_total",
-                "#added": "added_ranges",
-                "#status": "status",
-            },
-            ExpressionAttributeValues={
-                ":one": {"N": "1"},
-                ":seen": {"N": str(seen_total)},
-                ":name": {"SS": [name]},
-                ":name_value": {"S": name},
-                ":running": {"S": RUNNING},
-            },
+        written = await self._count_once(
+            run_id,
+            "ranges_total",
+            "added_ranges",
+            f"{resource}#{shard}",
+            condition=" AND #counter = :seen",
+            values={":seen": {"N": str(seen_total)}},
         )
         return written is not None
 
@@ -583,29 +597,40 @@ class RunStore:
         ranges and `ranges_done` grows by one only if the name was not in it. Returns the run as this
         call left it, or None when the range was already counted or the run is no longer running (so
         exactly one call sees the last range counted)."""
-        name = f"{resource}#{shard}"
-        reply = await conditional_write(
+        reply = await self._count_once(run_id, "ranges_done", "done_ranges", f"{resource}#{shard}")
+        if reply is None:
+            return None
+        return run_from_item(run_id, from_item(reply["Attributes"]))
+
+    async def _count_once(
+        self,
+        run_id: str,
+        counter: str,
+        names: str,
+        name: str,
+        *,
+        condition: str = "",
+        values: dict[str, Any] | None = None,
+    ) -> dict[str, Any] | None:
+        """Add one to the running run's `counter` and `name` to its set `names`, only if the name is not
+        in it yet (and `condition` holds): the reply with the run as it left it, or None (nothing
+        changed)."""
+        return await conditional_write(
             self._ddb.update_item,
             TableName=self._table,
             Key=run_key(run_id),
-            UpdateExpression="ADD #ranges_done :one, #done_ranges :name",
-            ConditionExpression="#status = :running AND NOT contains(#done_ranges, :name_value)",
-            ExpressionAttributeNames={
-                "#ranges_done": "ranges_done",
-                "#done_ranges": "done_ranges",
-                "#status": "status",
-            },
+            UpdateExpression="ADD #counter :one, #names :name",
+            ConditionExpression="#status = :running AND NOT contains(#names, :name_value)" + condition,
+            ExpressionAttributeNames={"#counter": counter, "#names": names, "#status": "status"},
             ExpressionAttributeValues={
                 ":one": {"N": "1"},
                 ":name": {"SS": [name]},
                 ":name_value": {"S": name},
                 ":running": {"S": RUNNING},
+                **(values or {}),
             },
             ReturnValues="ALL_NEW",
         )
-        if reply is None:
-            return None
-        return run_from_item(run_id, from_item(reply["Attributes"]))
 
     async def finish_run(self, run_id: str, status: str, *, failure: str | None = None) -> bool:
         """Move the run from running to `status` (succeeded or failed). True only for the one call that
