@@ -47,7 +47,6 @@ class FollowUps:
         self._min_seconds = min_seconds
         self._stagger = stagger
         self._tasks: set[asyncio.Task[None]] = set()
-        self.taken = 0
 
     def take(self, p: PageRange, *, extra_slot: bool) -> int | None:
         """Take step `p` on here, started at once, if the invocation has the time (and, for a new range,
@@ -63,7 +62,6 @@ class FollowUps:
         task = asyncio.create_task(self._run(p, lambda: self._remaining() - early))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-        self.taken += 1
         return min(MAX_DELAY_SECONDS, math.ceil(left) + COPY_MARGIN_SECONDS)
 
     async def wait(self) -> None:
