@@ -104,6 +104,11 @@ class PageRange:
     stop_ids: tuple[str, ...] = ()
     start_ids: tuple[str, ...] = ()
 
+    @property
+    def range_name(self) -> str:
+        """`resource#shard`: the range's name within its run (its plan, the run's sets of ranges)."""
+        return f"{self.resource}#{self.shard}"
+
     def to_json(self) -> bytes:
         return orjson.dumps(
             {

@@ -43,12 +43,12 @@ async def check_page_range(page_range: PageRange, settings: Settings, store: Run
     if p.seq != 0:
         return
     planned = await _planned_ranges(store, p.run_id)
-    if planned is not None and _range_name(p) not in planned:
+    if planned is not None and p.range_name not in planned:
         # Or a range split off a planned one while the run went on (run/split.py): the run counted it
         # before its message was sent.
         run = await store.get_run(p.run_id)
-        if run is None or _range_name(p) not in run.added_ranges:
-            raise MessageError(f"range {_range_name(p)} is not in the plan of run {p.run_id}")
+        if run is None or p.range_name not in run.added_ranges:
+            raise MessageError(f"range {p.range_name} is not in the plan of run {p.run_id}")
 
 
 # A plan never changes once stored (RunStore.create_run writes it once), so each container reads a run's
@@ -66,12 +66,8 @@ async def _planned_ranges(store: RunStore, run_id: str) -> frozenset[str] | None
     plan = await store.get_plan(run_id)
     if not plan:
         return None
-    planned = frozenset(_range_name(r) for r in plan)
+    planned = frozenset(r.range_name for r in plan)
     if len(_PLANS) >= _PLANS_KEPT:
         _PLANS.pop(next(iter(_PLANS)))
     _PLANS[key] = planned
     return planned
-
-
-def _range_name(page_range: PageRange) -> str:
-    return f"{page_range.resource}#{page_range.shard}"

@@ -255,8 +255,8 @@ async def survey(client: PageSource, request: ListingRequest, *, page_size: int)
             notices=notices,
             checkpoints=request.checkpoints,
         )
-    # A first run does not know the list's length: it plans one open range, which splits itself as
-    # it reads (run/split.py).
+    # A first run does not know the list's length: plan_run probes it, unless the run is compact (then
+    # one open range splits itself as it reads: run/split.py).
     return Listing(request.resource, filters, "offsets", request.previous_count or 0)
 
 

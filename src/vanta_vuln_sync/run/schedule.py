@@ -27,6 +27,7 @@ from vanta_vuln_sync.run.deadline import DeadlineSource, deadline_of
 from vanta_vuln_sync.run.planner import ListingRequest, effective_filters, plan_run
 from vanta_vuln_sync.run.services import Services
 from vanta_vuln_sync.run.sizing import range_slots
+from vanta_vuln_sync.run.split import max_compact_slots
 from vanta_vuln_sync.settings import Settings
 from vanta_vuln_sync.store.queue import send_messages
 from vanta_vuln_sync.store.state import FAILED, RUNNING, RunState, ScopeState
@@ -242,7 +243,7 @@ async def _plan(
         page_budget=settings.page_budget,
         page_size=settings.page_size,
         # A compact run's unknown lists are open ranges that split themselves (run/split.py).
-        probe_above=settings.ranges_in_flight // 2,
+        probe_above=max_compact_slots(settings.ranges_in_flight),
     )
     for notice in notices:
         logger.warning("plan changed: a filter does not split a list", extra={"notice": notice})

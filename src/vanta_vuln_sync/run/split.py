@@ -52,7 +52,12 @@ def compact(range_slots: int, ranges_in_flight: int) -> bool:
     and at 0.2 s pages, 10 slots, the split checks and steps taken on cost 1.29-1.34 x against 1.13 x.
     At the template's defaults (50/min, 4 slots) the compact run is 1.09 x the bound, start-up included,
     at 2.3 x the cost floor (1.12 x and 3.2 x planned from probes)."""
-    return range_slots * 2 <= ranges_in_flight
+    return range_slots <= max_compact_slots(ranges_in_flight)
+
+
+def max_compact_slots(ranges_in_flight: int) -> int:
+    """The most range slots a compact run has (see `compact`)."""
+    return ranges_in_flight // 2
 
 
 def split_offset(offset: int, end_offset: int | None, page_size: int) -> int | None:
@@ -109,8 +114,9 @@ async def offer(
     and successor) if its run has a free range slot and it has enough left. Returns the new range,
     counted and sent (the walk then ends where it begins), or None (nothing changed)."""
     run = await store.get_run(p.run_id)
-    if run is None or not wants_range(run):
+    if not wants_range(run):
         return None
+    assert run is not None
     end_offset, next_shard = ends
     at = split_offset(offset, end_offset, page_size)
     if at is None or (end_offset is not None and not has_most_left(p, await store.ranges_left(p.run_id))):
@@ -125,7 +131,7 @@ def has_most_left(p: PageRange, lefts: dict[str, int | None]) -> bool:
     """Whether `p` has the most records left of the run's ranges with an end, as their last commits
     stand (the lowest name among equals): only that one halves itself for a free slot, so the
     ranges stay as long as the slots allow instead of halving one another down to the minimum."""
-    name = f"{p.resource}#{p.shard}"
+    name = p.range_name
     mine = lefts.get(name)
     if mine is None:
         return False
@@ -143,8 +149,7 @@ async def settle(store: RunStore, p: PageRange, spawn: PageRange, send: Send) ->
 
 
 async def _settle(store: RunStore, p: PageRange, spawn: PageRange, run: RunState, send: Send) -> bool:
-    name = f"{spawn.resource}#{spawn.shard}"
-    while name not in run.added_ranges:
+    while spawn.range_name not in run.added_ranges:
         if not wants_range(run):
             await store.settle_split(p, spawn, kept=False)
             return False
