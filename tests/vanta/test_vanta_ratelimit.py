@@ -3,6 +3,7 @@ deadline, the fleet-wide pause after a 429 and the adaptive rate."""
 
 from __future__ import annotations
 
+import itertools
 import math
 import random
 from collections.abc import Awaitable, Callable
@@ -167,3 +168,53 @@ async def test_fleet_told_twice_vantas_limit_converges_just_under_it(virtual_clo
     tail = [moment for moment, accepted in answers if accepted][-500:]
     assert 45.0 <= (len(tail) - 1) / (tail[-1] - tail[0]) * 60 <= 55.0
     assert ddb.items[("state", "rate#vanta", "rate")]["throttled"] == {"N": str(refused)}
+
+
+async def test_a_container_reserves_a_round_for_all_its_callers_while_slots_are_scarce(
+    virtual_clock: VirtualClock, rate_table: tuple[Callable[[], Any], str]
+) -> None:
+    # Given one container whose four ranges each ask for a slot, wait 1 s for Vanta's answer and ask
+    # again, at 50/min (slots 1.22 s apart: the ranges wait on the rate, not the rate on them)
+    clients, table = rate_table
+    limiter = FleetRateLimiter(await clients(), table, 50, clock=virtual_clock, sleep=virtual_clock.sleep)
+    starts: list[float] = []
+
+    async def caller() -> None:
+        while len(starts) < 200:
+            await limiter.acquire()
+            starts.append(virtual_clock())
+            await virtual_clock.sleep(1.0)
+
+    # When they make 200 requests
+    await virtual_clock.gather(*(caller() for _ in range(4)))
+    # Then one DynamoDB write reserved the next slot of every range (a quarter of a write a request,
+    # where one per request was the rule), no slot was wasted, and the limit held at full use
+    assert limiter.reservations <= len(starts) / 3
+    assert limiter.dropped == 0
+    assert max_in_any_window(starts) <= 50
+    assert (len(starts) - 1) / (max(starts) - min(starts)) * 60 >= 0.95 * 50
+
+
+async def test_callers_slower_than_the_rate_get_no_slot_reserved_ahead(
+    virtual_clock: VirtualClock, rate_table: tuple[Callable[[], Any], str]
+) -> None:
+    # Given two ranges whose pages take 5 s against a 50/min budget they cannot fill
+    clients, table = rate_table
+    limiter = FleetRateLimiter(await clients(), table, 50, clock=virtual_clock, sleep=virtual_clock.sleep)
+    starts: dict[int, list[float]] = {0: [], 1: []}
+
+    async def caller(n: int) -> None:
+        await virtual_clock.sleep(n * 2.3)
+        for _ in range(30):
+            await limiter.acquire()
+            starts[n].append(virtual_clock())
+            await virtual_clock.sleep(5.0)
+
+    # When each makes 30 requests
+    await virtual_clock.gather(caller(0), caller(1))
+    # Then no slot went unused and no range waited for a slot reserved ahead of it: each asked and
+    # started at once (a slot reserved ahead for a range still waiting on its page would hold it back)
+    assert limiter.dropped == 0
+    for moments in starts.values():
+        gaps = [b - a for a, b in itertools.pairwise(moments)]
+        assert max(gaps) <= 5.0 + 60.0 / 50 + 1e-6

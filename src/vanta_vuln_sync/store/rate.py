@@ -60,6 +60,9 @@ class RateAdaptation:
 
 
 ADAPTATION = RateAdaptation()
+# A task that took a slot this recently still asks in turn (a page's wait, answer and write fit in it
+# many times over); also how long a slot gone stale unused keeps a container from reserving ahead.
+STREAM_SECONDS = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,7 +124,11 @@ class FleetRateLimiter:
     minute). Every container reads the rate and the pause from the item its reservations return; one
     that learns of a pause drops the slots inside it, its sleeping callers' too.
 
-    Reserves as many slots per DynamoDB call as callers are waiting here (up to `max_batch`).
+    Reserves as many slots per DynamoDB call as callers are waiting here (up to `max_batch`), and while
+    the fleet's slots are scarce (its next slot is later than now) as many as this container has callers
+    asking in turn (`streams`: the tasks that took a slot in the last `STREAM_SECONDS`): each of them
+    comes back for a slot, so one write serves the next round of them all. A slot that goes stale here
+    unused turns that look-ahead off for `STREAM_SECONDS`.
     """
 
     def __init__(
@@ -153,6 +160,8 @@ class FleetRateLimiter:
         self._slots: deque[float] = deque()
         self._lock = asyncio.Lock()
         self._waiting = 0
+        self._streams: dict[asyncio.Task[Any], float] = {}  # caller task -> when it last took a slot
+        self._stale_at = -math.inf  # when a slot here last went stale unused
         self._item: Mapping[str, Any] | None = None  # the rate item as DynamoDB last showed it
         self._state = RateState()
         self._paused_until = 0.0
@@ -259,6 +268,7 @@ class FleetRateLimiter:
                     while slots and slots[0] + self._late < now:
                         slots.popleft()
                         self.dropped += 1
+                        self._stale_at = now
                     if slots:
                         if deadline is not None and slots[0] > deadline:
                             # Left in the pool for the next caller here, whose deadline may allow it
@@ -266,13 +276,29 @@ class FleetRateLimiter:
                             # conditional write that succeeds only if nobody reserved since: rare
                             # under load, and an unused slot costs the fleet one interval at most.
                             raise DeadlineReached(too_late(slots[0] - now))
+                        self._note_stream(now)
                         return slots.popleft()
                     known_next = max(now, self._state.next_slot)
                     if deadline is not None and known_next > deadline:
                         raise DeadlineReached(too_late(known_next - now))  # next_slot only grows: no write
-                    slots.extend(await self._reserve(min(self._waiting, self._max_batch)))
+                    wanted = self._waiting
+                    if self._state.next_slot > now and now - self._stale_at > STREAM_SECONDS:
+                        wanted = max(wanted, self.streams(now))
+                    slots.extend(await self._reserve(min(wanted, self._max_batch)))
         finally:
             self._waiting -= 1
+
+    def streams(self, now: float) -> int:
+        """Callers of this container that ask in turn: running tasks that took a slot in the last
+        `STREAM_SECONDS` (each range step is one task that asks before every page)."""
+        for task in [t for t, at in self._streams.items() if t.done() or now - at > STREAM_SECONDS]:
+            del self._streams[task]
+        return len(self._streams)
+
+    def _note_stream(self, now: float) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._streams[task] = now
 
     async def _reserve(self, count: int) -> list[float]:
         while True:
