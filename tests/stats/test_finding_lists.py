@@ -159,6 +159,25 @@ async def test_upload_stream_sends_parts_of_the_part_size_and_stores_the_bytes_i
     assert head["PartsCount"] == 3
 
 
+async def test_a_file_smaller_than_a_part_is_one_put_request(s3: Any, bucket: str) -> None:
+    # Given: a list of a few rows, through an S3 client that counts what it is asked
+    calls: list[str] = []
+
+    class Counting:
+        def __getattr__(self, name: str) -> Any:
+            calls.append(name)
+            return getattr(s3, name)
+
+    # When
+    size = await upload_stream(Counting(), bucket, "small.csv", iter([b"a,b\r\n", b"1,2\r\n"]), "text/csv")
+
+    # Then: one PutObject stored every byte with its content type (a multipart upload took three)
+    assert calls == ["put_object"]
+    assert size == 10
+    assert await get_bytes(s3, bucket, "small.csv") == b"a,b\r\n1,2\r\n"
+    assert (await s3.head_object(Bucket=bucket, Key="small.csv"))["ContentType"] == "text/csv"
+
+
 @pytest.mark.exactness
 async def test_new_and_resolved_lists_equal_the_simulators_evolution_when_the_tenant_changes(
     s3: Any, bucket: str

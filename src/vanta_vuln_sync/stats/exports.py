@@ -1,7 +1,8 @@
 """Finding lists as files people open: CSV (RFC 4180, UTF-8, header row) and NDJSON, streamed to S3.
 
 A list can hold most of a million findings, so rows are encoded a batch at a time and uploaded as the
-parts of a multipart upload; memory holds one part, never a whole file.
+parts of a multipart upload (a list smaller than a part as one PutObject); memory holds one part, never
+a whole file.
 
 CSV cells: empty for null, `true`/`false`, CVE ids separated by spaces, dates `YYYY-MM-DD`. A text cell
 that a spreadsheet would run as a formula (starting with `=`, `+`, `-`, `@`, tab or carriage return)
@@ -105,11 +106,12 @@ def gzip_chunks(chunks: Iterable[bytes], level: int = 6) -> Iterator[bytes]:
 
 class MultipartWriter:
     """One S3 object written as the parts of a multipart upload: `write` buffers and uploads a part
-    whenever PART_BYTES are pending, `close` uploads the rest (a small file is its single, last part).
-
-    Always multipart, so one code path is exercised by every run (and its IAM needs are s3:PutObject
-    alone). An upload cut short by a crash is left incomplete: the object never appears, a retried
-    Finalize uploads it again, and the bucket's AbortIncompleteMultipartUpload rule removes the parts.
+    whenever PART_BYTES are pending, `close` uploads the rest. A file that never filled a part is one
+    PutObject at `close` (a multipart upload of it took three requests, and a run writes a dozen lists,
+    most of them small: a tenth of a 300-page sync's cost floor). Either way its IAM needs are
+    s3:PutObject alone. An upload cut short by a crash is left incomplete: the object never appears, a
+    retried Finalize uploads it again, and the bucket's AbortIncompleteMultipartUpload rule removes the
+    parts.
     """
 
     def __init__(self, s3: S3Client, bucket: str, key: str, content_type: str) -> None:
@@ -126,7 +128,12 @@ class MultipartWriter:
             await self._flush()
 
     async def close(self) -> None:
-        if self._buffer or not self._parts:
+        if not self._parts:
+            await self._s3.put_object(
+                Bucket=self._bucket, Key=self._key, Body=bytes(self._buffer), ContentType=self._content_type
+            )
+            return
+        if self._buffer:
             await self._flush()
         await self._s3.complete_multipart_upload(
             Bucket=self._bucket,
