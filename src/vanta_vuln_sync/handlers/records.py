@@ -114,7 +114,7 @@ async def process_page_message(
         # invocation's end, runs it if this fails, so a failure here is logged, not raised.
         _range_keys(p, message_id)
         try:
-            async with services.in_flight:
+            async with services.in_flight, services.hand_ons.running():
                 await run_step(p, services=services, remaining=left, follow=follow)
         except Exception:
             logger.exception("a step taken on failed; its queue copy runs it after this invocation")
@@ -125,13 +125,13 @@ async def process_page_message(
             remaining=remaining,
             slots=services.in_flight,
             min_seconds=FOLLOW_UP_RESERVES * services.settings.handoff_seconds,
-            stagger=services.settings.worker_stagger,
+            gate=services.hand_ons,
         )
         if services.settings.take_on_steps
         else None
     )
     try:
-        async with services.in_flight:
+        async with services.in_flight, services.hand_ons.running():
             result = await run_step(message, services=services, remaining=remaining, follow=follow)
     except UnknownRunError as exc:
         await _park(body, message_id, str(exc), services.settings.page_dlq_url, services)

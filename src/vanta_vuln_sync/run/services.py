@@ -15,6 +15,7 @@ import aiohttp
 from aws_lambda_powertools.metrics import Metrics, MetricUnit
 
 from vanta_vuln_sync.aws import AwsClients
+from vanta_vuln_sync.run.follow_ups import HandOnGate
 from vanta_vuln_sync.settings import Settings
 from vanta_vuln_sync.store.state import RunStore
 from vanta_vuln_sync.vanta import RecentDurations, VantaClient
@@ -39,6 +40,8 @@ class Services:
     in_flight: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(10))
     # How long this container's last step hand-offs took (run/step.py grows the reserve from it)
     handoffs: RecentDurations = field(default_factory=RecentDurations)
+    # Continuations this container's steps hand on through the queue, sent together (run/follow_ups.py)
+    hand_ons: HandOnGate = field(default_factory=HandOnGate)
 
     def count(self, name: str, value: float, unit: MetricUnit = MetricUnit.Count) -> None:
         """Add a metric to the invocation's EMF blob (dropped when there is no metrics object)."""

@@ -40,7 +40,7 @@ from vanta_vuln_sync.run.walk import (
     walk_offsets,
 )
 from vanta_vuln_sync.store.checkpoints import Checkpoint, thinned
-from vanta_vuln_sync.store.queue import send_message
+from vanta_vuln_sync.store.queue import send_message, send_messages
 from vanta_vuln_sync.store.state import DONE, FAILED, OPEN, RUNNING, RangeState, StepCommit
 from vanta_vuln_sync.store.storage import NdjsonGzipWriter, put_raw, raw_key
 from vanta_vuln_sync.vanta import RateLimitedError, RequestRejectedError, VantaClient
@@ -196,7 +196,7 @@ async def run_step(
         delay = commit.wait_seconds
         if not delay and follow is not None:
             delay = follow.take(continuation, extra_slot=False) or 0
-        await _hand_on(continuation, services, delay_seconds=delay)
+        await _hand_on(continuation, services, delay_seconds=delay, follow=follow)
     services.handoffs.record(time.monotonic() - walked)
     logger.info(
         "range step committed",
@@ -607,9 +607,17 @@ def _sender(services: Services, follow: FollowUps | None = None) -> Callable[[Pa
     return send
 
 
-async def _hand_on(continuation: PageRange, services: Services, *, delay_seconds: int = 0) -> None:
+async def _hand_on(
+    continuation: PageRange, services: Services, *, delay_seconds: int = 0, follow: FollowUps | None = None
+) -> None:
+    """Send the continuation (delayed, or with the container's others through `follow`'s gate) and
+    mark the step handed on."""
     c = continuation
-    await send_message(services.aws.sqs, services.settings.page_queue_url, c, delay_seconds=delay_seconds)
+    queue = services.settings.page_queue_url
+    if follow is not None and not delay_seconds:
+        await follow.hand_on(c, lambda batch: send_messages(services.aws.sqs, queue, batch))
+    else:
+        await send_message(services.aws.sqs, queue, c, delay_seconds=delay_seconds)
     await services.store.mark_handed_on(c.run_id, c.resource, c.shard, c.seq - 1)
 
 
