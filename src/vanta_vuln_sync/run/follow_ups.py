@@ -34,6 +34,9 @@ COPY_MARGIN_SECONDS = 2
 # The longest a continuation waits at the gate for the container's other steps: they stop for the same
 # deadline within a page or two of each other; one held up longer (a retry's back-off) is not waited for.
 GATE_SECONDS = 15.0
+# What a continuation leaves of the invocation's time when it stops waiting at the gate: the send, and
+# the mark that the step was handed on (a step stops with a hand-off reserve left, 15 s or more).
+GATE_MARGIN_SECONDS = 5.0
 
 SendBatch = Callable[[list[PageRange]], Awaitable[None]]
 
@@ -74,7 +77,8 @@ class FollowUps:
 
     async def hand_on(self, p: PageRange, send: SendBatch) -> None:
         """Send continuation `p` with the container's other steps' (see HandOnGate)."""
-        await self.gate.hand_on(p, send, within=min(GATE_SECONDS, self._remaining() / 3))
+        within = min(GATE_SECONDS, self._remaining() - GATE_MARGIN_SECONDS)
+        await self.gate.hand_on(p, send, within=within)
 
     async def wait(self) -> None:
         """Until every step taken on (and every step those took on) has ended."""
