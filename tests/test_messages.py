@@ -9,9 +9,11 @@ import orjson
 import pytest
 
 from vanta_vuln_sync.messages import (
+    MAX_BUNDLED,
     Finalize,
     MessageError,
     PageRange,
+    PageRanges,
     SyncRequest,
     parse_message,
     parse_page_message,
@@ -114,3 +116,42 @@ def test_message_on_the_wrong_queue_is_rejected() -> None:
         parse_sync_request(Finalize(RUN_ID).to_json())
     with pytest.raises(MessageError, match="does not belong on the page queue"):
         parse_page_message((EVENTS / "schedule-input.json").read_bytes())
+
+
+def _step(shard: str, **fields: object) -> PageRange:
+    base = PageRange(
+        run_id=RUN_ID,
+        resource="vulnerabilities",
+        shard=shard,
+        filters={"includeVulnerabilitiesWithoutSlas": "true"},  # as parsing completes them
+        seq=2,
+        page_budget=50,
+        offset=500,
+    )
+    return PageRange(**{**{f: getattr(base, f) for f in PageRange.__dataclass_fields__}, **fields})
+
+
+def test_steps_handed_on_together_round_trip_as_one_page_message() -> None:
+    bundle = PageRanges((_step("o00000", anchors=("a", "b")), _step("x000000600", end_offset=900)))
+    assert parse_page_message(bundle.to_json()) == bundle
+
+
+@pytest.mark.parametrize(
+    ("ranges", "reason"),
+    [
+        ([], "1 to 10"),
+        ("o00000", "1 to 10"),
+        ([{"v": 1, "type": "Finalize", "run_id": RUN_ID}], "PageRange object"),
+        ([orjson.loads(_step("o00000").to_json()) | {"shard": "Not Valid"}], "PageRange.shard"),
+    ],
+    ids=["empty", "not-a-list", "a-finalize", "a-bad-step"],
+)
+def test_a_bad_bundle_is_poison_with_its_reason(ranges: object, reason: str) -> None:
+    with pytest.raises(MessageError, match=reason):
+        parse_page_message(orjson.dumps({"v": 1, "type": "PageRanges", "ranges": ranges}))
+
+
+def test_a_bundle_holds_at_most_ten_steps() -> None:
+    steps = [orjson.loads(_step(f"x{n:09d}").to_json()) for n in range(MAX_BUNDLED + 1)]
+    with pytest.raises(MessageError, match="1 to 10"):
+        parse_page_message(orjson.dumps({"v": 1, "type": "PageRanges", "ranges": steps}))

@@ -1,6 +1,7 @@
 """The three queue messages (versioned JSON, orjson) and their validation at the edge.
 
-RequestQueue carries `SyncRequest`; PageQueue carries `PageRange` and `Finalize`. Every message is a JSON
+RequestQueue carries `SyncRequest`; PageQueue carries `PageRange`, `PageRanges` (steps handed on
+together, for one invocation) and `Finalize`. Every message is a JSON
 object with `"v": 1` and a `"type"`. Anything that does not validate raises `MessageError` with a reason a
 person can act on: the handlers park such a message in the queue's DLQ on its first receive (poison).
 """
@@ -135,6 +136,19 @@ class PageRange:
 
 
 @dataclass(frozen=True, slots=True)
+class PageRanges:
+    """Steps one invocation handed on together (run/follow_ups.py), for one invocation to run: as one
+    message, no event source mapping can share them out among several containers."""
+
+    ranges: tuple[PageRange, ...]
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(
+            {"v": VERSION, "type": "PageRanges", "ranges": [orjson.loads(p.to_json()) for p in self.ranges]}
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class Finalize:
     """All ranges of `run_id` have committed: write its manifest and statistics, mark it succeeded."""
 
@@ -144,21 +158,27 @@ class Finalize:
         return orjson.dumps({"v": VERSION, "type": "Finalize", "run_id": self.run_id})
 
 
-PageMessage = PageRange | Finalize
-Message = SyncRequest | PageRange | Finalize
+PageMessage = PageRange | PageRanges | Finalize
+Message = SyncRequest | PageRange | PageRanges | Finalize
+# Steps in one PageRanges: ten PageRange messages of the largest kind (100 anchors) fit SQS's 256 KiB.
+MAX_BUNDLED = 10
 
 
 def parse_message(body: str | bytes) -> Message:
-    """Any of the three messages; raises MessageError (bad JSON, version, type, field or filter)."""
+    """Any of the messages; raises MessageError (bad JSON, version, type, field or filter)."""
     payload = _load(body)
     kind = payload.get("type")
     if kind == "SyncRequest":
         return _sync_request(payload)
     if kind == "PageRange":
         return _page_range(payload)
+    if kind == "PageRanges":
+        return _page_ranges(payload)
     if kind == "Finalize":
         return Finalize(run_id=_run_id(payload))
-    raise MessageError(f"unknown message type {kind!r}; expected SyncRequest, PageRange or Finalize")
+    raise MessageError(
+        f"unknown message type {kind!r}; expected SyncRequest, PageRange, PageRanges or Finalize"
+    )
 
 
 def parse_sync_request(body: str | bytes) -> SyncRequest:
@@ -260,6 +280,16 @@ def _page_range(payload: dict[str, Any]) -> PageRange:
         stop_ids=stop_ids,
         start_ids=start_ids,
     )
+
+
+def _page_ranges(payload: dict[str, Any]) -> PageRanges:
+    ranges = payload.get("ranges")
+    if not isinstance(ranges, list) or not 0 < len(ranges) <= MAX_BUNDLED:
+        raise MessageError(f"PageRanges.ranges must be a list of 1 to {MAX_BUNDLED} PageRange objects")
+    for entry in ranges:
+        if not isinstance(entry, dict) or entry.get("type") != "PageRange":
+            raise MessageError("every entry of PageRanges.ranges must be a PageRange object")
+    return PageRanges(tuple(_page_range(entry) for entry in ranges))
 
 
 def _ids(payload: dict[str, Any], name: str) -> tuple[str, ...]:

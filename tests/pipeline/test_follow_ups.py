@@ -19,6 +19,7 @@ import orjson
 
 from vanta_vuln_sync.aws import AwsClients
 from vanta_vuln_sync.handlers.records import process_page_message, process_sync_request
+from vanta_vuln_sync.messages import PageRanges, parse_message
 from vanta_vuln_sync.run.services import Services
 
 from .conftest import Stack
@@ -128,3 +129,82 @@ async def test_a_step_taken_on_that_dies_is_run_by_its_queue_copy(
     # that succeeded, and their copies ran them)
     assert len(crashes) > failures
     assert_every_record_once(deployed, run_id)
+
+
+def recording_sends(sent: list[tuple[int, Any]]) -> Callable[[AwsClients], AwsClients]:
+    """Every page message the steps send, as (delay, parsed message), then sent for real."""
+
+    def wrap(aws: AwsClients) -> AwsClients:
+        async def send_message(**kwargs: Any) -> Any:
+            sent.append((kwargs.get("DelaySeconds", 0), parse_message(kwargs["MessageBody"])))
+            return await aws.sqs.send_message(**kwargs)
+
+        async def send_message_batch(**kwargs: Any) -> Any:
+            sent.extend(
+                (e.get("DelaySeconds", 0), parse_message(e["MessageBody"])) for e in kwargs["Entries"]
+            )
+            return await aws.sqs.send_message_batch(**kwargs)
+
+        return replace(
+            aws, sqs=Wrapped(aws.sqs, send_message=send_message, send_message_batch=send_message_batch)
+        )
+
+    return wrap
+
+
+async def test_ranges_whose_invocation_runs_out_hand_on_in_one_message_that_one_invocation_runs(
+    stack: Callable[..., Awaitable[Stack]], open_services: Callable[..., Awaitable[Services]]
+) -> None:
+    # Given a first run of 1,500 vulnerabilities split among up to 4 ranges, whose steps stop only at
+    # their invocation's end (30 s, with 3 s hand-off reserves) at 150 requests a minute, run by one
+    # container
+    settings = {
+        **SETTINGS,
+        "PAGE_BUDGET": "500",
+        "STEP_HANDOFF_SECONDS": "3",
+        "VANTA_RATE_LIMIT_PER_MINUTE": "150",
+    }
+    deployed = await stack(sim={"vulnerabilities": 1_500, "seed": 45}, **settings)
+    sent: list[tuple[int, Any]] = []
+    services = await open_services(recording_sends(sent))
+    deployed.send_request(REQUEST)
+    # When each receive of the queue is one invocation, its messages run at once with the same end
+    deadline, invocations = time.monotonic() + 240, 0
+    while deployed.last_success(SCOPE) is None:
+        assert time.monotonic() < deadline, "the run did not finish"
+        for url in (deployed.request_queue_url, deployed.page_queue_url):
+            messages = deployed.sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", [])
+            if url == deployed.request_queue_url:
+                for message in messages:
+                    await process_sync_request(message["Body"], message["MessageId"], None, services=services)
+            elif messages:
+                invocations += 1
+                ends = time.monotonic() + 30.0
+                await asyncio.gather(
+                    *(
+                        process_page_message(
+                            m["Body"],
+                            m["MessageId"],
+                            services=services,
+                            remaining=lambda ends=ends: ends - time.monotonic(),
+                        )
+                        for m in messages
+                    )
+                )
+            settle(deployed.sqs, url, messages, set())
+        await asyncio.sleep(0.2)
+    run_id = deployed.last_success(SCOPE)
+    assert run_id is not None
+    # Then every record is written once
+    assert_every_record_once(deployed, run_id)
+    # And the ranges an invocation handed on at its end went as one message, which the next invocation
+    # ran: several continuations in one PageRanges
+    bundles = [m for delay, m in sent if delay == 0 and isinstance(m, PageRanges)]
+    print(
+        "SENT",
+        invocations,
+        [(d, type(m).__name__, getattr(m, "shard", None), getattr(m, "seq", None)) for d, m in sent],
+    )
+    assert bundles, "no invocation handed on several ranges at once"
+    assert all(len(b.ranges) >= 2 for b in bundles)
+    assert invocations >= 3

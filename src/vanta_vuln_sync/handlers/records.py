@@ -8,6 +8,7 @@ other failure raises, so the batch reports this record as failed and SQS redeliv
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from datetime import UTC, datetime
 
@@ -83,20 +84,21 @@ async def page_record(record: SQSRecord, services: Services, remaining: Callable
 async def process_page_message(
     body: str, message_id: str, *, services: Services, remaining: Callable[[], float]
 ) -> str:
-    """Run the PageRange step a PageQueue message carries; park it if it is poison.
+    """Run the PageRange step a PageQueue message carries (or each of the steps a PageRanges carries,
+    concurrently); park it if it is poison (a poison step of a PageRanges alone).
 
     Returns what happened: `step` (a step committed), `failed` (Vanta refused the step for good; the run
     failed), `noop` (a duplicate, or a message for an ended run), `parked` (poison), or for a Finalize
     (one enqueued before Finalize had its own queue, or redriven from PageDLQ) `forwarded` to
-    `settings.finalize_queue_url`; only without one does the worker run it (`succeeded` / `noop`).
+    `settings.finalize_queue_url`; only without one does the worker run it (`succeeded` / `noop`); for a
+    PageRanges, its steps' outcomes joined by commas. A step of a PageRanges that raises fails the
+    record once every step has ended (the redelivery finds the others committed: duplicates).
 
     At most `settings.ranges_in_flight` of these run at once per container (they share its session,
     token and rate limit).
     """
     try:
         message = parse_page_message(body)
-        if not isinstance(message, Finalize):
-            await check_page_range(message, services.settings, services.store)
     except MessageError as exc:
         await _park(body, message_id, exc.reason, services.settings.page_dlq_url, services)
         return "parked"
@@ -107,6 +109,26 @@ async def process_page_message(
             logger.info("Finalize forwarded to its queue", extra={"run_id": message.run_id})
             return "forwarded"
         return await _finalize(message, body, message_id, services, services.settings.page_dlq_url)
+    if isinstance(message, PageRange):
+        return await _page_range(message, body, message_id, services, remaining)
+    outcomes = await asyncio.gather(
+        *(_page_range(p, p.to_json().decode(), message_id, services, remaining) for p in message.ranges),
+        return_exceptions=True,
+    )
+    for outcome in outcomes:
+        if isinstance(outcome, BaseException):
+            raise outcome
+    return ",".join(str(outcome) for outcome in outcomes)
+
+
+async def _page_range(
+    message: PageRange, body: str, message_id: str, services: Services, remaining: Callable[[], float]
+) -> str:
+    try:
+        await check_page_range(message, services.settings, services.store)
+    except MessageError as exc:
+        await _park(body, message_id, exc.reason, services.settings.page_dlq_url, services)
+        return "parked"
     _range_keys(message, message_id)
 
     async def take_on(p: PageRange, left: Callable[[], float]) -> None:

@@ -10,10 +10,11 @@ committed and is dropped (a duplicate delivery, run/step.py). A run's ranges sta
 containers that began them, and only hand on through the queue when an invocation's time runs out.
 
 Then they hand on together (`HandOnGate`): a continuation bound for the queue waits until every step
-the container runs has ended or come to the gate too, and they go out as one batch, which the event
-source mapping gives to one invocation. Sent one by one, as each range found its time up, each woke an
-invocation of its own: measured on a 300-page sync at 50/min, four containers side by side after the
-first invocation's end where one would do.
+the container runs has ended or come to the gate too, and they go out as one `PageRanges` message, which
+one invocation receives and runs as it would their messages. Sent one by one, as each range found its
+time up, each woke an invocation of its own (measured on a 300-page sync at 50/min: four containers side
+by side after the first invocation's end where one would do); sent as one batch of messages, the event
+source mapping still shared them out among two.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
-from vanta_vuln_sync.messages import PageRange
+from vanta_vuln_sync.messages import MAX_BUNDLED, PageRange, PageRanges
 
 # SQS delays a message by at most 15 minutes (more than any invocation's time left).
 MAX_DELAY_SECONDS = 900
@@ -39,6 +40,14 @@ GATE_SECONDS = 15.0
 GATE_MARGIN_SECONDS = 5.0
 
 SendBatch = Callable[[list[PageRange]], Awaitable[None]]
+
+
+def bundled(steps: list[PageRange]) -> list[PageRange | PageRanges]:
+    """The messages that carry `steps` to as few invocations as can be: a PageRange alone, else
+    PageRanges of up to MAX_BUNDLED steps."""
+    if len(steps) == 1:
+        return [steps[0]]
+    return [PageRanges(tuple(steps[i : i + MAX_BUNDLED])) for i in range(0, len(steps), MAX_BUNDLED)]
 
 
 class FollowUps:
@@ -94,7 +103,7 @@ class _Batch:
 
 
 class HandOnGate:
-    """One container's continuations bound for the queue, sent as one batch (see the module doc).
+    """One container's continuations bound for the queue, sent together (see the module doc).
 
     Steps count themselves in while they run (`running`). A continuation waits at the gate (`hand_on`)
     until every running step has come to it too or ended, or for `within` seconds at most; the waiting

@@ -28,7 +28,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from vanta_vuln_sync.messages import Finalize, PageRange
 from vanta_vuln_sync.run import split
 from vanta_vuln_sync.run.deadline import DeadlineSource, deadline_of, handoff_reserve
-from vanta_vuln_sync.run.follow_ups import FollowUps
+from vanta_vuln_sync.run.follow_ups import FollowUps, bundled
 from vanta_vuln_sync.run.services import Services
 from vanta_vuln_sync.run.walk import (
     ChainJoin,
@@ -615,7 +615,7 @@ async def _hand_on(
     c = continuation
     queue = services.settings.page_queue_url
     if follow is not None and not delay_seconds:
-        await follow.hand_on(c, lambda batch: send_messages(services.aws.sqs, queue, batch))
+        await follow.hand_on(c, lambda batch: send_messages(services.aws.sqs, queue, bundled(batch)))
     else:
         await send_message(services.aws.sqs, queue, c, delay_seconds=delay_seconds)
     await services.store.mark_handed_on(c.run_id, c.resource, c.shard, c.seq - 1)
