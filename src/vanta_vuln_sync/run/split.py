@@ -51,7 +51,7 @@ def compact(range_slots: int, ranges_in_flight: int) -> bool:
     1.2 x as a wave), steps taken on held every container to its timeout while the queue waited (2.1 x),
     and at 0.2 s pages, 10 slots, the split checks and steps taken on cost 1.29-1.34 x against 1.13 x.
     At the template's defaults (50/min, 4 slots) the compact run is 1.09 x the bound, start-up included,
-    at 2.3 x the cost floor (1.12 x and 3.2 x planned from probes)."""
+    at 1.7 x the cost floor (1.12 x and 3.2 x planned from probes)."""
     return range_slots <= max_compact_slots(ranges_in_flight)
 
 
