@@ -9,7 +9,7 @@ import random
 import pytest
 
 from vanta_vuln_sync.handlers.container import staggered_remaining
-from vanta_vuln_sync.run.deadline import handoff_reserve
+from vanta_vuln_sync.run.deadline import handoff_reserve, take_on_seconds
 from vanta_vuln_sync.settings import SettingsError, settings_from_env
 from vanta_vuln_sync.vanta import RecentDurations
 
@@ -79,3 +79,16 @@ def test_the_handoff_reserve_is_doubled_until_the_container_has_timed_a_handoff_
     for _ in range(32):
         handoffs.record(0.5)
     assert handoff_reserve(15.0, handoffs) == 15.0
+
+
+def test_a_step_is_taken_on_only_with_its_reserve_and_two_more_left() -> None:
+    # Given the default 15 s reserve: a cold container (no hand-off timed) keeps 30 s for a hand-off
+    handoffs = RecentDurations()
+    assert take_on_seconds(15.0, handoffs) == 60.0
+    # Fast hand-offs: three reserves, 45 s
+    handoffs.record(2.0)
+    assert take_on_seconds(15.0, handoffs) == 45.0
+    # Hand-offs grown slow (20 s): the step will keep 40 s, so taking it on needs 70 s, where a fixed
+    # three reserves (45 s) left it 5 s, less than one attempt's allowance
+    handoffs.record(20.0)
+    assert take_on_seconds(15.0, handoffs) == handoff_reserve(15.0, handoffs) + 30.0 == 70.0

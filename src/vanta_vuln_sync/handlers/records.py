@@ -24,6 +24,7 @@ from vanta_vuln_sync.messages import (
     parse_sync_request,
 )
 from vanta_vuln_sync.run.admission import check_page_range, check_sync_request
+from vanta_vuln_sync.run.deadline import take_on_seconds
 from vanta_vuln_sync.run.follow_ups import FollowUps
 from vanta_vuln_sync.run.schedule import RunCapReached, start_run
 from vanta_vuln_sync.run.services import Services
@@ -33,9 +34,6 @@ from vanta_vuln_sync.store.queue import park_poison, send_message
 # Not a child logger: children made before the handler's logger (import order) are orphaned; Logger
 # instances of one service share one handler and one set of context keys anyway.
 logger = Logger()
-# A step is taken on only with this many hand-off reserves of the invocation's time left: one for its
-# own hand-off, the rest for pages worth the step.
-FOLLOW_UP_RESERVES = 3
 
 
 async def process_sync_request(
@@ -146,7 +144,7 @@ async def _page_range(
             take_on,
             remaining=remaining,
             slots=services.in_flight,
-            min_seconds=FOLLOW_UP_RESERVES * services.settings.handoff_seconds,
+            min_seconds=lambda: take_on_seconds(services.settings.handoff_seconds, services.handoffs),
             gate=services.hand_ons,
         )
         if services.settings.take_on_steps

@@ -25,6 +25,14 @@ def handoff_reserve(configured: float, handoffs: RecentDurations) -> float:
     return max(configured, 2 * handoffs.slowest())
 
 
+def take_on_seconds(configured: float, handoffs: RecentDurations) -> float:
+    """The time left an invocation needs to take a step on (run/follow_ups.py): the hand-off reserve the
+    step will keep (`handoff_reserve`), plus two configured reserves for its pages: 45 s at the default
+    15 s once the container's hand-offs are timed and fast. A fixed three configured reserves let a
+    container whose hand-offs had grown slow take on steps that stopped before their first request."""
+    return handoff_reserve(configured, handoffs) + 2 * configured
+
+
 def deadline_of(
     remaining: Callable[[], float] | None, clock: Callable[[], float], reserve: float
 ) -> float | None:

@@ -53,7 +53,7 @@ def bundled(steps: list[PageRange]) -> list[PageRange | PageRanges]:
 class FollowUps:
     """The steps one record's invocation took on (see the module doc). `run(p, remaining)` runs one of
     them with its own time left (and takes on what it hands on); `remaining()` is the invocation's time
-    left; `slots` the container's ranges in flight; no step is taken on with less than `min_seconds`
+    left; `slots` the container's ranges in flight; no step is taken on with less than `min_seconds()`
     left; `gate` is the container's HandOnGate, which the steps' continuations bound for the queue pass."""
 
     def __init__(
@@ -62,7 +62,7 @@ class FollowUps:
         *,
         remaining: Callable[[], float],
         slots: asyncio.Semaphore,
-        min_seconds: float,
+        min_seconds: Callable[[], float],
         gate: HandOnGate,
     ) -> None:
         self._run = run
@@ -77,7 +77,7 @@ class FollowUps:
         `extra_slot`, the container a free slot): returns how long its queue copy is to be delayed, or
         None (send it as it is)."""
         left = self._remaining()
-        if left < self._min_seconds or (extra_slot and self._slots.locked()):
+        if left < self._min_seconds() or (extra_slot and self._slots.locked()):
             return None
         task = asyncio.create_task(self._run(p, self._remaining))
         self._tasks.add(task)
