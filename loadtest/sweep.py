@@ -4,7 +4,8 @@ Quick (default): a few ~200-page points at 10x-20x time scale, about 2-3 minutes
 grid of points.py (>= 2,000-page syncs; about 80 minutes) and the unscaled production points (>= 300
 pages at 50/min, about 6 minutes each). Every deadline scales with the point (deadlines.py). A point
 fails when its run does not succeed or an invocation timed out; the exit status is 1 if any failed.
-Results go to `loadtest/results/`, or with `--full` to `loadtest/results/full/`.
+Results go to `loadtest/results/`, or with `--full` to `loadtest/results/full/`; a partial run
+(`--only TEXT`) to `only/TEXT/` below that, never over a whole sweep's results.
 """
 
 from __future__ import annotations
@@ -65,7 +66,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    out = args.out or (DEFAULT_OUT / "full" if args.full else DEFAULT_OUT)
+    out = args.out or default_out(full=args.full, only=args.only)
     # `kill -USR1 <pid>` prints every thread's stack: how to see where a stuck point waits.
     faulthandler.register(signal.SIGUSR1)
     # The handlers log at ERROR only; moto's "not supported" warnings are reported by the runtime's own
@@ -161,6 +162,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     for path in write_all(out, results, baselines, mode=mode, notes=notes):
         print(f"wrote {path}")
     return exit_status(results)
+
+
+def default_out(*, full: bool, only: str) -> Path:
+    """Where results go without `--out`: the sweep's folder, or for a partial run (`--only`) a folder of
+    its own below it (`only/<text>`), so a point re-run alone never overwrites a whole sweep's results."""
+    base = DEFAULT_OUT / "full" if full else DEFAULT_OUT
+    if not only:
+        return base
+    name = "".join(c if c.isalnum() or c in "-." else "_" for c in only).lstrip(".")
+    return base / "only" / (name or "_")
 
 
 def exit_status(results: Sequence[PointResult]) -> int:

@@ -80,3 +80,15 @@ def test_full_grid_ends_with_unscaled_300_page_points_at_the_templates_defaults_
         assert point.ranges_in_flight == int(defaults["RangesInFlight"])
         assert point.deadlines == production_deadlines()
     assert len({p.name for p in production}) == 3
+
+
+def test_a_partial_sweep_writes_beside_the_whole_sweeps_results_never_over_them() -> None:
+    from loadtest.sweep import DEFAULT_OUT, default_out
+
+    assert default_out(full=True, only="") == DEFAULT_OUT / "full"
+    assert default_out(full=False, only="") == DEFAULT_OUT
+    only = "c5-rif10-lat0.2-r50"
+    assert default_out(full=True, only=only) == DEFAULT_OUT / "full" / "only" / only
+    # Text that is not a name stays one folder below `only/`
+    assert default_out(full=False, only="a/../b") == DEFAULT_OUT / "only" / "a_.._b"
+    assert default_out(full=False, only="..") == DEFAULT_OUT / "only" / "_"
