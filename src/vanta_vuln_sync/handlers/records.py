@@ -129,13 +129,13 @@ async def _page_range(
         return "parked"
     _range_keys(message, message_id)
 
-    async def take_on(p: PageRange, left: Callable[[], float]) -> None:
+    async def take_on(p: PageRange) -> None:
         # A step this invocation took on (run/follow_ups.py): its queue copy, delayed past the
         # invocation's end, runs it if this fails, so a failure here is logged, not raised.
         _range_keys(p, message_id)
         try:
             async with services.in_flight, services.hand_ons.running():
-                await run_step(p, services=services, remaining=left, follow=follow)
+                await run_step(p, services=services, remaining=remaining, follow=follow)
         except Exception:
             logger.exception("a step taken on failed; its queue copy runs it after this invocation")
 

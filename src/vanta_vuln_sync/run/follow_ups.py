@@ -51,14 +51,14 @@ def bundled(steps: list[PageRange]) -> list[PageRange | PageRanges]:
 
 
 class FollowUps:
-    """The steps one record's invocation took on (see the module doc). `run(p, remaining)` runs one of
-    them with its own time left (and takes on what it hands on); `remaining()` is the invocation's time
+    """The steps one record's invocation took on (see the module doc). `run(p)` runs one of
+    them (and takes on what it hands on); `remaining()` is the invocation's time
     left; `slots` the container's ranges in flight; no step is taken on with less than `min_seconds()`
     left; `gate` is the container's HandOnGate, which the steps' continuations bound for the queue pass."""
 
     def __init__(
         self,
-        run: Callable[[PageRange, Callable[[], float]], Coroutine[Any, Any, None]],
+        run: Callable[[PageRange], Coroutine[Any, Any, None]],
         *,
         remaining: Callable[[], float],
         slots: asyncio.Semaphore,
@@ -79,7 +79,7 @@ class FollowUps:
         left = self._remaining()
         if left < self._min_seconds() or (extra_slot and self._slots.locked()):
             return None
-        task = asyncio.create_task(self._run(p, self._remaining))
+        task = asyncio.create_task(self._run(p))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return min(MAX_DELAY_SECONDS, math.ceil(left) + COPY_MARGIN_SECONDS)
