@@ -69,6 +69,20 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.xdist_group(world))
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """matplotlib lists the machine's fonts (`fc-list`, a child process) the first time it is imported
+    on a machine, then keeps the list in its cache: done here, before any test, so that a unit test of
+    the load-test plots does not start that process on a fresh machine (seen 2026-11-30: five unit tests
+    of loadtest/results.py refused by the guard below until the cache existed)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.font_manager
+    except ImportError:  # the `loadtest` extra is not installed: its tests are not collected either
+        pass
+
+
 class UnitTestLeftItsTier(RuntimeError):
     """A test in the unit tier tried to start or reach a server, or to start a process."""
 
