@@ -61,9 +61,10 @@ def max_compact_slots(ranges_in_flight: int) -> int:
 
 
 def split_offset(offset: int, end_offset: int | None, page_size: int) -> int | None:
-    """Where a range now at `offset` (the next record it reads) and planned to end at `end_offset`
-    (None: the list's open end) splits, on one of its own page boundaries; None when what it has left
-    is too short to split."""
+    """Where a range whose next page starts at `offset` (run/walk.py: `next_page_start`) and planned to
+    end at `end_offset` (None: the list's open end) splits, on one of its own page boundaries (the first
+    record of one of its pages, which its page before ends on: no request is spent on the join); None
+    when what it has left is too short to split."""
     per_page = records_per_page(page_size)
     if end_offset is None:
         keep = max(MIN_PAGES_PER_RANGE, offset // per_page)
@@ -110,9 +111,9 @@ async def offer(
     page_size: int,
     send: Send,
 ) -> PageRange | None:
-    """Split range `p` (walking its step `seq`, now at `offset`, planned to end at `ends`: end offset
-    and successor) if its run has a free range slot and it has enough left. Returns the new range,
-    counted and sent (the walk then ends where it begins), or None (nothing changed)."""
+    """Split range `p` (walking its step `seq`, its next page starting at `offset`, planned to end at
+    `ends`: end offset and successor) if its run has a free range slot and it has enough left. Returns
+    the new range, counted and sent (the walk then ends where it begins), or None (nothing changed)."""
     run = await store.get_run(p.run_id)
     if not wants_range(run):
         return None

@@ -36,6 +36,7 @@ from vanta_vuln_sync.run.walk import (
     PieceStart,
     Successor,
     Walk,
+    next_page_start,
     walk_chain,
     walk_offsets,
 )
@@ -321,11 +322,13 @@ async def _fetch_and_write(
             # A split's few writes must not push the step's hand-off past the invocation's end.
             return False
         assert walk.offset is not None
+        # The split is on a page boundary of the range as it reads on: its next page starts at the last
+        # record read (pages overlap by one), so that its last page ends on the new range's first record.
         spawn = await split.offer(
             services.store,
             p,
             p.seq + 1 if first is not None else p.seq,
-            walk.offset,
+            next_page_start(walk),
             (walk.end_offset, walk.next_shard),
             page_size=settings.page_size,
             send=_sender(services, follow),

@@ -130,6 +130,13 @@ class HandedOver(Exception):
     must start again from where that range stopped (its progress says where)."""
 
 
+def next_page_start(walk: Walk) -> int:
+    """Where an offset range's next page starts: at the last record read, which it overlaps to find its
+    place by id (`walk.anchors`), or at `walk.offset` before anything was read."""
+    assert walk.offset is not None
+    return walk.offset - 1 if walk.anchors and walk.offset > 0 else walk.offset
+
+
 def step_back_limit(page_size: int) -> int:
     """Records an offset range may step back to find its place again (ten pages, at most 1,000)."""
     return min(MAX_STEP_BACK, 10 * page_size)
@@ -218,7 +225,7 @@ async def walk_offsets(
                 walk.done = True  # handed over: the next range goes on from where this one ends
                 return walk
             head = set(found)
-        start = walk.offset - 1 if walk.anchors and walk.offset > 0 else walk.offset
+        start = next_page_start(walk)
         page = await client.fetch_page(resource, filters, cursor=cursor_before(start), page_size=page_size)
         walk.requests += 1
         pages += 1
