@@ -49,6 +49,10 @@ class Deadlines:
     # 20 s an idle queue costs its pollers a request each 20 s; the embedded poller's default of 1 s
     # made SQS the largest AWS charge of a rate-bound sync in the load test's prices.
     poller_idle_wait: int
+    # Not a deadline but a pace: a worker's CPU seconds a page (Settings.page_cpu_seconds). Divided by the
+    # scale like the rest, so that a scaled point's runs take the shape (compact or not: run/split.py)
+    # that its production counterpart's take at the real limit.
+    page_cpu_seconds: float
 
     def scaled(self, scale: float) -> Deadlines:
         """Every deadline divided by `scale`; whole-second ones rounded, never below 1 s."""
@@ -71,6 +75,7 @@ class Deadlines:
             "VANTA_RETRY_BACKOFF_CAP_SECONDS": f"{self.retry_backoff_cap:g}",
             "STEP_HANDOFF_SECONDS": f"{self.handoff:g}",
             "IDLE_STEP_DELAY_SECONDS": str(self.idle_step_delay),
+            "PAGE_CPU_SECONDS": f"{self.page_cpu_seconds:g}",
         }
 
 
@@ -101,6 +106,7 @@ def production_deadlines(template_path: str | Path | None = None) -> Deadlines:
         handoff=settings.handoff_seconds,
         idle_step_delay=settings.idle_step_delay_seconds,
         poller_idle_wait=LAMBDA_POLLER_WAIT_SECONDS,
+        page_cpu_seconds=settings.page_cpu_seconds,
     )
 
 

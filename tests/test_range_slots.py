@@ -11,11 +11,17 @@ from hypothesis import strategies as st
 
 from vanta_vuln_sync.run.schedule import planned_slots
 from vanta_vuln_sync.run.sizing import (
+    CONTAINER_RANGES,
     FULL_PAGE_FACTOR,
+    HELD_PAGES,
     MIN_RANGE_SLOTS,
+    MIN_STEP_PAGES,
     PAGE_WORK_SECONDS,
+    container_ranges,
     range_slots,
+    step_pages,
 )
+from vanta_vuln_sync.run.split import compact, max_compact_slots
 from vanta_vuln_sync.settings import Settings, SettingsError, VantaSettings, settings_from_env
 from vanta_vuln_sync.vanta import RecentDurations
 
@@ -48,6 +54,46 @@ def test_the_slots_never_pass_workers_times_ranges_in_flight() -> None:
     assert range_slots(60_000, 0.002, cap=50) == 50
     # a fleet smaller than the minimum keeps its own size
     assert range_slots(50, 0.05, cap=2) == 2
+
+
+def _at(per_minute: int, page_cpu_seconds: float = 0.09) -> Settings:
+    vanta = VantaSettings(rate_limit_per_minute=per_minute)
+    return Settings(
+        vanta=vanta, state_table="t", data_bucket="b", page_queue_url="q", page_cpu_seconds=page_cpu_seconds
+    )
+
+
+def test_runs_at_100_a_minute_are_compact_at_every_latency_to_5_s() -> None:
+    # Given the template's 5 workers x 10 ranges in flight, 100 requests a minute, answers of 0.2 to 5 s
+    for round_trip in (0.2, 1.0, 2.0, 5.0):
+        # Then the run's ranges fit in one container: it splits them and they take each other on
+        assert compact(range_slots(100, round_trip, cap=50), _at(100))
+    # And a container runs that many at once, more than a batch's RangesInFlight
+    assert container_ranges(10) == CONTAINER_RANGES >= range_slots(100, 5.0, cap=50)
+    # While a run that needs more ranges (240/min at 5 s) is planned as a wave across containers
+    assert not compact(range_slots(240, 5.0, cap=100), _at(240))
+
+
+def test_a_limit_one_container_cannot_keep_pace_with_has_no_compact_run() -> None:
+    # Given 1,000 requests a minute: at 0.09 CPU-s a page, 1.5 of a 256 MB container's CPU
+    # Then even its fewest slots are planned as a wave across containers (and its lists probed)
+    assert max_compact_slots(_at(1000)) == 0
+    assert not compact(MIN_RANGE_SLOTS, _at(1000))
+    # And the load test's 1,000 a minute at a tenth of the time (its CPU a page divided by the scale too)
+    # is shaped as production's 100 a minute
+    assert max_compact_slots(_at(1000, 0.009)) == max_compact_slots(_at(100)) == CONTAINER_RANGES
+
+
+def test_a_container_holds_the_pages_of_ten_full_steps_however_many_ranges_it_runs() -> None:
+    # Given the template's page budget of 50: up to RangesInFlight's 10 steps each read all of it
+    assert step_pages(50, 1) == step_pages(50, 10) == 50
+    assert 10 * step_pages(50, 10) == HELD_PAGES
+    # When a compact run's 40 ranges share one container, each commits after its share and goes on
+    assert step_pages(50, 40) == HELD_PAGES // 40
+    assert 40 * step_pages(50, 40) <= HELD_PAGES
+    # And a step never commits after fewer than MIN_STEP_PAGES, nor more than its own budget
+    assert step_pages(50, 1000) == MIN_STEP_PAGES
+    assert step_pages(3, 40) == 3
 
 
 def test_no_timed_answer_plans_every_slot_as_before() -> None:

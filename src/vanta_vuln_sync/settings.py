@@ -87,6 +87,11 @@ class Settings:
     # Seconds an invocation keeps after its last Vanta request for the S3 write, the commit and the
     # enqueue (run/deadline.py; at most a third of the invocation's time).
     handoff_seconds: float = 15.0
+    # A worker's CPU seconds a page at its 256 MB (~10 ms at a full core, 0.145 of one: README, "Function
+    # memory"): a compact run's one container does all of a run's pages, so only a limit whose pages one
+    # container keeps pace with has compact runs (run/split.py). The load test divides it by its time
+    # scale, with the deadlines, so a scaled point's runs are shaped as its production counterpart's.
+    page_cpu_seconds: float = 0.09
     # Up to this share of a worker invocation's time is left unused, drawn once an invocation, so a
     # fleet's invocations do not all stop and hand on in the same seconds (handlers/container.py).
     worker_stagger: float = 0.1
@@ -206,6 +211,7 @@ def settings_from_env(env: Mapping[str, str] | None = None) -> Settings:
         owner_tag_key=env.get("OWNER_TAG_KEY") or "team",
         digest_topic_arn=env.get("DIGEST_TOPIC_ARN") or None,
         handoff_seconds=_float(env, "STEP_HANDOFF_SECONDS", 15.0),
+        page_cpu_seconds=_float(env, "PAGE_CPU_SECONDS", 0.09),
         worker_stagger=_share(env, "WORKER_STAGGER", 0.1, most=0.5),
         idle_step_delay_seconds=min(_int(env, "IDLE_STEP_DELAY_SECONDS", 30), 900),
         chain_pieces=env.get("CHAIN_PIECES", "true").strip().lower() not in ("0", "false", "no"),

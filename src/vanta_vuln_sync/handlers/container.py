@@ -33,6 +33,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from vanta_vuln_sync.aws import AwsClients, open_clients
 from vanta_vuln_sync.run.services import Services
+from vanta_vuln_sync.run.sizing import container_ranges
 from vanta_vuln_sync.settings import Settings, SettingsError, settings_from_env
 from vanta_vuln_sync.store.rate import FleetRateLimiter
 from vanta_vuln_sync.store.state import RunStore
@@ -166,7 +167,7 @@ async def build_services(
     fleet's TokenBroker and FleetRateLimiter on the state table, and `aws` as given."""
     session = await stack.enter_async_context(
         aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=max(20, settings.ranges_in_flight * 2)),
+            connector=aiohttp.TCPConnector(limit=max(20, container_ranges(settings.ranges_in_flight) * 2)),
             trace_configs=_trace_configs(),
         )
     )
@@ -218,7 +219,7 @@ def offline_services(settings: Settings, aws: AwsClients, *, metrics: Metrics | 
         store=RunStore(aws.dynamodb, settings.state_table),
         vanta=no_vanta,
         metrics=metrics,
-        in_flight=asyncio.Semaphore(settings.ranges_in_flight),
+        in_flight=asyncio.Semaphore(container_ranges(settings.ranges_in_flight)),
     )
 
 

@@ -114,6 +114,11 @@ class HandOnGate:
         self._running = 0
         self._open: _Batch | None = None
 
+    @property
+    def steps(self) -> int:
+        """The steps running in the container now."""
+        return self._running
+
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
         """Count a step in while it runs; its end may complete a batch the others wait with."""

@@ -243,7 +243,7 @@ async def _plan(
         page_budget=settings.page_budget,
         page_size=settings.page_size,
         # A compact run's unknown lists are open ranges that split themselves (run/split.py).
-        probe_above=max_compact_slots(settings.ranges_in_flight),
+        probe_above=max_compact_slots(settings),
     )
     for notice in notices:
         logger.warning("plan changed: a filter does not split a list", extra={"notice": notice})

@@ -31,6 +31,34 @@ HEADROOM = 2.0
 MIN_RANGE_SLOTS = 4
 
 
+# The most ranges one container runs at once, and so the most range slots a compact run has (all of its
+# ranges in one container: run/split.py). Ranges wait on the rate limit, so a container's cost is the
+# waiting, not the ranges: its memory is held to HELD_PAGES whatever their count, and its CPU to
+# CONTAINER_CPU by the limit (Settings.page_cpu_seconds). 50 is the template's default cap on the slots
+# (5 workers x 10 ranges in flight): every run at the defaults fits, 100/min at 5 s pages planning 35.
+CONTAINER_RANGES = 50
+# The share of a container's CPU a compact run's pages may take (Settings.page_cpu_seconds): at 0.09 s a
+# page, limits up to 400 a minute; the rest is its hand-offs, S3 writes and headroom.
+CONTAINER_CPU = 0.6
+# Pages a container's steps hold in memory at most between their commits: RangesInFlight's 10 ranges x
+# the template's PageBudget of 50, the load tests' worst case (<= 90 MB a worker). With more ranges in a
+# container than that, each step commits after its share (at least MIN_STEP_PAGES) and goes on.
+HELD_PAGES = 500
+MIN_STEP_PAGES = 5
+
+
+def container_ranges(ranges_in_flight: int) -> int:
+    """The ranges a container runs at once: a batch's `ranges_in_flight` (RangesInFlight), or a compact
+    run's CONTAINER_RANGES, whose steps take each other on in the container that began them."""
+    return max(ranges_in_flight, CONTAINER_RANGES)
+
+
+def step_pages(page_budget: int, steps_running: int) -> int:
+    """Pages a step reads before it commits: its `page_budget`, or its share of HELD_PAGES when
+    `steps_running` steps share the container."""
+    return min(page_budget, max(MIN_STEP_PAGES, HELD_PAGES // max(1, steps_running)))
+
+
 def range_slots(per_minute: int, round_trip: float | None, cap: int) -> int:
     """The run's range slots: ranges enough to use `per_minute` requests a minute when Vanta answers the
     survey in `round_trip` seconds, with the margins above; at least MIN_RANGE_SLOTS, never more than

@@ -34,6 +34,8 @@ from dataclasses import replace
 
 from vanta_vuln_sync.messages import PageRange
 from vanta_vuln_sync.run.planner import MAX_RANGES, MIN_PAGES_PER_RANGE, records_per_page
+from vanta_vuln_sync.run.sizing import CONTAINER_CPU, CONTAINER_RANGES
+from vanta_vuln_sync.settings import Settings
 from vanta_vuln_sync.store.models import RUNNING, RunState
 from vanta_vuln_sync.store.state import RunStore
 from vanta_vuln_sync.vanta.cursors import cursor_before
@@ -41,23 +43,25 @@ from vanta_vuln_sync.vanta.cursors import cursor_before
 Send = Callable[[PageRange], Awaitable[None]]
 
 
-def compact(range_slots: int, ranges_in_flight: int) -> bool:
-    """Whether a run of `range_slots` fits in half a container (`ranges_in_flight`): only such a run
-    plans a first run's lists as open ranges, splits its ranges and takes steps on (run/follow_ups.py).
+def compact(range_slots: int, settings: Settings) -> bool:
+    """Whether a run of `range_slots` fits in one container (`max_compact_slots`): only such a run plans
+    a first run's lists as open ranges, splits its ranges and takes steps on (run/follow_ups.py), so its
+    ranges stay in the container that began them.
 
-    A larger one is planned as one wave from probed lengths and steps through the queue, as before
-    ranges split: measured 2026-11-30 on 2,000 pages at 100/min, 10 x scaled, open ranges doubling
-    their way along the lists left 42 slots idle for much of the run (5 s pages: 2.5-2.9 x the bound,
-    1.2 x as a wave), steps taken on held every container to its timeout while the queue waited (2.1 x),
-    and at 0.2 s pages, 10 slots, the split checks and steps taken on cost 1.29-1.34 x against 1.13 x.
-    At the template's defaults (50/min, 4 slots) the compact run is 1.09 x the bound, start-up included,
-    at 1.7 x the cost floor (1.12 x and 3.2 x planned from probes)."""
-    return range_slots <= max_compact_slots(ranges_in_flight)
+    A larger one is planned as one wave from probed lengths and steps through the queue: its ranges
+    would take on steps in several containers, each held to its timeout while the queue waited (2.1 x
+    the bound, 2026-11-30, 42 slots on 2,000 pages at 5 s). Measured 2026-11-30 (loadtest, one run each):
+    2,000 pages at 100/min and 0.2 s, 10 x scaled, 10 slots: 1.058 x the bound at 4.9 x the cost floor
+    compact, 1.13 x at 7.9 x as a wave; 301 pages at 100/min and 1 s, unscaled, 8 slots: 1.08 x with 3
+    planning requests compact, 1.13 x with 23 as a wave."""
+    return range_slots <= max_compact_slots(settings)
 
 
-def max_compact_slots(ranges_in_flight: int) -> int:
-    """The most range slots a compact run has (see `compact`)."""
-    return ranges_in_flight // 2
+def max_compact_slots(settings: Settings) -> int:
+    """The most range slots a compact run has: CONTAINER_RANGES, or none at a rate limit whose pages
+    would take more than CONTAINER_CPU of one container's CPU (`settings.page_cpu_seconds` a page)."""
+    pace = settings.vanta.rate_limit_per_minute / 60 * settings.page_cpu_seconds
+    return CONTAINER_RANGES if pace <= CONTAINER_CPU else 0
 
 
 def split_offset(offset: int, end_offset: int | None, page_size: int) -> int | None:

@@ -30,6 +30,7 @@ from vanta_vuln_sync.run import split
 from vanta_vuln_sync.run.deadline import DeadlineSource, deadline_of, handoff_reserve
 from vanta_vuln_sync.run.follow_ups import FollowUps, bundled
 from vanta_vuln_sync.run.services import Services
+from vanta_vuln_sync.run.sizing import step_pages
 from vanta_vuln_sync.run.walk import (
     ChainJoin,
     HandedOver,
@@ -118,7 +119,7 @@ async def run_step(
     if run.status != RUNNING:
         logger.info("run already ended; dropping step", extra={"status": run.status, "seq": p.seq})
         return StepResult(committed=False)
-    compact = split.compact(run.range_slots, services.settings.ranges_in_flight)
+    compact = split.compact(run.range_slots, services.settings)
     if not compact:
         follow = None  # a larger run steps through the queue and does not split (run/split.py)
     progress = await store.get_range(p.run_id, p.resource, p.shard)
@@ -249,8 +250,12 @@ async def _fetch_and_write(
 
     def keep_going() -> bool:
         # Hand on while there is time left for a page (as slow as the client has seen them lately), the
-        # S3 write, the commit and the enqueue.
-        return walk.requests == 0 or remaining() >= client.attempt_allowance() + reserve
+        # S3 write, the commit and the enqueue; commit once the step has read its share of what the
+        # container may hold in memory (run/sizing.py), when more steps than RangesInFlight share it.
+        return walk.requests == 0 or (
+            remaining() >= client.attempt_allowance() + reserve
+            and walk.requests < step_pages(p.page_budget, services.hand_ons.steps)
+        )
 
     first: StepCommit | None = None
 
