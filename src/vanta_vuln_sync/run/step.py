@@ -316,15 +316,21 @@ async def _fetch_and_write(
                 return await join_chain(shard, claim)
         return Successor(head=None if progress is None else progress.head)
 
+    quiet = 0  # pages left before the range asks for a split again
+
     async def split_off() -> bool:
         # Between two pages of an offset range whose head is committed: give the range's far end to
         # a new range while the run has a range slot free (run/split.py).
+        nonlocal quiet
         if (
             not compact
             or (first is None and p.seq == 0)
             or remaining() < 2 * (client.attempt_allowance() + reserve)
         ):
             # A split's few writes must not push the step's hand-off past the invocation's end.
+            return False
+        if quiet:
+            quiet -= 1
             return False
         assert walk.offset is not None
         # The split is on a page boundary of the range as it reads on: its next page starts at the last
@@ -339,6 +345,7 @@ async def _fetch_and_write(
             send=_sender(services, follow),
         )
         if spawn is None:
+            quiet = split.ASK_EVERY_PAGES - 1
             return False
         logger.info("range split: a new range reads its far end", extra={"new": spawn.shard})
         services.count("RangesSplit", 1)
