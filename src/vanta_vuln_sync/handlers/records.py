@@ -92,8 +92,9 @@ async def process_page_message(
     PageRanges, its steps' outcomes joined by commas. A step of a PageRanges that raises fails the
     record once every step has ended (the redelivery finds the others committed: duplicates).
 
-    At most `settings.ranges_in_flight` of these run at once per container (they share its session,
-    token and rate limit).
+    At most `container_ranges(settings.ranges_in_flight)` steps run at once per container (run/sizing.py:
+    a batch's RangesInFlight, or a compact run's ranges taken on; they share its session, token and
+    rate limit).
     """
     try:
         message = parse_page_message(body)

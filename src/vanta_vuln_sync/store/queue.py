@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from vanta_vuln_sync.messages import Finalize, PageRange, PageRanges
+from vanta_vuln_sync.messages import PageMessage
 
 if TYPE_CHECKING:
     from types_aiobotocore_sqs import SQSClient
@@ -21,9 +21,7 @@ class EnqueueError(RuntimeError):
     """Some messages could not be sent after retries; the message lists the SQS error codes."""
 
 
-async def send_messages(
-    sqs: SQSClient, queue_url: str, messages: Sequence[PageRange | PageRanges | Finalize]
-) -> None:
+async def send_messages(sqs: SQSClient, queue_url: str, messages: Sequence[PageMessage]) -> None:
     """Send every message: SendMessageBatch of ten, calls concurrent, failed entries retried.
 
     Raises EnqueueError when entries still fail after retries. Sending a message twice is harmless
@@ -33,7 +31,7 @@ async def send_messages(
     batches = [messages[i : i + _BATCH] for i in range(0, len(messages), _BATCH)]
     gate = asyncio.Semaphore(_CONCURRENT_CALLS)
 
-    async def send(batch: Sequence[PageRange | PageRanges | Finalize]) -> None:
+    async def send(batch: Sequence[PageMessage]) -> None:
         async with gate:
             await _send_batch(sqs, queue_url, batch)
 
@@ -42,9 +40,7 @@ async def send_messages(
             group.create_task(send(batch))
 
 
-async def _send_batch(
-    sqs: SQSClient, queue_url: str, batch: Sequence[PageRange | PageRanges | Finalize]
-) -> None:
+async def _send_batch(sqs: SQSClient, queue_url: str, batch: Sequence[PageMessage]) -> None:
     pending: dict[str, SendMessageBatchRequestEntryTypeDef] = {
         str(i): {"Id": str(i), "MessageBody": message.to_json().decode()} for i, message in enumerate(batch)
     }
@@ -61,7 +57,7 @@ async def _send_batch(
 
 
 async def send_message(
-    sqs: SQSClient, queue_url: str, message: PageRange | PageRanges | Finalize, *, delay_seconds: int = 0
+    sqs: SQSClient, queue_url: str, message: PageMessage, *, delay_seconds: int = 0
 ) -> None:
     """Send one message (a continuation, continuations handed on together, a Finalize), visible after
     `delay_seconds` (at most 900)."""
