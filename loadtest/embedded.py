@@ -213,7 +213,9 @@ def run_point(
         apply_deadlines(lambda_client, world.client("sqs"), stack.outputs, point.deadlines)
         # None: a failed batch comes back after its queue's (scaled) visibility timeout, as in AWS.
         poller = world.start_poller(
-            failed_visibility_timeout=None, idle_wait_seconds=point.deadlines.poller_idle_wait
+            failed_visibility_timeout=None,
+            idle_wait_seconds=point.deadlines.poller_idle_wait,
+            time_scale=point.time_scale,  # the batching window scales like the deadlines
         )
         # Only now: the shim imports the handlers, whose Powertools objects read the environment the
         # poller has just applied (as in Lambda, where it is set before the import).

@@ -9,8 +9,8 @@ from dataclasses import replace
 
 import pytest
 
-from vanta_vuln_sync.messages import PageRange
-from vanta_vuln_sync.run.follow_ups import HandOnGate
+from vanta_vuln_sync.messages import MAX_BUNDLED, MAX_MESSAGE_BYTES, PageRange, PageRanges, bundled
+from vanta_vuln_sync.run.follow_ups import FollowUps, HandOnGate
 
 RANGE = PageRange(run_id="r", resource="vulnerabilities", shard="o00000", seq=1, filters={}, page_budget=5)
 
@@ -112,3 +112,51 @@ async def test_no_time_left_sends_at_once(within: float) -> None:
     async with gate.running(), gate.running():  # another step runs on
         await gate.hand_on(step(1), queue.send, within=within)
     assert queue.batches == [[step(1).shard]]
+
+
+def test_a_containers_continuations_go_out_as_one_message_that_one_invocation_receives() -> None:
+    """A compact run's ranges (up to one container's 50) hand on to one invocation: sent as several
+    messages, the event source mapping shared them out among as many containers, each billed."""
+    steps = [replace(step(n), anchors=("a" * 24, "b" * 24)) for n in range(MAX_BUNDLED)]
+    (message,) = bundled(steps)
+    assert isinstance(message, PageRanges)
+    assert message.ranges == tuple(steps)
+    assert bundled(steps[:1]) == steps[:1]
+
+
+def test_steps_too_large_for_one_message_go_out_in_as_few_as_fit_sqs() -> None:
+    ids = tuple(f"vuln-{n:030d}" for n in range(100))
+    steps = [replace(step(n), anchors=ids, stop_ids=ids, start_ids=ids) for n in range(MAX_BUNDLED + 1)]
+    messages = bundled(steps)
+    sizes = [len(m.to_json()) for m in messages]
+    assert max(sizes) <= MAX_MESSAGE_BYTES
+    per_message = MAX_MESSAGE_BYTES // len(steps[0].to_json())
+    assert len(messages) == -(-len(steps) // per_message)  # as few as fit
+    carried = [p for m in messages for p in (m.ranges if isinstance(m, PageRanges) else (m,))]
+    assert carried == steps  # every step once, in order
+
+
+async def test_the_gate_is_timed_by_the_hand_off_reserve_so_a_scaled_one_still_gathers_the_batch() -> None:
+    """A load test divides the reserve by its time scale (1.5 s at 10 x): a gate fixed at 15 s with a
+    5 s margin waited no time at all there, and every continuation went out alone."""
+    gate, queue = HandOnGate(), Queue()
+
+    async def never(p: PageRange) -> None:
+        raise AssertionError("nothing is taken on here")
+
+    follow = FollowUps(
+        never,
+        remaining=lambda: 3.0,  # what a step stopping at a 1.5 s reserve leaves, and its last page's time
+        slots=asyncio.Semaphore(50),
+        min_seconds=lambda: 4.5,
+        gate=gate,
+        reserve=1.5,
+    )
+
+    async def stepping(n: int, stops_after: float) -> None:
+        async with gate.running():
+            await asyncio.sleep(stops_after)
+            await follow.hand_on(step(n), queue.send)
+
+    await asyncio.gather(stepping(1, 0.0), stepping(2, 0.2), stepping(3, 0.4))
+    assert queue.batches == [[step(n).shard for n in (1, 2, 3)]]

@@ -19,6 +19,7 @@ from vanta_vuln_sync.messages import (
     parse_page_message,
     parse_sync_request,
 )
+from vanta_vuln_sync.run.sizing import CONTAINER_RANGES
 
 EVENTS = Path(__file__).resolve().parent.parent / "events"
 RUN_ID = "20261126T020000Z-3f2a9c1d7e"
@@ -139,8 +140,8 @@ def test_steps_handed_on_together_round_trip_as_one_page_message() -> None:
 @pytest.mark.parametrize(
     ("ranges", "reason"),
     [
-        ([], "1 to 10"),
-        ("o00000", "1 to 10"),
+        ([], "1 to 50"),
+        ("o00000", "1 to 50"),
         ([{"v": 1, "type": "Finalize", "run_id": RUN_ID}], "PageRange object"),
         ([orjson.loads(_step("o00000").to_json()) | {"shard": "Not Valid"}], "PageRange.shard"),
     ],
@@ -151,7 +152,8 @@ def test_a_bad_bundle_is_poison_with_its_reason(ranges: object, reason: str) -> 
         parse_page_message(orjson.dumps({"v": 1, "type": "PageRanges", "ranges": ranges}))
 
 
-def test_a_bundle_holds_at_most_ten_steps() -> None:
+def test_a_bundle_holds_at_most_one_containers_ranges() -> None:
+    assert MAX_BUNDLED == CONTAINER_RANGES
     steps = [orjson.loads(_step(f"x{n:09d}").to_json()) for n in range(MAX_BUNDLED + 1)]
-    with pytest.raises(MessageError, match="1 to 10"):
+    with pytest.raises(MessageError, match="1 to 50"):
         parse_page_message(orjson.dumps({"v": 1, "type": "PageRanges", "ranges": steps}))

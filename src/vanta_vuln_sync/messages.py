@@ -160,8 +160,31 @@ class Finalize:
 
 PageMessage = PageRange | PageRanges | Finalize
 Message = SyncRequest | PageRange | PageRanges | Finalize
-# Steps in one PageRanges: ten PageRange messages of the largest kind (100 anchors) fit SQS's 256 KiB.
-MAX_BUNDLED = 10
+# Steps in one PageRanges: one container's ranges (run/sizing.py, CONTAINER_RANGES), so a compact run
+# hands on to one invocation. Fewer when they would not fit MAX_MESSAGE_BYTES (run/follow_ups.py,
+# `bundled`): a step of the largest kind (100 anchors, stop and start ids) is about 12 KB, a usual one
+# under 1 KB.
+MAX_BUNDLED = 50
+# SQS's limit on a message is 256 KiB; a bundle keeps 16 KiB of it spare (attributes, JSON escaping).
+MAX_MESSAGE_BYTES = 240 * 1024
+
+
+def bundled(steps: list[PageRange]) -> list[PageRange | PageRanges]:
+    """The messages that carry `steps` to as few invocations as can be: a PageRange alone, else
+    PageRanges of up to MAX_BUNDLED steps that fit MAX_MESSAGE_BYTES, filled in order."""
+    if len(steps) == 1:
+        return [steps[0]]
+    bundles: list[list[PageRange]] = [[]]
+    size = 0
+    for step in steps:
+        # A step's share of the bundle: its JSON and a comma (the bundle's own keys fit the spare).
+        step_bytes = len(step.to_json()) + 1
+        if bundles[-1] and (len(bundles[-1]) == MAX_BUNDLED or size + step_bytes > MAX_MESSAGE_BYTES):
+            bundles.append([])
+            size = 0
+        bundles[-1].append(step)
+        size += step_bytes
+    return [PageRanges(tuple(bundle)) if len(bundle) > 1 else bundle[0] for bundle in bundles]
 
 
 def parse_message(body: str | bytes) -> Message:

@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import boto3
 import poller_test_handlers
 import pytest
 from mapped_functions import MappedFunction
@@ -140,6 +141,28 @@ def test_concurrency_stays_at_maximum_concurrency_when_queue_is_deep(
     assert stats.peak_concurrency == 2
     assert len({c.thread for c in recorded_calls}) == 2
     assert all(len(c.message_ids) == 1 for c in recorded_calls)
+
+
+@pytest.mark.parametrize(("time_scale", "batches"), [(1.0, 1), (10.0, 2)])
+def test_batching_window_opens_with_the_first_message_and_scales_with_a_load_test(
+    mapped_function: Callable[..., MappedFunction],
+    recorded_calls: list[Call],
+    time_scale: float,
+    batches: int,
+) -> None:
+    """Lambda gathers for up to the window after a batch's first record; a load test at 10 x waits a
+    tenth of it, as its other deadlines (a whole second was ten real ones at every hand-off)."""
+    function = mapped_function(window=2)
+    # One container, so one poller: no other poller's receive takes the second message.
+    boto3.client("lambda").put_function_concurrency(
+        FunctionName=function.name, ReservedConcurrentExecutions=1
+    )
+    with polling(function, time_scale=time_scale) as poller:
+        sent = function.send({"n": 1})
+        time.sleep(0.8)
+        sent += function.send({"n": 2})
+        assert poller.run_until(lambda: {i for c in recorded_calls for i in c.message_ids} >= set(sent), 30)
+    assert len(recorded_calls) == batches
 
 
 def test_remaining_time_counts_down_from_function_timeout(

@@ -21,6 +21,7 @@ from vanta_vuln_sync.local.containers import FunctionConfig
 from vanta_vuln_sync.local.mappings import MappingConfig
 from vanta_vuln_sync.local.poller import FunctionStats, Poller, PollerStats
 from vanta_vuln_sync.local.world import close_container, container_loop
+from vanta_vuln_sync.messages import PageMessage, PageRanges, parse_page_message
 from vanta_vuln_sync.run.schedule import RunCapReached
 from vanta_vuln_sync.run.services import Services
 
@@ -212,3 +213,22 @@ async def deliver_requests(stack: Stack, services: Services) -> list[str]:
         outcomes.append(outcome)
         settle(stack.sqs, stack.request_queue_url, [message], set())
     return outcomes
+
+
+def unbundle(stack: Stack) -> int:
+    """Put every step of the page queue's PageRanges messages back as a message of its own (a compact
+    run's plan goes out as one bundle, run/schedule.py), for tests that deliver a run's ranges one
+    message at a time. Returns the number of steps the queue then holds."""
+    messages: list[dict[str, Any]] = []
+    while batch := stack.sqs.receive_message(QueueUrl=stack.page_queue_url, MaxNumberOfMessages=10).get(
+        "Messages"
+    ):
+        messages += batch
+    steps: list[PageMessage] = []
+    for message in messages:
+        parsed = parse_page_message(message["Body"])
+        steps += parsed.ranges if isinstance(parsed, PageRanges) else [parsed]
+        stack.sqs.delete_message(QueueUrl=stack.page_queue_url, ReceiptHandle=message["ReceiptHandle"])
+    for step in steps:
+        stack.sqs.send_message(QueueUrl=stack.page_queue_url, MessageBody=step.to_json().decode())
+    return len(steps)

@@ -25,7 +25,7 @@ from vanta_vuln_sync.store.checkpoints import ChainCheckpoints, Checkpoint, chai
 from vanta_vuln_sync.vanta.resources import validate_filters
 
 from .conftest import Stack
-from .drive import ThreadedDriver, deliver_requests, pump, settle
+from .drive import ThreadedDriver, deliver_requests, pump, settle, unbundle
 from .test_redelivery import Crash, Wrapped
 
 RESOURCE = "vulnerability-remediations"
@@ -257,6 +257,7 @@ async def held_second_run(
     services = await open_services()
     deployed.send_request(REQUEST)
     assert await deliver_requests(deployed, services) == ["started"]
+    unbundle(deployed)
     messages: list[dict[str, Any]] = []
     while reply := deployed.sqs.receive_message(QueueUrl=deployed.page_queue_url, MaxNumberOfMessages=10).get(
         "Messages"

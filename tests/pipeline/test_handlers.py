@@ -14,6 +14,7 @@ from vanta_vuln_sync.handlers.container import current_container, shutdown_conta
 from vanta_vuln_sync.local.context import EmulatedContext, sqs_event
 
 from .conftest import REGION, Stack
+from .drive import unbundle
 
 EVENTS = Path(__file__).resolve().parents[2] / "events"
 
@@ -85,6 +86,7 @@ async def test_two_worker_invocations_in_one_container_reuse_its_loop_session_an
         assert await loop.run_in_executor(scheduler_container, invoke, "scheduler", requests) == {
             "batchItemFailures": []
         }
+        unbundle(deployed)  # the plan's 16 ranges as messages of their own, for two batches
         pages = receive(deployed, deployed.page_queue_url, 10)
         # When the same worker container is invoked twice
         first = await loop.run_in_executor(worker_container, invoke, "worker", pages[:5])

@@ -15,7 +15,7 @@ from vanta_vuln_sync.messages import PageRange, parse_page_message
 from vanta_vuln_sync.run.services import Services
 
 from .conftest import PlannedRange, Stack
-from .drive import ThreadedDriver, deliver_requests
+from .drive import ThreadedDriver, deliver_requests, unbundle
 
 EVENTS = Path(__file__).resolve().parents[2] / "events"
 
@@ -24,6 +24,7 @@ async def planned_ranges(deployed: Stack, services: Services) -> list[PageRange]
     """Plan the example CRITICAL resync; returns its ranges as the scheduler enqueued them."""
     deployed.send_request((EVENTS / "sync-request-resync-critical.json").read_text())
     assert await deliver_requests(deployed, services) == ["started"]
+    unbundle(deployed)
     reply = await asyncio.to_thread(
         deployed.sqs.receive_message, QueueUrl=deployed.page_queue_url, MaxNumberOfMessages=10
     )
@@ -145,6 +146,7 @@ async def test_a_first_step_that_fits_no_request_leaves_its_range_to_be_claimed_
         b'{"v": 1, "type": "SyncRequest", "resources": ["vulnerabilities"], "mode": "full", "reason": "t"}'
     )
     assert await deliver_requests(deployed, services) == ["started"]
+    unbundle(deployed)
     reply = deployed.sqs.receive_message(QueueUrl=deployed.page_queue_url, MaxNumberOfMessages=10)
     messages = reply["Messages"]
     ranges = [parse_page_message(m["Body"]) for m in messages]

@@ -218,3 +218,34 @@ async def test_callers_slower_than_the_rate_get_no_slot_reserved_ahead(
     for moments in starts.values():
         gaps = [b - a for a, b in itertools.pairwise(moments)]
         assert max(gaps) <= 5.0 + 60.0 / 50 + 1e-6
+
+
+async def test_an_invocations_ranges_reserve_no_slot_past_their_deadline(
+    virtual_clock: VirtualClock, rate_table: tuple[Callable[[], Any], str]
+) -> None:
+    """A compact run's ranges all stop for their invocation's deadline, and its continuation's first
+    request takes the fleet's next slot: slots reserved ahead past the deadline went unused, up to a
+    batch of them (5 intervals, 6 s at 50/min) at every hand-off."""
+    # Given one container's twenty ranges at 50/min, each asking again a second after its slot
+    clients, table = rate_table
+    limiter = FleetRateLimiter(await clients(), table, 50, clock=virtual_clock, sleep=virtual_clock.sleep)
+    deadline = virtual_clock() + 100.0
+    starts: list[float] = []
+
+    async def caller() -> None:
+        while True:
+            try:
+                await limiter.acquire(deadline=deadline)
+            except DeadlineReached:
+                return
+            starts.append(virtual_clock())
+            await virtual_clock.sleep(1.0)
+
+    # When they stop for their deadline
+    await virtual_clock.gather(*(caller() for _ in range(20)))
+    # Then the fleet's next slot is the one after their last start, with the rate used to the deadline
+    # and a write reserving several slots at a time
+    state = await read_rate_state(await clients(), table)
+    assert state.next_slot - max(starts) == pytest.approx(limiter.interval, abs=0.01)
+    assert max(starts) > deadline - limiter.interval
+    assert limiter.reservations <= len(starts) / 4

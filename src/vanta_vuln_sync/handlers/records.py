@@ -147,6 +147,7 @@ async def _page_range(
             slots=services.in_flight,
             min_seconds=lambda: take_on_seconds(services.settings.handoff_seconds, services.handoffs),
             gate=services.hand_ons,
+            reserve=services.settings.handoff_seconds,
         )
         if services.settings.take_on_steps
         else None

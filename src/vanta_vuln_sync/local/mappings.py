@@ -30,7 +30,7 @@ class MappingConfig:
     queue_url: str
     function_name: str
     batch_size: int
-    batching_window_seconds: int
+    batching_window_seconds: float
     maximum_concurrency: int | None
     report_batch_item_failures: bool
     enabled: bool = True

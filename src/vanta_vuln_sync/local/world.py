@@ -240,17 +240,20 @@ class World:
         environment: Mapping[str, str] | None = None,
         failed_visibility_timeout: int | None = 1,
         idle_wait_seconds: int = 1,
+        time_scale: float = 1.0,
     ) -> Poller:
         """Start Lambda's SQS poller for the stack's functions. `environment` adds to (or replaces
         entries of) `LOCAL_FUNCTION_ENVIRONMENT`; `failed_visibility_timeout` is how soon a failed batch
         comes back (None: after its queue's visibility timeout, as in AWS); `idle_wait_seconds` is how
-        long an idle poller's receive waits (Lambda's wait 20 s; 1 s lets `stop_poller` end quickly)."""
+        long an idle poller's receive waits (Lambda's wait 20 s; 1 s lets `stop_poller` end quickly);
+        `time_scale` divides the mappings' batching windows (a load test's scale, see Poller)."""
         self._poller = Poller(
             only_functions=self.stack.function_names,
             container_setup=container_loop,
             container_teardown=close_container,
             failed_visibility_timeout=failed_visibility_timeout,
             idle_wait_seconds=idle_wait_seconds,
+            time_scale=time_scale,
             environment_overrides={**LOCAL_FUNCTION_ENVIRONMENT, **(environment or {})},
         )
         self._poller.start()

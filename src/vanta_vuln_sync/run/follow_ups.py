@@ -26,35 +26,30 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
-from vanta_vuln_sync.messages import MAX_BUNDLED, PageRange, PageRanges
+from vanta_vuln_sync.messages import PageRange
 
 # SQS delays a message by at most 15 minutes (more than any invocation's time left).
 MAX_DELAY_SECONDS = 900
 # The queue's copy becomes visible this long after the invocation's end.
 COPY_MARGIN_SECONDS = 2
-# The longest a continuation waits at the gate for the container's other steps: they stop for the same
-# deadline within a page or two of each other; one held up longer (a retry's back-off) is not waited for.
-GATE_SECONDS = 15.0
-# What a continuation leaves of the invocation's time when it stops waiting at the gate: the send, and
-# the mark that the step was handed on (a step stops with a hand-off reserve left, 15 s or more).
-GATE_MARGIN_SECONDS = 5.0
+# A continuation waits at the gate for the container's other steps until this part of the step's
+# hand-off reserve (`Settings.handoff_seconds`, 15 s) is left of the invocation: the send and the mark
+# that the step was handed on. Every step of the invocation stops for the same deadline, but not at
+# once: one whose rate slot came up just before the deadline reads its page while another stopped a
+# page's allowance and a slot's wait earlier (at 5 s pages and 42 ranges sharing 100/min, up to ~40 s
+# apart). A gate that waited at most 15 s (5 s before the end) let some go alone, each to a container
+# of its own for the rest of the run; in a load test whose reserve is scaled to 1.5 s it waited not at all.
+GATE_MARGIN_RESERVES = 1 / 3
 
 SendBatch = Callable[[list[PageRange]], Awaitable[None]]
-
-
-def bundled(steps: list[PageRange]) -> list[PageRange | PageRanges]:
-    """The messages that carry `steps` to as few invocations as can be: a PageRange alone, else
-    PageRanges of up to MAX_BUNDLED steps."""
-    if len(steps) == 1:
-        return [steps[0]]
-    return [PageRanges(tuple(steps[i : i + MAX_BUNDLED])) for i in range(0, len(steps), MAX_BUNDLED)]
 
 
 class FollowUps:
     """The steps one record's invocation took on (see the module doc). `run(p)` runs one of
     them (and takes on what it hands on); `remaining()` is the invocation's time
     left; `slots` the container's ranges in flight; no step is taken on with less than `min_seconds()`
-    left; `gate` is the container's HandOnGate, which the steps' continuations bound for the queue pass."""
+    left; `gate` is the container's HandOnGate, which the steps' continuations bound for the queue pass;
+    `reserve` the configured hand-off reserve (`Settings.handoff_seconds`), which times the gate."""
 
     def __init__(
         self,
@@ -64,12 +59,14 @@ class FollowUps:
         slots: asyncio.Semaphore,
         min_seconds: Callable[[], float],
         gate: HandOnGate,
+        reserve: float,
     ) -> None:
         self._run = run
         self._remaining = remaining
         self._slots = slots
         self._min_seconds = min_seconds
         self.gate = gate
+        self._reserve = reserve
         self._tasks: set[asyncio.Task[None]] = set()
 
     def take(self, p: PageRange, *, extra_slot: bool) -> int | None:
@@ -86,7 +83,7 @@ class FollowUps:
 
     async def hand_on(self, p: PageRange, send: SendBatch) -> None:
         """Send continuation `p` with the container's other steps' (see HandOnGate)."""
-        within = min(GATE_SECONDS, self._remaining() - GATE_MARGIN_SECONDS)
+        within = self._remaining() - GATE_MARGIN_RESERVES * self._reserve
         await self.gate.hand_on(p, send, within=within)
 
     async def wait(self) -> None:

@@ -22,12 +22,12 @@ from datetime import UTC, datetime
 import orjson
 from aws_lambda_powertools import Logger, Tracer
 
-from vanta_vuln_sync.messages import FULL_SCOPE, SYNC_RESOURCES, MessageError, SyncRequest
+from vanta_vuln_sync.messages import FULL_SCOPE, SYNC_RESOURCES, MessageError, SyncRequest, bundled
 from vanta_vuln_sync.run.deadline import DeadlineSource, deadline_of
 from vanta_vuln_sync.run.planner import ListingRequest, effective_filters, plan_run
 from vanta_vuln_sync.run.services import Services
 from vanta_vuln_sync.run.sizing import range_slots
-from vanta_vuln_sync.run.split import max_compact_slots
+from vanta_vuln_sync.run.split import compact, max_compact_slots
 from vanta_vuln_sync.settings import Settings
 from vanta_vuln_sync.store.queue import send_messages
 from vanta_vuln_sync.store.state import FAILED, RUNNING, RunState, ScopeState
@@ -127,7 +127,10 @@ async def start_run(
         await store.release_scope(scope, run_id, None, started_at=run.started_at)
         return RunStart(run_id=run_id, scope=scope, joined=False, ranges=0)
     plan = run.plan or await store.get_plan(run_id)
-    await send_messages(services.aws.sqs, services.settings.page_queue_url, plan)
+    # A compact run's ranges go to one invocation, as its hand-ons do (run/follow_ups.py): sent as
+    # messages of their own, the event source mapping spread them over as many containers for good.
+    messages = bundled(plan) if compact(run.range_slots, services.settings) else plan
+    await send_messages(services.aws.sqs, services.settings.page_queue_url, messages)
     logger.info(
         "run planned and enqueued",
         extra={"run_id": run_id, "scope": scope, "ranges": run.ranges_total, "reason": run.reason},

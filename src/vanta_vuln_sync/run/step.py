@@ -25,10 +25,10 @@ from typing import NamedTuple
 from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 
-from vanta_vuln_sync.messages import Finalize, PageRange
+from vanta_vuln_sync.messages import Finalize, PageRange, bundled
 from vanta_vuln_sync.run import split
 from vanta_vuln_sync.run.deadline import DeadlineSource, deadline_of, handoff_reserve
-from vanta_vuln_sync.run.follow_ups import FollowUps, bundled
+from vanta_vuln_sync.run.follow_ups import FollowUps
 from vanta_vuln_sync.run.services import Services
 from vanta_vuln_sync.run.sizing import step_pages
 from vanta_vuln_sync.run.walk import (

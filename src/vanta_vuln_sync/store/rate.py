@@ -60,9 +60,13 @@ class RateAdaptation:
 
 
 ADAPTATION = RateAdaptation()
-# A task that took a slot this recently still asks in turn (a page's wait, answer and write fit in it
-# many times over); also how long a slot gone stale unused keeps a container from reserving ahead.
-STREAM_SECONDS = 30.0
+# A task that took a slot this many of the fleet's slot intervals ago still asks in turn, and a slot gone
+# stale unused keeps a container from reserving ahead for as long. Counted in intervals, not seconds: a
+# range asks once a round of the container's ranges, up to 50 of them (run/sizing.py, CONTAINER_RANGES),
+# so 50 intervals cover a round at any limit (30.5 s at 100/min, 61 s at 50/min), and a load test that
+# runs the limit 10 x faster keeps the same rule (a fixed 30 s was ten rounds there, the look-ahead off
+# for a whole scaled invocation after each stale slot).
+STREAM_INTERVALS = 50
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,9 +130,11 @@ class FleetRateLimiter:
 
     Reserves as many slots per DynamoDB call as callers are waiting here (up to `max_batch`), and while
     the fleet's slots are scarce (its next slot is later than now) as many as this container has callers
-    asking in turn (`streams`: the tasks that took a slot in the last `STREAM_SECONDS`): each of them
-    comes back for a slot, so one write serves the next round of them all. A slot that goes stale here
-    unused turns that look-ahead off for `STREAM_SECONDS`.
+    asking in turn (`streams`: the tasks that took a slot in the last `STREAM_INTERVALS` intervals): each
+    of them comes back for a slot, so one write serves the next round of them all. A slot that goes
+    stale here unused turns that look-ahead off for as long. None is reserved past the deadline of the
+    caller that reserves (a container's callers share their invocation's): at an invocation's end the
+    fleet's next slot is the first after its last request, not a batch of slots nobody here will use.
     """
 
     def __init__(
@@ -141,7 +147,7 @@ class FleetRateLimiter:
         sleep: Sleep = asyncio.sleep,
         margin: float = 1.0,
         late_tolerance: float = 0.25,
-        max_batch: int = 5,
+        max_batch: int = 10,
         adaptation: RateAdaptation = ADAPTATION,
     ) -> None:
         if per_minute < 1:
@@ -282,30 +288,40 @@ class FleetRateLimiter:
                     if deadline is not None and known_next > deadline:
                         raise DeadlineReached(too_late(known_next - now))  # next_slot only grows: no write
                     wanted = self._waiting
-                    if self._state.next_slot > now and now - self._stale_at > STREAM_SECONDS:
+                    if self._state.next_slot > now and now - self._stale_at > self._stream_seconds():
                         wanted = max(wanted, self.streams(now))
-                    slots.extend(await self._reserve(min(wanted, self._max_batch)))
+                    slots.extend(await self._reserve(min(wanted, self._max_batch), deadline))
         finally:
             self._waiting -= 1
 
     def streams(self, now: float) -> int:
         """Callers of this container that ask in turn: running tasks that took a slot in the last
-        `STREAM_SECONDS` (each range step is one task that asks before every page)."""
-        for task in [t for t, at in self._streams.items() if t.done() or now - at > STREAM_SECONDS]:
+        `STREAM_INTERVALS` intervals (each range step is one task that asks before every page)."""
+        window = self._stream_seconds()
+        for task in [t for t, at in self._streams.items() if t.done() or now - at > window]:
             del self._streams[task]
         return len(self._streams)
+
+    def _stream_seconds(self) -> float:
+        return STREAM_INTERVALS * self.interval
 
     def _note_stream(self, now: float) -> None:
         task = asyncio.current_task()
         if task is not None:
             self._streams[task] = now
 
-    async def _reserve(self, count: int) -> list[float]:
+    async def _reserve(self, count: int, deadline: float | None) -> list[float]:
+        """Up to `count` slots, none past `deadline`: none at all (and no write) when the fleet's next
+        slot is past it."""
         while True:
             now = self._clock()
             state = self._state
             interval = self._span / state.effective_per_minute(self.per_minute, now, self._adaptation)
             first = max(now, state.next_slot)
+            if deadline is not None:
+                if first > deadline:
+                    return []
+                count = min(count, math.floor((deadline - first) / interval) + 1)
             values: dict[str, Any] = {":new": _number(first + count * interval), ":n": {"N": str(count)}}
             # Conditioned on the cut too: a container must not reserve at a rate the fleet has cut.
             condition = _unchanged(self._item, ("next_slot", "last_throttled"), values)
