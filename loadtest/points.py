@@ -3,7 +3,7 @@
 A point is stated as it would be against Vanta (a limit of `rate_limit` requests a minute, `latency_s`
 per page) and run `time_scale` times faster: the simulator's limit is `rate_limit * time_scale` and its
 latency `latency_s / time_scale`, so every rate-bound time shrinks by the same factor and time / bound
-is unchanged. What does not shrink (planning, the poller's 1 s batching window, finalize, moto's own
+is unchanged. What does not shrink (planning, finalize, moto's own
 speed) weighs more in a scaled run, so scaled ratios overstate real ones; the full sweep runs the
 2,000-page points too. Reported wall times are as measured; "real-equivalent" values multiply by the
 scale.
@@ -129,10 +129,9 @@ def full_points() -> list[Point]:
     """The grid behind the targets (issue 13: W 2 to 20, limits 50 and 100/min, latency 0.2 to 5 s, both
     cursor styles), and one point along each other dimension. Every point is a >= 2,000-page sync
     (125,000 vulnerabilities: 2,000 pages at the minimum), 100/min at 10x time scale and 50/min at 20x
-    (both 1,000 requests a minute as run), W >= 10 at 3x and 6x (300 a minute: `grid_time_scale`);
-    2.5 to 4.5 minutes a point at 1,000 a minute, 7 to 9 at 300, about four hours in all (`--only`
-    runs a part: `-ac-`, `-op-`, `-r50-`). Opaque cursors skip 1 s latency (their time is set by the
-    longest shard chain at any latency; see the README)."""
+    (both 1,000 requests a minute as run: `grid_time_scale`); 2.5 to 4.5 minutes a point, about two and
+    a half hours in all (`--only` runs a part: `-ac-x10`, `-op-`, `-r50-`). Opaque cursors skip 1 s
+    latency (their time is set by the longest shard chain at any latency; see the README)."""
     base = Point(concurrency=5, latency_s=2.0, vulnerabilities=125_000)
     points: list[Point] = []
     for cursor, latencies in (("arrayconnection", (0.2, 1.0, 2.0, 5.0)), ("opaque", (0.2, 2.0, 5.0))):
@@ -143,7 +142,7 @@ def full_points() -> list[Point]:
                         concurrency=concurrency,
                         latency_s=latency,
                         cursor_style=cursor,
-                        time_scale=grid_time_scale(concurrency, 100),
+                        time_scale=grid_time_scale(100),
                     )
                 )
     # 50/min, the template's default limit: the fleet's slots twice as far apart.
@@ -154,7 +153,7 @@ def full_points() -> list[Point]:
                     concurrency=concurrency,
                     latency_s=latency,
                     rate_limit=50,
-                    time_scale=grid_time_scale(concurrency, 50),
+                    time_scale=grid_time_scale(50),
                 )
             )
     points.append(base.replace(concurrency=1))
@@ -166,18 +165,17 @@ def full_points() -> list[Point]:
 
 
 # Requests a minute the grid's points run at (the real limit times the scale): 1,000 keeps a point to a few
-# minutes; 300 for fleets of 10 or more workers, whose 100 to 200 ranges in flight in one process would
-# otherwise starve for CPU here (W=10 at 1,000 a minute reached 610 of them a scaled minute and timed
-# out; at 300 it kept pace, 0 timed out). Every deadline scales with the point either way.
+# minutes. Fleets of 10 and 20 workers ran at 300 a minute until 2026-11-30: their runs then put 100 to
+# 200 ranges in flight in this one process, which starved for CPU at 1,000 a minute (610 a scaled minute,
+# timed out). A run at the grid's limits is compact now (run/split.py: at most one container's 50 ranges,
+# whatever the fleet's size), and W=20 at 5 s pages and 1,000 a minute kept pace (1.13 x, 0 timed out).
+# Every deadline scales with the point either way.
 GRID_SIMULATED_RATE = 1000
-LARGE_FLEET_SIMULATED_RATE = 300
-LARGE_FLEET = 10
 
 
-def grid_time_scale(concurrency: int, rate_limit: int) -> float:
-    """The time scale of a grid point: its simulated rate, over its real limit (see above)."""
-    simulated = LARGE_FLEET_SIMULATED_RATE if concurrency >= LARGE_FLEET else GRID_SIMULATED_RATE
-    return simulated / rate_limit
+def grid_time_scale(rate_limit: int) -> float:
+    """The time scale of a grid point: the grid's simulated rate over its real limit (see above)."""
+    return GRID_SIMULATED_RATE / rate_limit
 
 
 # 18,750 vulnerabilities: 188 + 94 + 19 = 301 pages at the least.

@@ -341,8 +341,14 @@ async def test_a_piece_not_begun_when_the_piece_before_reaches_it_is_handed_that
     stack: Callable[..., Awaitable[Stack]],
 ) -> None:
     # Given a plan sized for 12 slots but one container running one range at a time, so a piece is
-    # still queued when the piece before it reaches its checkpoint
-    settings = {**SETTINGS, "RANGES_IN_FLIGHT": "1", "WORKER_MAX_CONCURRENCY": "12"}
+    # still queued when the piece before it reaches its checkpoint (a run whose pages would take a
+    # container's CPU: not compact, so its pieces go out one message each, not as one bundle run at once)
+    settings = {
+        **SETTINGS,
+        "RANGES_IN_FLIGHT": "1",
+        "WORKER_MAX_CONCURRENCY": "12",
+        "PAGE_CPU_SECONDS": "1",
+    }
     deployed = await stack(sim={**SIM, "seed": 25}, **settings)
     await asyncio.to_thread(sync, deployed, workers=1)
     # When the scope runs again in pieces
