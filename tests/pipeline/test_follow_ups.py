@@ -19,7 +19,7 @@ import orjson
 
 from vanta_vuln_sync.aws import AwsClients
 from vanta_vuln_sync.handlers.records import process_page_message, process_sync_request
-from vanta_vuln_sync.messages import PageRanges, parse_message
+from vanta_vuln_sync.messages import PageRange, PageRanges, parse_message
 from vanta_vuln_sync.run.services import Services
 
 from .conftest import Stack
@@ -207,4 +207,8 @@ async def test_ranges_whose_invocation_runs_out_hand_on_in_one_message_that_one_
     )
     assert bundles, "no invocation handed on several ranges at once"
     assert all(len(b.ranges) >= 2 for b in bundles)
+    # And no range split off went to the queue alone (to begin a container of its own; the first
+    # message is the plan)
+    alone = [m for delay, m in sent[1:] if delay == 0 and isinstance(m, PageRange) and m.seq == 0]
+    assert not alone
     assert invocations >= 3

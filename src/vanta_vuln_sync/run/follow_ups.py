@@ -74,12 +74,18 @@ class FollowUps:
         `extra_slot`, the container a free slot): returns how long its queue copy is to be delayed, or
         None (send it as it is)."""
         left = self._remaining()
-        if left < self._min_seconds() or (extra_slot and self._slots.locked()):
+        if left < self._min_seconds() or (extra_slot and not self.room_for_a_range()):
             return None
         task = asyncio.create_task(self._run(p))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return min(MAX_DELAY_SECONDS, math.ceil(left) + COPY_MARGIN_SECONDS)
+
+    def room_for_a_range(self) -> bool:
+        """Whether a new range (one split off) would be taken on here now: the time for it and a free
+        slot. One that would not goes to the queue alone, where the event source mapping wakes another
+        container for it, which then runs its ranges for the rest of the run."""
+        return self._remaining() >= self._min_seconds() and not self._slots.locked()
 
     async def hand_on(self, p: PageRange, send: SendBatch) -> None:
         """Send continuation `p` with the container's other steps' (see HandOnGate)."""

@@ -326,8 +326,10 @@ async def _fetch_and_write(
             not compact
             or (first is None and p.seq == 0)
             or remaining() < 2 * (client.attempt_allowance() + reserve)
+            or (follow is not None and not follow.room_for_a_range())
         ):
-            # A split's few writes must not push the step's hand-off past the invocation's end.
+            # A split's few writes must not push the step's hand-off past the invocation's end, and the
+            # new range must stay in this container: sent alone, it would begin a second one.
             return False
         if quiet:
             quiet -= 1
