@@ -161,9 +161,8 @@ class Finalize:
 PageMessage = PageRange | PageRanges | Finalize
 Message = SyncRequest | PageRange | PageRanges | Finalize
 # Steps in one PageRanges: one container's ranges (run/sizing.py, CONTAINER_RANGES), so a compact run
-# hands on to one invocation. Fewer when they would not fit MAX_MESSAGE_BYTES (run/follow_ups.py,
-# `bundled`): a step of the largest kind (100 anchors, stop and start ids) is about 12 KB, a usual one
-# under 1 KB.
+# hands on to one invocation. Fewer when they would not fit MAX_MESSAGE_BYTES (`bundled`, below): a step
+# of the largest kind (100 anchors, stop and start ids) is about 12 KB, a usual one under 1 KB.
 MAX_BUNDLED = 50
 # SQS's limit on a message is 256 KiB; a bundle keeps 16 KiB of it spare (attributes, JSON escaping).
 MAX_MESSAGE_BYTES = 240 * 1024
