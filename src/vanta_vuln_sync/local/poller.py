@@ -334,8 +334,9 @@ class Poller:
             if batch and left <= 0:
                 break
             # Idle: long-poll briefly so stop() is noticed. Gathering: wait out the batching window (SQS
-            # waits in whole seconds: a scaled window's fraction of one is waited out in short polls).
-            wait = self._idle_wait if not batch else min(_LONG_POLL_MAX, int(left))
+            # waits in whole seconds: what is left of the last one, if not nearly all of it, is waited
+            # out in short polls; a scaled window's fraction of one all of it).
+            wait = self._idle_wait if not batch else min(_LONG_POLL_MAX, int(left + _SHORT_POLL_SECONDS))
             if batch and wait == 0:
                 self._stop.wait(min(left, _SHORT_POLL_SECONDS))
             received = self._sqs.receive_message(
