@@ -217,11 +217,9 @@ class Poller:
         self._sqs = session.client("sqs", endpoint_url=self._endpoint_url)
         lambda_client = session.client("lambda", endpoint_url=self._endpoint_url)
         mappings, functions = self._configured or discover(lambda_client, self._sqs, self._only)
-        if self._time_scale != 1.0:
-            mappings = [
-                replace(m, batching_window_seconds=m.batching_window_seconds / self._time_scale)
-                for m in mappings
-            ]
+        mappings = [
+            replace(m, batching_window_seconds=m.batching_window_seconds / self._time_scale) for m in mappings
+        ]
         self.mappings, self.functions = mappings, functions
         # moto would otherwise "invoke" the mapped functions itself (in Docker) on every SendMessage.
         detach_moto_sqs_invoker()

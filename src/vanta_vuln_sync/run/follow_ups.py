@@ -74,7 +74,7 @@ class FollowUps:
         `extra_slot`, the container a free slot): returns how long its queue copy is to be delayed, or
         None (send it as it is)."""
         left = self._remaining()
-        if left < self._min_seconds() or (extra_slot and not self.room_for_a_range()):
+        if left < self._min_seconds() or (extra_slot and self._slots.locked()):
             return None
         task = asyncio.create_task(self._run(p))
         self._tasks.add(task)
