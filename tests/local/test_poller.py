@@ -44,6 +44,8 @@ def test_poller_deletes_batch_when_handler_succeeds(
         # lock, and SQS may do the same), so the outcome is every message handled and none left.
         assert poller.run_until(lambda: {i for c in recorded_calls for i in c.message_ids} >= set(sent), 90)
         assert poller.run_until(lambda: function.depth() == 0, timeout=60)
+        # The delete empties the queue a moment before the invocation's counters are settled.
+        assert poller.run_until(lambda: poller.stats().in_flight == 0, timeout=10)
         stats = poller.stats().functions[function.name]
     assert {i for c in recorded_calls for i in c.message_ids} == set(sent)
     assert stats.succeeded == stats.invocations

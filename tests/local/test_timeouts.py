@@ -113,6 +113,8 @@ def test_late_writes_are_refused_and_batch_returns_after_visibility_timeout_when
         # writes land.
         assert poller.run_until(lambda: len(late_writes) == 2 and "sqs" in late_writes[1], timeout=10)
         assert poller.run_until(lambda: function.depth() == 0, timeout=5)
+        # The delete empties the queue a moment before the invocation's counters are settled.
+        assert poller.run_until(lambda: poller.stats().in_flight == 0, timeout=10)
         stats = poller.stats().functions[function.name]
     second = late_writes[1]
     assert second["receive"] == 2
