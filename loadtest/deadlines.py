@@ -2,11 +2,11 @@
 
 A point run `S` times faster (limit x S, latency / S) meets the deadlines production meets only if every
 deadline shrinks by S too: the functions' timeouts, the queues' visibility timeouts, the step's hand-off
-reserve and its idle hand-on delay, the request timeout and the retry budget, and the wait of the SQS
-pollers' idle long polls (which decides how many receive requests an idle queue costs). They are read
-from where production sets them (`template.yaml`, the defaults of `settings.py`, Lambda's pollers) and
-handed to the deployed stack the way a deployment would: the functions' `Timeout` and `Environment`, the
-queues' `VisibilityTimeout`, the poller's idle wait.
+reserve and its idle hand-on delay, a failed record's first retry, the request timeout and the retry
+budget, and the wait of the SQS pollers' idle long polls (which decides how many receive requests an idle
+queue costs). They are read from where production sets them (`template.yaml`, the defaults of
+`settings.py`, Lambda's pollers) and handed to the deployed stack the way a deployment would: the
+functions' `Timeout` and `Environment`, the queues' `VisibilityTimeout`, the poller's idle wait.
 The embedded runtime reads all of them from there, as Lambda does; nothing in `src/` knows of scaling.
 The functions' memory sizes, which no scale changes, are read from the template too (`production_memory`).
 """
@@ -26,6 +26,7 @@ _WHOLE_SECONDS = (
     "page_visibility",
     "request_visibility",
     "idle_step_delay",
+    "page_retry",
     "poller_idle_wait",
 )
 # Lambda's SQS pollers long-poll: an empty receive waits up to SQS's maximum before it answers.
@@ -45,6 +46,8 @@ class Deadlines:
     retry_backoff_cap: float
     handoff: float
     idle_step_delay: int
+    # How soon a failed page record first comes back (Settings.page_retry_seconds).
+    page_retry: int
     # How long an idle poller's receive waits (the embedded poller's `idle_wait_seconds`): at Lambda's
     # 20 s an idle queue costs its pollers a request each 20 s; the embedded poller's default of 1 s
     # made SQS the largest AWS charge of a rate-bound sync in the load test's prices.
@@ -75,6 +78,7 @@ class Deadlines:
             "VANTA_RETRY_BACKOFF_CAP_SECONDS": f"{self.retry_backoff_cap:g}",
             "STEP_HANDOFF_SECONDS": f"{self.handoff:g}",
             "IDLE_STEP_DELAY_SECONDS": str(self.idle_step_delay),
+            "PAGE_RETRY_SECONDS": str(self.page_retry),
             "PAGE_CPU_SECONDS": f"{self.page_cpu_seconds:g}",
         }
 
@@ -105,6 +109,7 @@ def production_deadlines(template_path: str | Path | None = None) -> Deadlines:
         retry_backoff_cap=vanta.retry_backoff_cap,
         handoff=settings.handoff_seconds,
         idle_step_delay=settings.idle_step_delay_seconds,
+        page_retry=settings.page_retry_seconds,
         poller_idle_wait=LAMBDA_POLLER_WAIT_SECONDS,
         page_cpu_seconds=settings.page_cpu_seconds,
     )

@@ -43,7 +43,7 @@ class Point:
     cursor_style: CursorStyle = "arrayconnection"
     ranges_in_flight: int = 10
     # In production a range step hands on when its invocation's time runs low (at 100/min and 20 ranges
-    # in flight, ~20 pages into a 300 s invocation), and every range of the invocation does so at the
+    # in flight, ~60 pages into a 900 s invocation), and every range of the invocation does so at the
     # same moment. The scaled points keep that (their deadlines scale, deadlines.py) with a budget no
     # range reaches, so the deadline and not the budget ends their steps; the production points use the
     # template's PageBudget.

@@ -98,6 +98,9 @@ class Settings:
     # The SQS delay of a step's continuation when it could start no request before its deadline, or
     # Vanta's 429s outlasted the retry budget (and of a first step sent again for either reason).
     idle_step_delay_seconds: int = 30
+    # How soon a page record that failed comes back, the first time; four times as long each time after
+    # (handlers/retry_later.py). Without it, the PageQueue's 90-minute visibility timeout.
+    page_retry_seconds: int = 60
     # Plan opaque-cursor chains as pieces from the last run's checkpoints (store/checkpoints.py), so a
     # second run is no longer bound by its longest chain. CHAIN_PIECES=false walks every chain whole.
     chain_pieces: bool = True
@@ -214,6 +217,7 @@ def settings_from_env(env: Mapping[str, str] | None = None) -> Settings:
         page_cpu_seconds=_float(env, "PAGE_CPU_SECONDS", 0.09),
         worker_stagger=_share(env, "WORKER_STAGGER", 0.1, most=0.5),
         idle_step_delay_seconds=min(_int(env, "IDLE_STEP_DELAY_SECONDS", 30), 900),
+        page_retry_seconds=min(_int(env, "PAGE_RETRY_SECONDS", 60), 43_200),
         chain_pieces=env.get("CHAIN_PIECES", "true").strip().lower() not in ("0", "false", "no"),
         take_on_steps=env.get("TAKE_ON_STEPS", "true").strip().lower() not in ("0", "false", "no"),
     )

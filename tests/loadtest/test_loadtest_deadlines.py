@@ -33,10 +33,10 @@ def stack(moto_server: str) -> Iterator[EmbeddedStack]:
 def test_production_deadlines_are_the_templates_timeouts_and_the_settings_defaults() -> None:
     deadlines = production_deadlines()
 
-    assert (deadlines.worker_timeout, deadlines.scheduler_timeout) == (300, 120)
-    assert (deadlines.page_visibility, deadlines.request_visibility) == (1800, 720)
+    assert (deadlines.worker_timeout, deadlines.scheduler_timeout) == (900, 120)
+    assert (deadlines.page_visibility, deadlines.request_visibility) == (5400, 720)
     assert (deadlines.request_timeout, deadlines.retry_budget, deadlines.retry_backoff_cap) == (30, 120, 20)
-    assert (deadlines.handoff, deadlines.idle_step_delay) == (15, 30)
+    assert (deadlines.handoff, deadlines.idle_step_delay, deadlines.page_retry) == (15, 30, 60)
 
 
 def test_every_deadline_shrinks_by_the_time_scale_when_a_point_is_scaled() -> None:
@@ -53,7 +53,7 @@ def test_every_deadline_shrinks_by_the_time_scale_when_a_point_is_scaled() -> No
 def test_scaled_deadlines_reach_the_deployed_functions_queues_and_settings_when_applied(
     stack: EmbeddedStack, moto_server: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Given a point at 20x (whole-second deadlines round: 300 / 20 = 15, 720 / 20 = 36, 30 / 20 = 1.5 -> 2)
+    # Given a point at 20x (whole-second deadlines round: 900 / 20 = 45, 720 / 20 = 36, 30 / 20 = 1.5 -> 2)
     monkeypatch.setenv("AWS_ENDPOINT_URL", moto_server)
     deadlines = Point(concurrency=2, latency_s=1.0, rate_limit=50, time_scale=20.0).deadlines
     lambda_client, sqs = boto3.client("lambda"), boto3.client("sqs")
@@ -65,14 +65,14 @@ def test_scaled_deadlines_reach_the_deployed_functions_queues_and_settings_when_
     _, functions = discover(lambda_client, sqs, stack.function_names)
     timeouts = {name.rsplit("-", 1)[-1]: f.timeout_seconds for name, f in functions.items()}
     # (the Finalize function keeps its production timeout: CPU and S3 work, which no scale shrinks)
-    assert timeouts == {"worker": 15, "scheduler": 6, "finalize": 900}
+    assert timeouts == {"worker": 45, "scheduler": 6, "finalize": 900}
     visibility = {
         name: sqs.get_queue_attributes(QueueUrl=stack.outputs[name], AttributeNames=["VisibilityTimeout"])[
             "Attributes"
         ]["VisibilityTimeout"]
         for name in ("PageQueueUrl", "RequestQueueUrl")
     }
-    assert visibility == {"PageQueueUrl": "90", "RequestQueueUrl": "36"}
+    assert visibility == {"PageQueueUrl": "270", "RequestQueueUrl": "36"}
     # And the handlers' settings, read from that environment, carry every other deadline scaled
     apply_environment(functions.values())
     settings = settings_from_env()
@@ -81,6 +81,7 @@ def test_scaled_deadlines_reach_the_deployed_functions_queues_and_settings_when_
     assert settings.vanta.retry_backoff_cap == pytest.approx(1.0)
     assert settings.handoff_seconds == pytest.approx(0.75)
     assert settings.idle_step_delay_seconds == 2
+    assert settings.page_retry_seconds == 3
     # And the template's own variables are kept
     assert settings.state_table == stack.outputs["StateTableName"]
 

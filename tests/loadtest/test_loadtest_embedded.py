@@ -23,7 +23,7 @@ def test_point_measures_a_whole_sync_within_the_limit_when_run_on_the_embedded_r
     assert result.status == "succeeded", result.extra.get("last_errors")
     assert result.passed, result.failures
     assert result.extra["timing"]["scheduler"]["timeout_s"] == 24
-    assert result.extra["timing"]["worker"]["timeout_s"] == 60
+    assert result.extra["timing"]["worker"]["timeout_s"] == 180
     assert result.extra["records"] == 400 + 200 + 40
     # what it published is the tenant, and it says it is exact
     tenant = {"vulnerabilities": 400, "vulnerability-remediations": 200, "vulnerable-assets": 40}

@@ -56,7 +56,7 @@ def test_grid_points_run_at_a_rate_one_process_keeps_up_with_and_keep_their_real
         # What is scaled is time, not the limit: the ratio to the bound and every deadline follow
         real_bound = point.minimum_pages / point.rate_limit * 60
         assert point.bound_seconds * point.time_scale == pytest.approx(real_bound)
-        assert point.deadlines.worker_timeout == pytest.approx(300 / point.time_scale, abs=1)
+        assert point.deadlines.worker_timeout == pytest.approx(900 / point.time_scale, abs=1)
 
 
 def test_quick_points_are_small_enough_to_finish_in_minutes() -> None:

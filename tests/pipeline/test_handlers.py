@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -162,3 +163,66 @@ async def test_poison_message_lands_in_the_dlq_on_first_receive_and_its_batch_ma
         ExpressionAttributeValues={":pk": {"S": f"run#{run_id}"}, ":r": {"S": "range#"}},
     )["Items"]
     assert len(ranges) == len(pages) > 0
+
+
+async def test_failed_page_record_comes_back_after_a_growing_delay_not_the_queues_visibility_timeout(
+    stack: Callable[..., Awaitable[Stack]],
+) -> None:
+    """A worker's failed record is back on PageQueue after PAGE_RETRY_SECONDS, then four times that; its
+    batch-mate that succeeded is not (Lambda deletes it; here nothing does, so it stays in flight)."""
+    from vanta_vuln_sync.handlers.container import batch_handler
+
+    deployed = await stack(sim={"vulnerabilities": 10, "seed": 4}, PAGE_RETRY_SECONDS="1")
+    # The template's visibility timeout: without the change, the failed record would be gone 90 minutes
+    deployed.sqs.set_queue_attributes(
+        QueueUrl=deployed.page_queue_url, Attributes={"VisibilityTimeout": "5400"}
+    )
+
+    async def work(record: Any, services: Any, remaining: Callable[[], float]) -> None:
+        if orjson.loads(record.body)["fail"]:
+            raise RuntimeError("S3 said no, this time")
+
+    handler = batch_handler(work, pages=True)
+    context = EmulatedContext(
+        function_name="worker",
+        function_arn=f"arn:aws:lambda:{REGION}:123456789012:function:worker",
+        memory_limit_in_mb=256,
+        timeout_seconds=900,
+    )
+
+    def invoke_failing(messages: list[dict[str, Any]]) -> dict[str, Any]:
+        event = sqs_event(messages, queue_arn=f"arn:aws:sqs:{REGION}:123456789012:q", region=REGION)
+        return handler(event, context)
+
+    def visible_after(seconds: float) -> list[dict[str, Any]]:
+        time.sleep(seconds)
+        return deployed.sqs.receive_message(
+            QueueUrl=deployed.page_queue_url, MaxNumberOfMessages=10, AttributeNames=["All"]
+        ).get("Messages", [])
+
+    for fail in (False, True):
+        deployed.sqs.send_message(
+            QueueUrl=deployed.page_queue_url, MessageBody=orjson.dumps({"fail": fail}).decode()
+        )
+    loop = asyncio.get_running_loop()
+    container = ThreadPoolExecutor(max_workers=1)
+    try:
+        batch = receive(deployed, deployed.page_queue_url, 2)
+        # When the worker fails one record of its batch
+        first = await loop.run_in_executor(container, invoke_failing, batch)
+        [failed] = [m for m in batch if orjson.loads(m["Body"])["fail"]]
+        assert first == {"batchItemFailures": [{"itemIdentifier": failed["MessageId"]}]}
+        # Then that record alone is back after about a second (its first retry)
+        back = await loop.run_in_executor(None, visible_after, 2.0)
+        assert [(m["MessageId"], m["Attributes"]["ApproximateReceiveCount"]) for m in back] == [
+            (failed["MessageId"], "2")
+        ]
+        # And when it fails again, it stays away four times as long
+        again = await loop.run_in_executor(container, invoke_failing, back)
+        assert again == first
+        assert await loop.run_in_executor(None, visible_after, 2.0) == []
+        later = await loop.run_in_executor(None, visible_after, 3.0)
+        assert [m["MessageId"] for m in later] == [failed["MessageId"]]
+    finally:
+        await loop.run_in_executor(container, shutdown_container)
+        container.shutdown()

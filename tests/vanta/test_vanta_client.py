@@ -232,6 +232,23 @@ async def test_client_gives_up_with_server_error_when_vanta_keeps_failing(
     assert client.counters.retries == 2
 
 
+async def test_client_gives_up_at_once_when_a_503_says_the_outage_outlasts_the_retry_budget(
+    simulated_vanta: SimulatedVantaFactory,
+) -> None:
+    # Given Vanta down for an hour on the next page (503 with Retry-After: 3600)
+    sim, client, _ = await simulated_vanta(
+        vulnerabilities=150,
+        failed_cursor_requests=1,
+        client_options={"retry": RetryPolicy(base=0.001, cap=0.01, attempts=8, total_seconds=120)},
+    )
+    first = await client.fetch_page("vulnerabilities", page_size=100)
+    # Then the client does not try again within its budget: the step fails, and its record comes back later
+    with pytest.raises(ServerError, match="within 120s"):
+        await client.fetch_page("vulnerabilities", cursor=first.end_cursor, page_size=100)
+    assert sim.counters.requests == 2
+    assert client.counters.retries == 0
+
+
 async def test_client_retries_requests_that_stall_past_the_timeout(
     simulated_vanta: SimulatedVantaFactory,
 ) -> None:

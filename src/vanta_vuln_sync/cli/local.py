@@ -55,7 +55,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--worker-timeout",
         type=int,
         metavar="S",
-        help="deploy the worker with this function timeout instead of the template's 300 s, to see what "
+        help="deploy the worker with this function timeout instead of the template's 900 s, to see what "
         "a timed-out invocation costs (its writes refused, its batch back only after the queue's "
         "visibility timeout)",
     )

@@ -32,6 +32,7 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from vanta_vuln_sync.aws import AwsClients, open_clients
+from vanta_vuln_sync.handlers.retry_later import retry_later
 from vanta_vuln_sync.run.services import Services
 from vanta_vuln_sync.run.sizing import container_ranges
 from vanta_vuln_sync.settings import Settings, SettingsError, settings_from_env
@@ -112,11 +113,13 @@ class LambdaContainer:
         *,
         vanta: bool = True,
         stagger: float = 0.0,
+        retry_queue_url: str | None = None,
     ) -> dict[str, Any]:
         """Every record of an SQS event through `work(record, services, remaining)`, concurrently
         (`remaining()`: the invocation's seconds left, less up to `stagger` of them, drawn once an
         invocation; `vanta=False`: services without Vanta, see `services`); the partial batch response
-        (`{"batchItemFailures": [...]}`) lists the records that raised."""
+        (`{"batchItemFailures": [...]}`) lists the records that raised. With `retry_queue_url` (the
+        records' queue), failed records come back after a growing delay (handlers/retry_later.py)."""
         remaining = staggered_remaining(context, stagger)
 
         async def record_handler(record: SQSRecord) -> None:
@@ -125,7 +128,13 @@ class LambdaContainer:
         processor = ContainerBatchProcessor(self.loop)
         with processor(records=event.get("Records", []), handler=record_handler, lambda_context=context):
             processor.async_process()
-        return dict(processor.response())
+        response: dict[str, Any] = dict(processor.response())
+        failed = {f["itemIdentifier"] for f in response.get("batchItemFailures", [])}
+        if failed and retry_queue_url is not None and self._services is not None:
+            records = [r for r in event.get("Records", []) if r.get("messageId") in failed]
+            first = self.settings.page_retry_seconds
+            self.run(retry_later(self._services.aws.sqs, retry_queue_url, records, first))
+        return response
 
     async def services(self, metrics: Metrics | None = None, *, vanta: bool = True) -> Services:
         """The container's clients, opened on first use inside the running loop and then reused.
@@ -255,11 +264,14 @@ def _trace_configs() -> list[aiohttp.TraceConfig]:
     return [config]
 
 
-def batch_handler(work: RecordWork, *, vanta: bool = True, staggered: bool = False) -> LambdaHandler:
+def batch_handler(
+    work: RecordWork, *, vanta: bool = True, staggered: bool = False, pages: bool = False
+) -> LambdaHandler:
     """The Lambda entry point of one queue: Powertools' metrics, logger (with the Lambda context) and
     tracer wrapped, in that order, around this thread's container's `process_batch(work)`; returns the
     partial batch response. `vanta=False`: services without Vanta (see `LambdaContainer.services`);
-    `staggered`: the records' time left is staggered by the settings' `worker_stagger`."""
+    `staggered`: the records' time left is staggered by the settings' `worker_stagger`; `pages`: the
+    records are PageQueue's, and failed ones come back after a growing delay (handlers/retry_later.py)."""
     logger, tracer, metrics = Logger(), Tracer(), Metrics()
 
     @metrics.log_metrics
@@ -267,8 +279,12 @@ def batch_handler(work: RecordWork, *, vanta: bool = True, staggered: bool = Fal
     @tracer.capture_lambda_handler
     def traced(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         container = current_container()
-        stagger = container.settings.worker_stagger if staggered else 0.0
-        return container.process_batch(event, context, metrics, work, vanta=vanta, stagger=stagger)
+        settings = container.settings
+        stagger = settings.worker_stagger if staggered else 0.0
+        retry_queue_url = settings.page_queue_url if pages else None
+        return container.process_batch(
+            event, context, metrics, work, vanta=vanta, stagger=stagger, retry_queue_url=retry_queue_url
+        )
 
     def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         try:

@@ -32,6 +32,7 @@ RUNTIME_FIELDS = frozenset(
         "stall_rate",
         "stall_seconds",
         "token_error_rate",
+        "failed_cursor_requests",
         "token_requests_per_minute",
         "remediation_severity_case_sensitive",
         "churn_every",
@@ -62,6 +63,9 @@ class SimulatorConfig:
     inserts `churn_insert` records of one of `churn_resources` (drawn per event), at random positions
     drawn from `churn_seed` (None: from `seed`). `remediation_severity_case_sensitive`: remediations'
     `severity` filter compares as written with the records' lower-case values (`CRITICAL` matches none).
+    `failed_cursor_requests`: the first so many list requests for a full page past the first (a
+    `pageCursor` and a `pageSize` above 1: a range's, not a planner's one-record probes) are answered 503
+    with `Retry-After: 3600`, past any retry budget, whatever the rates say.
     """
 
     seed: int = 1
@@ -85,6 +89,7 @@ class SimulatorConfig:
     stall_rate: float = 0.0
     stall_seconds: float = 30.0
     token_error_rate: float = 0.0
+    failed_cursor_requests: int = 0
     remediation_severity_case_sensitive: bool = False
     churn_every: int = 0
     churn_delete: int = 1
@@ -120,7 +125,7 @@ class SimulatorConfig:
             raise SimulatorConfigError("token_requests_per_minute must be >= 1")
         if self.now.tzinfo is None:
             raise SimulatorConfigError("now must be timezone-aware")
-        for name in ("churn_every", "churn_delete", "churn_insert"):
+        for name in ("churn_every", "churn_delete", "churn_insert", "failed_cursor_requests"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                 raise SimulatorConfigError(f"{name} must be an integer >= 0, got {value!r}")

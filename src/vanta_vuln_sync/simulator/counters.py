@@ -56,6 +56,7 @@ class SimCounters:
     throttled: int = 0
     unauthorized: int = 0
     errors_injected: int = 0
+    failed_cursor_requests: int = 0
     truncated: int = 0
     stalled: int = 0
     token_requests: int = 0

@@ -334,6 +334,13 @@ class Simulator:
             with self._data_lock:
                 for planned in self._churn.on_list_request(self._config):
                     self._apply_churn(planned)
+        full_page_past_the_first = cursor is not None and int(raw_size) > 1
+        if full_page_past_the_first and counters.failed_cursor_requests < config.failed_cursor_requests:
+            counters.failed_cursor_requests += 1
+            counters.errors_injected += 1
+            # Down for an hour: past any retry budget, so the request's step fails.
+            headers = {"Retry-After": "3600"}
+            return error_response(503, "unavailable", "Injected outage on a page past the first.", headers)
         fault = self._rng.random()
         if fault < config.error_rate:
             counters.errors_injected += 1

@@ -246,7 +246,7 @@ class VantaClient:
                 ) as response:
                     status = response.status
                     body = await response.read()
-                    if status == 429:
+                    if status in (429, 503):  # 503: how long the outage lasts (RFC 9110, 10.2.3)
                         retry_after = parse_retry_after(
                             response.headers.get("Retry-After"), self._wall_clock()
                         )
