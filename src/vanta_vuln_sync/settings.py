@@ -98,8 +98,8 @@ class Settings:
     # The SQS delay of a step's continuation when it could start no request before its deadline, or
     # Vanta's 429s outlasted the retry budget (and of a first step sent again for either reason).
     idle_step_delay_seconds: int = 30
-    # How soon a page record that failed comes back, the first time; four times as long each time after
-    # (handlers/retry_later.py). Without it, the PageQueue's 90-minute visibility timeout.
+    # How soon a page record that failed comes back, the first time; four times as long each time after,
+    # up to 64 times (handlers/retry_later.py). Without it, the PageQueue's 90-minute visibility timeout.
     page_retry_seconds: int = 60
     # Plan opaque-cursor chains as pieces from the last run's checkpoints (store/checkpoints.py), so a
     # second run is no longer bound by its longest chain. CHAIN_PIECES=false walks every chain whole.

@@ -5,10 +5,11 @@ Lambda leaves the records a batch reports failed in flight until their visibilit
 PageQueue's is 5,400 s, six times the worker's 900 s timeout as Lambda's SQS guidance asks, so a step
 that failed on a passing fault (an S3 or DynamoDB error, Vanta unreachable past the retry budget) would
 hold its run back for 90 minutes. The worker sets each failed record's visibility to `first` seconds
-(Settings.page_retry_seconds, 60 s) times four for every earlier receive: it comes back after 1, 4, 16
-and 64 minutes, and the fifth failure (PageQueue's maxReceiveCount) parks it in the DLQ, 85 minutes of
-outage ridden out. A record whose invocation was killed (its timeout, a crash) still waits out the
-queue's visibility timeout: nothing runs to shorten it.
+(Settings.page_retry_seconds, 60 s) times four for every earlier receive, up to 64 times: it comes back
+after 1, 4, 16 and 64 minutes, and 64 minutes after its fifth failure SQS parks it in PageDLQ
+(maxReceiveCount 5): two and a half hours of outage ridden out, as five 30-minute visibility timeouts
+did before. A record whose invocation was killed (its timeout, a crash) still waits out the queue's
+visibility timeout: nothing runs to shorten it.
 """
 
 from __future__ import annotations
@@ -25,13 +26,15 @@ if TYPE_CHECKING:
 logger = Logger()
 
 GROWTH = 4
+# The delay grows for the first four receives: 1, 4, 16, 64 x `first`.
+MAX_GROWTHS = 3
 # SQS's largest visibility timeout.
 MAX_VISIBILITY_SECONDS = 43_200
 
 
 def retry_delay(first: int, receive_count: int) -> int:
     """Seconds until a record that failed on its `receive_count`-th receive comes back."""
-    delay: int = first * GROWTH ** max(0, receive_count - 1)
+    delay: int = first * GROWTH ** min(MAX_GROWTHS, max(0, receive_count - 1))
     return min(MAX_VISIBILITY_SECONDS, delay)
 
 
