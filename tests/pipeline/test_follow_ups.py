@@ -21,6 +21,7 @@ from vanta_vuln_sync.aws import AwsClients
 from vanta_vuln_sync.handlers.records import process_page_message, process_sync_request
 from vanta_vuln_sync.messages import PageRange, PageRanges, parse_message
 from vanta_vuln_sync.run.services import Services
+from vanta_vuln_sync.store.rate import FleetRateLimiter
 
 from .conftest import Stack
 from .drive import ThreadedDriver, settle
@@ -212,3 +213,80 @@ async def test_ranges_whose_invocation_runs_out_hand_on_in_one_message_that_one_
     alone = [m for delay, m in sent[1:] if delay == 0 and isinstance(m, PageRange) and m.seq == 0]
     assert not alone
     assert invocations >= 3
+
+
+async def compact_plan(
+    stack: Callable[..., Awaitable[Stack]],
+    open_services: Callable[..., Awaitable[Services]],
+    **settings: str,
+) -> tuple[Stack, Services, list[tuple[int, Any]], PageRanges]:
+    """A compact run planned as several offset ranges (from the last run's count), its plan one message
+    received; the services record every page message sent."""
+    deployed = await stack(sim={"vulnerabilities": 300, "seed": 46}, **{**SETTINGS, **settings})
+    deployed.counted_before(SCOPE, (SCOPE,))
+    sent: list[tuple[int, Any]] = []
+    services = await open_services(recording_sends(sent))
+    deployed.send_request(REQUEST)
+    [request] = deployed.sqs.receive_message(QueueUrl=deployed.request_queue_url).get("Messages", [])
+    await process_sync_request(request["Body"], request["MessageId"], None, services=services)
+    [(_, plan)] = sent
+    assert isinstance(plan, PageRanges)
+    assert len(plan.ranges) >= 2
+    sent.clear()
+    return deployed, services, sent, plan
+
+
+async def rate_slots_a_minute_away(services: Services) -> None:
+    """A 429 elsewhere in the fleet pushed every rate slot a minute away."""
+    fleet = FleetRateLimiter(
+        services.aws.dynamodb, services.settings.state_table, services.settings.vanta.rate_limit_per_minute
+    )
+    await fleet.penalize(60)
+
+
+async def test_first_steps_that_their_invocations_end_stops_before_a_page_go_again_together_at_once(
+    stack: Callable[..., Awaitable[Stack]], open_services: Callable[..., Awaitable[Services]]
+) -> None:
+    # Given a compact run's plan, and every rate slot a minute away
+    _, services, sent, plan = await compact_plan(stack, open_services)
+    await rate_slots_a_minute_away(services)
+    # When an invocation with 20 s left (too little to take a step on) runs it: no step reads its first
+    # page
+    outcome = await process_page_message(
+        plan.to_json().decode(), "m-plan", services=services, remaining=lambda: 20.0
+    )
+    # Then the steps go again as one message, sent at once, that one invocation will run: not each alone
+    # and delayed, where each began a container of its own for the rest of the run
+    assert outcome == ",".join(["noop"] * len(plan.ranges))
+    assert [(delay, type(m)) for delay, m in sent] == [(0, PageRanges)]
+    [(_, again)] = sent
+    assert isinstance(again, PageRanges)
+    assert sorted(r.shard for r in again.ranges) == sorted(r.shard for r in plan.ranges)
+    assert all(r.seq == 0 for r in again.ranges)
+
+
+async def test_steps_that_their_invocations_end_stops_before_a_page_hand_on_together_at_once(
+    stack: Callable[..., Awaitable[Stack]], open_services: Callable[..., Awaitable[Services]]
+) -> None:
+    # Given a compact run's ranges one page in (steps of a page, handed on as one message)
+    _, services, sent, plan = await compact_plan(
+        stack, open_services, PAGE_BUDGET="1", VANTA_RATE_LIMIT_PER_MINUTE="600"
+    )
+    await process_page_message(plan.to_json().decode(), "m-plan", services=services, remaining=lambda: 40.0)
+    [(_, continuations)] = sent
+    assert isinstance(continuations, PageRanges)
+    assert all(r.seq >= 1 for r in continuations.ranges)
+    # When every rate slot is a minute away and an invocation with 20 s left runs them: none reads a page
+    await rate_slots_a_minute_away(services)
+    sent.clear()
+    outcome = await process_page_message(
+        continuations.to_json().decode(), "m-next", services=services, remaining=lambda: 20.0
+    )
+    # Then each commits its empty step and they hand on as one message, at once
+    assert outcome == ",".join(["step"] * len(continuations.ranges))
+    assert [(delay, type(m)) for delay, m in sent] == [(0, PageRanges)]
+    [(_, handed)] = sent
+    assert isinstance(handed, PageRanges)
+    assert sorted((r.shard, r.seq) for r in handed.ranges) == sorted(
+        (r.shard, r.seq + 1) for r in continuations.ranges
+    )

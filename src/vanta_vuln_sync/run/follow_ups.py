@@ -87,6 +87,11 @@ class FollowUps:
         container for it, which then runs its ranges for the rest of the run."""
         return self._remaining() >= self._min_seconds() and not self._slots.locked()
 
+    def ending(self) -> bool:
+        """Whether the invocation is too near its end to take a step on: a step that read nothing now
+        stopped for that end, not because the fleet's rate budget is booked past a whole invocation."""
+        return self._remaining() < self._min_seconds()
+
     async def hand_on(self, p: PageRange, send: SendBatch) -> None:
         """Send continuation `p` with the container's other steps' (see HandOnGate)."""
         within = self._remaining() - GATE_MARGIN_RESERVES * self._reserve

@@ -28,7 +28,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from vanta_vuln_sync.messages import Finalize, PageRange, bundled
 from vanta_vuln_sync.run import split
 from vanta_vuln_sync.run.deadline import DeadlineSource, deadline_of, handoff_reserve
-from vanta_vuln_sync.run.follow_ups import FollowUps
+from vanta_vuln_sync.run.follow_ups import FollowUps, SendBatch
 from vanta_vuln_sync.run.services import Services
 from vanta_vuln_sync.run.sizing import step_pages
 from vanta_vuln_sync.run.walk import (
@@ -158,8 +158,13 @@ async def run_step(
         return StepResult(committed=False)
     except FirstPageLater:
         logger.info("no page read (deadline or throttling): the first step goes again later")
-        delay = services.settings.idle_step_delay_seconds
-        await send_message(services.aws.sqs, services.settings.page_queue_url, p, delay_seconds=delay)
+        if follow is not None and follow.ending():
+            # Its invocation's end stopped it: it goes with the container's other steps, to one
+            # invocation, not alone to a container of its own for the rest of the run.
+            await follow.hand_on(p, _send_bundle(services))
+        else:
+            delay = services.settings.idle_step_delay_seconds
+            await send_message(services.aws.sqs, services.settings.page_queue_url, p, delay_seconds=delay)
         return StepResult(committed=False)
     except StepTaken:
         progress = await store.get_range(p.run_id, p.resource, p.shard)
@@ -381,9 +386,11 @@ async def _fetch_and_write(
         # publish one), and the range before would stop short of its start, claiming it.
         raise FirstPageLater(f"step 0 of {p.shard}: no page read before the deadline or the retry budget")
     commit = await _write_and_describe(p, client, walk, services, since=None)
-    if walk.requests == 0 and not commit.done:
-        # Not one request fitted: the fleet's rate budget is booked past this invocation. The next
-        # step waits on the queue a while instead of spinning through empty invocations.
+    if walk.requests == 0 and not commit.done and not (follow is not None and follow.ending()):
+        # Not one request fitted although the invocation had the time: the fleet's rate budget is booked
+        # past it. The next step waits on the queue a while instead of spinning through empty
+        # invocations. (One that its invocation's end stopped goes with the container's other steps:
+        # alone and delayed, it began a container of its own for the rest of the run.)
         pause = settings.idle_step_delay_seconds
     return Fetched(None, replace(commit, wait_seconds=pause), walked)
 
@@ -630,12 +637,17 @@ async def _hand_on(
     """Send the continuation (delayed, or with the container's others through `follow`'s gate) and
     mark the step handed on."""
     c = continuation
-    queue = services.settings.page_queue_url
     if follow is not None and not delay_seconds:
-        await follow.hand_on(c, lambda batch: send_messages(services.aws.sqs, queue, bundled(batch)))
+        await follow.hand_on(c, _send_bundle(services))
     else:
-        await send_message(services.aws.sqs, queue, c, delay_seconds=delay_seconds)
+        await send_message(services.aws.sqs, services.settings.page_queue_url, c, delay_seconds=delay_seconds)
     await services.store.mark_handed_on(c.run_id, c.resource, c.shard, c.seq - 1)
+
+
+def _send_bundle(services: Services) -> SendBatch:
+    """How the hand-on gate sends a container's steps: as few PageRanges messages as hold them."""
+    queue = services.settings.page_queue_url
+    return lambda batch: send_messages(services.aws.sqs, queue, bundled(batch))
 
 
 async def _send_finalize(run_id: str, services: Services) -> None:
