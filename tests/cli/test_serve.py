@@ -63,6 +63,13 @@ def _wait_for(path: Path, process: subprocess.Popen[str], log: Path, timeout: fl
         time.sleep(0.2)
 
 
+def _wait_in_log(log: Path, text: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while text not in log.read_text():
+        assert time.monotonic() < deadline, log.read_text()
+        time.sleep(0.5)
+
+
 def _status_when_ended(run_id: str, capsys: pytest.CaptureFixture[str], timeout: float) -> str:
     deadline = time.monotonic() + timeout
     while True:
@@ -123,14 +130,18 @@ def test_served_stack_runs_a_cli_resync_and_a_raw_sqs_message_then_stops_cleanly
     assert re.search(r"^status +succeeded$", raw, re.MULTILINE), raw + log.read_text()
     assert re.search(r"^reason +resync critical vulnerabilities$", raw, re.MULTILINE), raw
     # The scheduled full sync, fired at start, is `latest` once it has succeeded.
-    deadline = time.monotonic() + 60
-    while "(schedule; scope all): succeeded" not in log.read_text():
-        assert time.monotonic() < deadline, log.read_text()
-        time.sleep(0.5)
+    _wait_in_log(log, "(schedule; scope all): succeeded", timeout=60)
     assert main(["status", "--stack", "local"]) == 0
     assert re.search(r"^reason +schedule$", capsys.readouterr().out, re.MULTILINE)
-    assert (state_file.parent / "findings").is_dir()
-    assert (state_file.parent / "runs" / planned.group(1) / "report.html").is_file()
+    # Each successful run's outputs are copied once the server has seen it succeed (its `report` line
+    # follows the copy): the full sync's to the top of the output folder, the resync's under runs/.
+    # (the server prints them relative to its working directory, the test's tmp_path)
+    out = state_file.parent
+    _wait_in_log(log, f"report {out.name}/report.html;", timeout=30)
+    assert (out / "findings").is_dir()
+    resync = f"runs/{planned.group(1)}/report.html"
+    _wait_in_log(log, f"report {out.name}/{resync};", timeout=30)
+    assert (out / resync).is_file()
 
     # And Ctrl-C stops it cleanly: exit code 0, the state file removed, `--stack local` says so.
     runs_done = time.monotonic() - started
