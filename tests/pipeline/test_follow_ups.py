@@ -218,11 +218,12 @@ async def test_ranges_whose_invocation_runs_out_hand_on_in_one_message_that_one_
 async def compact_plan(
     stack: Callable[..., Awaitable[Stack]],
     open_services: Callable[..., Awaitable[Services]],
+    vulnerabilities: int = 300,
     **settings: str,
 ) -> tuple[Stack, Services, list[tuple[int, Any]], PageRanges]:
     """A compact run planned as several offset ranges (from the last run's count), its plan one message
     received; the services record every page message sent."""
-    deployed = await stack(sim={"vulnerabilities": 300, "seed": 46}, **{**SETTINGS, **settings})
+    deployed = await stack(sim={"vulnerabilities": vulnerabilities, "seed": 46}, **{**SETTINGS, **settings})
     deployed.counted_before(SCOPE, (SCOPE,))
     sent: list[tuple[int, Any]] = []
     services = await open_services(recording_sends(sent))
@@ -290,3 +291,33 @@ async def test_steps_that_their_invocations_end_stops_before_a_page_hand_on_toge
     assert sorted((r.shard, r.seq) for r in handed.ranges) == sorted(
         (r.shard, r.seq + 1) for r in continuations.ranges
     )
+
+
+async def test_steps_that_their_invocations_time_stops_hand_on_together_not_taken_on(
+    stack: Callable[..., Awaitable[Stack]], open_services: Callable[..., Awaitable[Services]]
+) -> None:
+    # Given a compact run's plan of several ranges whose steps stop only for their invocation's end
+    # (1 s hand-off reserve: a step may be taken on with ~3 s left, and a page needs up to 3 s)
+    _, services, sent, plan = await compact_plan(
+        stack,
+        open_services,
+        vulnerabilities=1_500,
+        PAGE_BUDGET="500",
+        STEP_HANDOFF_SECONDS="1",
+        VANTA_RATE_LIMIT_PER_MINUTE="600",
+    )
+    # When an invocation with 8 s runs it
+    ends = time.monotonic() + 8.0
+    outcome = await process_page_message(
+        plan.to_json().decode(), "m-plan", services=services, remaining=lambda: ends - time.monotonic()
+    )
+    # Then each range reads pages until its time runs low, commits, and the continuations go as one
+    # message, at once. Taken on instead, each stopped again before its first request, committed an
+    # empty step and went to the queue alone and delayed, to a container of its own for the rest of
+    # the run.
+    assert outcome == ",".join(["step"] * len(plan.ranges))
+    assert [(delay, type(m)) for delay, m in sent] == [(0, PageRanges)], sent
+    [(_, handed)] = sent
+    assert isinstance(handed, PageRanges)
+    assert sorted(r.shard for r in handed.ranges) == sorted(r.shard for r in plan.ranges)
+    assert all(r.seq >= 1 for r in handed.ranges)

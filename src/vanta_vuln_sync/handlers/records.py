@@ -136,7 +136,7 @@ async def _page_range(
         _range_keys(p, message_id)
         try:
             async with services.in_flight, services.hand_ons.running():
-                await run_step(p, services=services, remaining=remaining, follow=follow)
+                await run_step(p, services=services, remaining=remaining, follow=follow, taken_on=True)
         except Exception:
             logger.exception("a step taken on failed; its queue copy runs it after this invocation")
 

@@ -100,10 +100,12 @@ async def run_step(
     services: Services,
     remaining: Callable[[], float],
     follow: FollowUps | None = None,
+    taken_on: bool = False,
 ) -> StepResult:
     """Run one step of `page_range`; `remaining()` is the invocation's seconds left. With `follow`, the
     invocation takes on the step's continuation and the ranges it splits off while it has time
-    (run/follow_ups.py); their messages are then sent delayed past its end.
+    (run/follow_ups.py); their messages are then sent delayed past its end. `taken_on`: this invocation
+    took the step on itself (it did not come from the queue).
 
     Raises UnknownRunError for a run the table does not hold. A Vanta 400/403 fails the range and its run
     (returned as `failed`, nothing to retry). 429s that outlast the retry budget end the step like its
@@ -142,7 +144,9 @@ async def run_step(
     started = time.monotonic()
     client = services.vanta()
     try:
-        first, commit, walked = await _fetch_and_write(p, client, services, remaining, follow, compact)
+        first, commit, walked, out_of_time = await _fetch_and_write(
+            p, client, services, remaining, follow, compact, taken_on=taken_on
+        )
     except RequestRejectedError as exc:
         await fail_run(
             p.run_id,
@@ -158,7 +162,7 @@ async def run_step(
         return StepResult(committed=False)
     except FirstPageLater:
         logger.info("no page read (deadline or throttling): the first step goes again later")
-        if follow is not None and follow.ending():
+        if follow is not None and (taken_on or follow.ending()):
             # Its invocation's end stopped it: it goes with the container's other steps, to one
             # invocation, not alone to a container of its own for the rest of the run.
             await follow.hand_on(p, _send_bundle(services))
@@ -201,7 +205,9 @@ async def run_step(
     else:
         continuation = _next_step(p, commit)
         delay = commit.wait_seconds
-        if not delay and follow is not None:
+        if not delay and follow is not None and not out_of_time:
+            # (One its invocation's time stopped goes through the gate with the container's others:
+            # taken on, it stopped again before its first request, and went to the queue alone.)
             delay = follow.take(continuation, extra_slot=False) or 0
         await _hand_on(continuation, services, delay_seconds=delay, follow=follow)
     services.handoffs.record(time.monotonic() - walked)
@@ -222,11 +228,13 @@ class Fetched(NamedTuple):
     """What a step's walk read, written: `first`, the first page's commit when the step published the
     range's head and so committed that page already as step `p.seq`; `rest`, what is left to commit, as
     step `p.seq` or, after a first page's commit, `p.seq + 1` (None when nothing was read after the
-    first page); `walked`, when the walk stopped (monotonic): the hand-off is timed from there."""
+    first page); `walked`, when the walk stopped (monotonic): the hand-off is timed from there;
+    `out_of_time`, whether the invocation's deadline stopped it (not its page budget nor the range's end)."""
 
     first: StepCommit | None
     rest: StepCommit | None
     walked: float
+    out_of_time: bool
 
 
 async def _fetch_and_write(
@@ -236,6 +244,8 @@ async def _fetch_and_write(
     remaining: Callable[[], float],
     follow: FollowUps | None,
     compact: bool,
+    *,
+    taken_on: bool,
 ) -> Fetched:
     """Walk the step and write what it read. Raises StepTaken when another delivery committed the
     first page first."""
@@ -253,14 +263,17 @@ async def _fetch_and_write(
         stop_ids=p.stop_ids,
     )
 
+    out_of_time = False
+
     def keep_going() -> bool:
         # Hand on while there is time left for a page (as slow as the client has seen them lately), the
         # S3 write, the commit and the enqueue; commit once the step has read its share of what the
         # container may hold in memory (run/sizing.py), when more steps than RangesInFlight share it.
-        return walk.requests == 0 or (
-            remaining() >= client.attempt_allowance() + reserve
-            and walk.requests < step_pages(p.page_budget, services.hand_ons.steps)
-        )
+        nonlocal out_of_time
+        if walk.requests == 0:
+            return True
+        out_of_time = remaining() < client.attempt_allowance() + reserve
+        return not out_of_time and walk.requests < step_pages(p.page_budget, services.hand_ons.steps)
 
     first: StepCommit | None = None
 
@@ -367,6 +380,7 @@ async def _fetch_and_write(
         # The next request's rate slot or end falls past the invocation's safe end: commit what was
         # read (every page so far is whole) and hand the rest on.
         logger.info("stopping the step before the invocation's deadline", extra={"seq": p.seq})
+        out_of_time = True
     except RateLimitedError as exc:
         # Vanta kept answering 429 for the whole retry budget (its limit is below the fleet's, whose
         # limiter has paused and lowered its rate): commit what was read and hand the rest on after a
@@ -377,22 +391,23 @@ async def _fetch_and_write(
     walked = time.monotonic()
     if first is not None:
         if walk.requests == first.pages and not walk.done and not walk.records and not walk.warnings:
-            return Fetched(replace(first, wait_seconds=pause), None, walked)
+            return Fetched(replace(first, wait_seconds=pause), None, walked, out_of_time)
         rest = replace(p, seq=p.seq + 1)
         commit = await _write_and_describe(rest, client, walk, services, since=first)
-        return Fetched(first, replace(commit, wait_seconds=pause), walked)
+        return Fetched(first, replace(commit, wait_seconds=pause), walked, out_of_time)
     if walk.requests == 0 and not walk.done and p.seq == 0 and walk.head is None:
         # Committing this empty step would leave the range without a head for good (later steps never
         # publish one), and the range before would stop short of its start, claiming it.
         raise FirstPageLater(f"step 0 of {p.shard}: no page read before the deadline or the retry budget")
     commit = await _write_and_describe(p, client, walk, services, since=None)
-    if walk.requests == 0 and not commit.done and not (follow is not None and follow.ending()):
-        # Not one request fitted although the invocation had the time: the fleet's rate budget is booked
-        # past it. The next step waits on the queue a while instead of spinning through empty
-        # invocations. (One that its invocation's end stopped goes with the container's other steps:
-        # alone and delayed, it began a container of its own for the rest of the run.)
+    if walk.requests == 0 and not commit.done and not (follow is not None and (taken_on or follow.ending())):
+        # Not one request fitted although the step came from the queue to an invocation with the time:
+        # the fleet's rate budget is booked past it. The next step waits on the queue a while instead of
+        # spinning through empty invocations. (One its invocation took on, or one its invocation's end
+        # stopped, goes with the container's other steps: alone and delayed, it began a container of its
+        # own for the rest of the run.)
         pause = settings.idle_step_delay_seconds
-    return Fetched(None, replace(commit, wait_seconds=pause), walked)
+    return Fetched(None, replace(commit, wait_seconds=pause), walked, out_of_time)
 
 
 async def _walk(
