@@ -15,6 +15,11 @@ one invocation receives and runs as it would their messages. Sent one by one, as
 time up, each woke an invocation of its own (measured on a 300-page sync at 50/min: four containers side
 by side after the first invocation's end where one would do); sent as one batch of messages, the event
 source mapping still shared them out among two.
+
+A step its invocation's time stopped is not taken on but goes to the gate (run/step.py): taken on, it
+stopped again before its first request, committed an empty step, and its continuation went alone to the
+queue 30 s later, where a container of its own ran it for the rest of the run (measured at 50/min with
+5 s pages: three containers side by side where one would do, 2.6 × the cost floor against 1.5 ×).
 """
 
 from __future__ import annotations
