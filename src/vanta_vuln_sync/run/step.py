@@ -163,8 +163,9 @@ async def run_step(
     except FirstPageLater:
         logger.info("no page read (deadline or throttling): the first step goes again later")
         if follow is not None and (taken_on or follow.ending()):
-            # Its invocation's end stopped it: it goes with the container's other steps, to one
-            # invocation, not alone to a container of its own for the rest of the run.
+            # Its invocation took it on, or its invocation's end stopped it: it goes with the
+            # container's other steps, to one invocation, not alone to a container of its own for the
+            # rest of the run.
             await follow.hand_on(p, _send_bundle(services))
         else:
             delay = services.settings.idle_step_delay_seconds
