@@ -19,7 +19,7 @@ source mapping still shared them out among two.
 A step its invocation's time stopped is not taken on but goes to the gate (run/step.py): taken on, it
 stopped again before its first request, committed an empty step, and its continuation went alone to the
 queue 30 s later, where a container of its own ran it for the rest of the run (measured at 50/min with
-5 s pages: three containers side by side where one would do, 2.6 × the cost floor against 1.5 ×).
+5 s pages: three containers side by side where one would do, 2.6 x the cost floor against 1.5 x).
 """
 
 from __future__ import annotations
